@@ -1,0 +1,1 @@
+//! Pure service-catalog model (placeholder, being written).

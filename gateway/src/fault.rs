@@ -1,0 +1,1 @@
+//! Error bodies in each fronted service's native format (placeholder, being written).

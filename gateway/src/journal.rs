@@ -1,0 +1,1 @@
+//! The mirror journal (placeholder, being written).

@@ -1,0 +1,2 @@
+//! The `drgw` binary: argument parsing only; everything lives in the library.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Per-service route tables (placeholder, being written).

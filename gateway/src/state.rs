@@ -1,0 +1,1 @@
+//! The gateway's durable state store (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Pure DR policy model (placeholder, being written).

@@ -1,0 +1,3 @@
+//! drgw test bed: the OpenStack simulator, the real-site harness and shared test helpers.
+
+pub mod sim;

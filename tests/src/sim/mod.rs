@@ -1,0 +1,1 @@
+//! OpenStack simulator (placeholder, being written).
