@@ -1,3 +1,5 @@
 //! drgw test bed: the OpenStack simulator, the real-site harness and shared test helpers.
 
+pub mod cli;
+pub mod realsite;
 pub mod sim;

@@ -1,0 +1,308 @@
+//! Rewriting absolute upstream URLs (links, `next`, `Location`, version documents) to the
+//! gateway's public URLs, so that a client never leaves the gateway by accident.
+
+use serde_json::Value;
+
+use crate::base_url::{BaseUrl, BaseUrlError};
+use crate::service::ServiceKind;
+
+/// One upstream base and the public base that replaces it.
+#[derive(Debug, Clone)]
+struct Mapping {
+    kind: ServiceKind,
+    upstream: BaseUrl,
+    public: BaseUrl,
+}
+
+/// Upstream base URL → public base URL, for every service and site the gateway fronts.
+///
+/// Built from `(kind, upstream_base, public_base)` triples; list the upstreams of every
+/// site, so that a link to the standby site is rewritten too.
+#[derive(Debug, Clone, Default)]
+pub struct UrlMap {
+    /// Longest upstream path first, so that the first match is the longest prefix.
+    mappings: Vec<Mapping>,
+    /// Distinct lowercase upstream hosts, for [`UrlMap::contains_upstream`].
+    hosts: Vec<Vec<u8>>,
+}
+
+impl UrlMap {
+    /// Builds the map, leaving out triples whose upstream or public base does not parse
+    /// (use [`UrlMap::try_new`] to be told about them).
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (ServiceKind, &'a str, &'a str)>) -> UrlMap {
+        let mappings = pairs
+            .into_iter()
+            .filter_map(|(kind, upstream, public)| {
+                Some(Mapping {
+                    kind,
+                    upstream: BaseUrl::parse(upstream).ok()?,
+                    public: BaseUrl::parse(public).ok()?,
+                })
+            })
+            .collect();
+        UrlMap::from_mappings(mappings)
+    }
+
+    /// Builds the map; fails on the first base that does not parse.
+    pub fn try_new<'a>(
+        pairs: impl IntoIterator<Item = (ServiceKind, &'a str, &'a str)>,
+    ) -> Result<UrlMap, BaseUrlError> {
+        let mut mappings = Vec::new();
+        for (kind, upstream, public) in pairs {
+            mappings.push(Mapping {
+                kind,
+                upstream: BaseUrl::parse(upstream)?,
+                public: BaseUrl::parse(public)?,
+            });
+        }
+        Ok(UrlMap::from_mappings(mappings))
+    }
+
+    fn from_mappings(mut mappings: Vec<Mapping>) -> UrlMap {
+        // Stable: among equally long prefixes the first configured wins.
+        mappings.sort_by_key(|m| std::cmp::Reverse(m.upstream.path().len()));
+        let mut hosts: Vec<Vec<u8>> = Vec::new();
+        for m in &mappings {
+            let host = m.upstream.host().as_bytes();
+            if !hosts.iter().any(|h| h == host) {
+                hosts.push(host.to_vec());
+            }
+        }
+        UrlMap { mappings, hosts }
+    }
+
+    /// True when the map has no mapping.
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty()
+    }
+
+    /// The service whose upstream base `url` lies under (longest prefix), if any.
+    pub fn kind_of(&self, url: &str) -> Option<ServiceKind> {
+        self.find(url).map(|(m, _)| m.kind)
+    }
+
+    /// The public URL for `url` if it lies under an upstream base: the public base followed
+    /// by the rest of `url` (path, query, fragment). The longest matching prefix wins.
+    pub fn rewrite_url(&self, url: &str) -> Option<String> {
+        let (mapping, suffix) = self.find(url)?;
+        Some(format!("{}{}", mapping.public.as_str(), suffix))
+    }
+
+    fn find<'u>(&self, url: &'u str) -> Option<(&Mapping, &'u str)> {
+        self.mappings
+            .iter()
+            .find_map(|m| m.upstream.suffix_of(url).map(|suffix| (m, suffix)))
+    }
+
+    /// Rewrites, anywhere in `value`, every string that [`UrlMap::rewrite_url`] matches;
+    /// returns how many strings changed. Object keys are left alone. Walks with an explicit
+    /// stack, so the depth of the document does not matter.
+    pub fn rewrite_json_links(&self, value: &mut Value) -> usize {
+        if self.mappings.is_empty() {
+            return 0;
+        }
+        let mut changed = 0;
+        let mut stack = vec![value];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::String(s) => {
+                    if let Some(new) = self.rewrite_url(s) {
+                        if new != *s {
+                            *s = new;
+                            changed += 1;
+                        }
+                    }
+                }
+                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Object(map) => stack.extend(map.values_mut()),
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+        changed
+    }
+
+    /// A cheap pre-check on a raw body: false only if no upstream URL can occur in it, so
+    /// that the caller may skip parsing. Looks for any upstream host, ASCII
+    /// case-insensitively; this also finds URLs written with JSON's `\/` escape. (A host
+    /// spelt with `\u` escapes is not found; no real service writes one.)
+    pub fn contains_upstream(&self, bytes: &[u8]) -> bool {
+        self.hosts
+            .iter()
+            .any(|host| contains_ignore_ascii_case(bytes, host))
+    }
+}
+
+/// Whether `haystack` contains `needle` (given in lowercase), ASCII case-insensitively.
+fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    haystack.windows(needle.len()).any(|window| {
+        window[0].to_ascii_lowercase() == first && window.eq_ignore_ascii_case(needle)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn map() -> UrlMap {
+        UrlMap::new([
+            (
+                ServiceKind::Compute,
+                "http://10.0.0.5:8774",
+                "https://cloud.example.com:8774",
+            ),
+            (
+                ServiceKind::Compute,
+                "http://10.1.0.5:8774/",
+                "https://cloud.example.com:8774/",
+            ),
+            (ServiceKind::Identity, "http://10.0.0.6", "http://gw:8080/"),
+            (
+                ServiceKind::Image,
+                "http://10.0.0.6/image",
+                "http://gw:8080/image",
+            ),
+            (
+                ServiceKind::Network,
+                "http://10.0.0.6/image/nested",
+                "http://gw:8080/nested",
+            ),
+            (ServiceKind::Network, "not a url", "http://gw:9696"),
+        ])
+    }
+
+    #[test]
+    fn rewrite_url_table() {
+        let m = map();
+        let table = [
+            (
+                "http://10.0.0.5:8774/v2.1/servers/x?marker=y",
+                Some("https://cloud.example.com:8774/v2.1/servers/x?marker=y"),
+            ),
+            (
+                "http://10.1.0.5:8774/v2.1/",
+                Some("https://cloud.example.com:8774/v2.1/"),
+            ),
+            (
+                "http://10.0.0.5:8774",
+                Some("https://cloud.example.com:8774"),
+            ),
+            ("http://10.0.0.5:87741/v2.1", None),
+            (
+                "http://10.0.0.6/v3/projects",
+                Some("http://gw:8080/v3/projects"),
+            ),
+            ("http://10.0.0.6:80/v3", Some("http://gw:8080/v3")),
+            // Longest prefix: /image before the root, /image/nested before /image.
+            (
+                "http://10.0.0.6/image/v2/images?limit=1",
+                Some("http://gw:8080/image/v2/images?limit=1"),
+            ),
+            (
+                "http://10.0.0.6/image/nested/x",
+                Some("http://gw:8080/nested/x"),
+            ),
+            // Not at a boundary: falls back to the root base.
+            ("http://10.0.0.6/imagery", Some("http://gw:8080/imagery")),
+            ("/v2/schemas/image", None),
+            ("https://10.0.0.6/v3", None),
+            ("ACTIVE", None),
+        ];
+        for (url, want) in table {
+            assert_eq!(m.rewrite_url(url).as_deref(), want, "{url}");
+        }
+        assert_eq!(
+            m.kind_of("http://10.0.0.6/image/v2"),
+            Some(ServiceKind::Image)
+        );
+        assert_eq!(m.kind_of("http://10.0.0.7/"), None);
+    }
+
+    #[test]
+    fn try_new_reports_bad_base() {
+        let err =
+            UrlMap::try_new([(ServiceKind::Compute, "10.0.0.5:8774", "http://gw")]).unwrap_err();
+        assert_eq!(err.kind(), "not_absolute");
+        assert!(UrlMap::try_new([(ServiceKind::Compute, "http://a", "http://gw")]).is_ok());
+    }
+
+    #[test]
+    fn json_links_everywhere() {
+        let m = map();
+        let mut doc = json!({
+            "server": {
+                "id": "x",
+                "links": [
+                    {"rel": "self", "href": "http://10.0.0.5:8774/v2.1/servers/x"},
+                    {"rel": "bookmark", "href": "http://10.0.0.5:8774/servers/x"}
+                ],
+                "name": "http://10.0.0.5:8774 is kept only when it is the whole string?"
+            },
+            "servers_links": [{"rel": "next", "href": "http://10.1.0.5:8774/v2.1/servers?marker=x"}],
+            "next": "/v2/images?marker=y",
+            "first": "http://10.0.0.6/image/v2/images",
+            "http://10.0.0.5:8774/key": 1
+        });
+        assert_eq!(m.rewrite_json_links(&mut doc), 4);
+        assert_eq!(
+            doc["server"]["links"][0]["href"],
+            "https://cloud.example.com:8774/v2.1/servers/x"
+        );
+        assert_eq!(
+            doc["servers_links"][0]["href"],
+            "https://cloud.example.com:8774/v2.1/servers?marker=x"
+        );
+        assert_eq!(doc["first"], "http://gw:8080/image/v2/images");
+        assert_eq!(doc["next"], "/v2/images?marker=y");
+        // Text that merely mentions an upstream does not start with a URL at a boundary.
+        assert_eq!(
+            doc["server"]["name"],
+            "http://10.0.0.5:8774 is kept only when it is the whole string?"
+        );
+        assert!(doc.get("http://10.0.0.5:8774/key").is_some());
+        // Idempotent.
+        assert_eq!(m.rewrite_json_links(&mut doc), 0);
+    }
+
+    #[test]
+    fn deep_documents_do_not_overflow() {
+        let m = map();
+        let mut doc = Value::String("http://10.0.0.5:8774/v2.1".into());
+        for _ in 0..100_000 {
+            doc = Value::Array(vec![doc]);
+        }
+        assert_eq!(m.rewrite_json_links(&mut doc), 1);
+        // Drop iteratively too: serde_json's recursive drop would overflow the stack.
+        let mut stack = vec![doc];
+        while let Some(v) = stack.pop() {
+            if let Value::Array(items) = v {
+                stack.extend(items);
+            }
+        }
+    }
+
+    #[test]
+    fn pre_check() {
+        let m = map();
+        assert!(m.contains_upstream(br#"{"href": "http://10.0.0.5:8774/v2.1"}"#));
+        assert!(m.contains_upstream(br#"{"href": "http:\/\/10.0.0.6\/v3"}"#));
+        assert!(m.contains_upstream(b"HTTP://10.1.0.5:8774"));
+        assert!(!m.contains_upstream(br#"{"href": "https://cloud.example.com:8774/v2.1"}"#));
+        assert!(!m.contains_upstream(b""));
+        assert!(!m.contains_upstream(b"10.0.0"));
+        assert!(!UrlMap::default().contains_upstream(b"http://10.0.0.5:8774"));
+        let upper = UrlMap::new([(ServiceKind::Compute, "http://Nova.Local:8774", "http://gw")]);
+        assert!(upper.contains_upstream(b"\"http://nova.LOCAL:8774/v2.1\""));
+    }
+
+    #[test]
+    fn contains_ignore_case() {
+        assert!(contains_ignore_ascii_case(b"abcDEF", b"cde"));
+        assert!(!contains_ignore_ascii_case(b"ab", b"abc"));
+        assert!(contains_ignore_ascii_case(b"", b""));
+    }
+}

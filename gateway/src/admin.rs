@@ -1,0 +1,230 @@
+//! The admin listener (loopback by default): metrics, health, readiness and the `/v1/` API
+//! that the `drgw` admin subcommands call.
+//!
+//! Every call is authenticated: either `Authorization: Bearer <token>` with the token kept
+//! in `admin.token_file` (created with mode 0600 on first start), or `X-Auth-Token` with a
+//! Keystone token that carries the `admin` role at the active site. Anything else is 401.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, ProxyBody};
+use crate::config::SiteName;
+use crate::gateway::Gateway;
+use crate::operation::Service;
+
+/// State shared by admin requests.
+pub struct AdminState {
+    gateway: Arc<Gateway>,
+    token: String,
+}
+
+impl AdminState {
+    pub fn new(gateway: Arc<Gateway>, token: String) -> AdminState {
+        AdminState { gateway, token }
+    }
+}
+
+/// Reads the admin bearer token, creating the file (mode 0600, 32 random bytes in hex)
+/// when it does not exist.
+pub fn ensure_token_file(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim().to_string();
+            if token.len() < 16 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: token shorter than 16 characters", path.display()),
+                ));
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let bytes: [u8; 32] = rand::random();
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(path)?;
+            writeln!(f, "{token}")?;
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Serves the admin API until `stop` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = stop.changed() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::full(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    json_response(status, json!({"error": {"code": status.as_u16(), "message": message}}))
+}
+
+/// Constant-time comparison of the presented bearer token with ours.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authenticated(state: &AdminState, req: &Request<Incoming>) -> bool {
+    if let Some(bearer) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return same_token(bearer.trim(), &state.token);
+    }
+    if let Some(token) = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        let gw = &state.gateway;
+        let keystone = &gw.site(gw.active_site()).keystone;
+        return matches!(gw.tokens.context(token, keystone).await, Ok(Some(ctx)) if ctx.has_role("admin"));
+    }
+    false
+}
+
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
+    if !authenticated(state, &req).await {
+        let mut resp = error(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token or a Keystone admin token.");
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    let gw = &state.gateway;
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let mut resp = Response::new(body::full(gw.metrics.render()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => {
+            let site = gw.active_site();
+            let health = probe_site(gw, site).await;
+            let ready = health.iter().all(|(_, up)| *up);
+            let services: serde_json::Map<String, serde_json::Value> =
+                health.iter().map(|(s, up)| (s.as_str().to_string(), json!(up))).collect();
+            json_response(
+                if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+                json!({"ready": ready, "active_site": site.as_str(), "services": services}),
+            )
+        }
+        (&Method::GET, "/v1/status") => json_response(StatusCode::OK, status(gw).await),
+        _ => error(StatusCode::NOT_FOUND, "No such admin resource."),
+    }
+}
+
+/// Probes every service of a site: any HTTP answer to `GET <base>/` counts as up.
+pub async fn probe_site(gw: &Gateway, site: SiteName) -> Vec<(Service, bool)> {
+    let client = gw.client(site);
+    let probes = Service::ALL.iter().map(|&service| {
+        let url = format!("{}/", gw.config.site(site).endpoint(service));
+        async move {
+            let up = match Request::get(url).body(body::empty()) {
+                Ok(req) => matches!(
+                    tokio::time::timeout(Duration::from_secs(5), client.send_full(req, 1 << 20)).await,
+                    Ok(Ok(_))
+                ),
+                Err(_) => false,
+            };
+            gw.metrics
+                .proxy
+                .site_up
+                .with_label_values(&[site.as_str(), service.as_str()])
+                .set(i64::from(up));
+            (service, up)
+        }
+    });
+    futures_util::future::join_all(probes).await
+}
+
+async fn status(gw: &Gateway) -> serde_json::Value {
+    let mut sites = serde_json::Map::new();
+    for site in SiteName::ALL {
+        let health = probe_site(gw, site).await;
+        let services: serde_json::Map<String, serde_json::Value> = health
+            .iter()
+            .map(|(s, up)| {
+                (s.as_str().to_string(), json!({"url": gw.config.site(site).endpoint(*s), "up": up}))
+            })
+            .collect();
+        sites.insert(site.as_str().to_string(), json!({"services": services}));
+    }
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "active_site": gw.active_site().as_str(),
+        "sites": sites,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/admin.token");
+        let t1 = ensure_token_file(&path).unwrap();
+        let t2 = ensure_token_file(&path).unwrap();
+        assert_eq!(t1, t2);
+        assert_eq!(t1.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "abcd"));
+    }
+}

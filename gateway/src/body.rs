@@ -1,0 +1,81 @@
+//! The body type that flows through the gateway, and bounded reading of the bodies the
+//! gateway must look into.
+//!
+//! Every other body (image data, large lists) is streamed through untouched: hyper's
+//! `Incoming` is boxed, never collected, so backpressure reaches the slow side.
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+
+/// Boxed error of any body in the gateway.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every request and response the gateway handles.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body with fixed content.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Boxes any streaming body.
+pub fn stream<B>(body: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadBodyError {
+    #[error("body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("body could not be read: {0}")]
+    Broken(BoxError),
+}
+
+/// Reads a whole body, refusing more than `limit` bytes (checked against a declared
+/// `Content-Length` first, then while reading).
+pub async fn read_limited<B>(body: B, limit: u64) -> Result<Bytes, ReadBodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if let Some(upper) = body.size_hint().exact() {
+        if upper > limit {
+            return Err(ReadBodyError::TooLarge { limit });
+        }
+    }
+    let limited = http_body_util::Limited::new(body, limit as usize);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ReadBodyError::TooLarge { limit })
+            } else {
+                Err(ReadBodyError::Broken(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_within_limit_and_refuses_beyond() {
+        let ok = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10).await.unwrap();
+        assert_eq!(&ok[..], b"0123456789");
+        let err = read_limited(Full::new(Bytes::from_static(b"0123456789")), 9).await.unwrap_err();
+        assert!(matches!(err, ReadBodyError::TooLarge { limit: 9 }));
+    }
+}

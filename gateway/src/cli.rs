@@ -1,0 +1,176 @@
+//! The `drgw` command line: `serve`, `check-config`, `status`, `sandbox`.
+//!
+//! Subcommands that talk to a running gateway (`status`) read the same `drgw.toml` to find
+//! the admin listener and its bearer token file.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use http_body_util::BodyExt;
+
+use crate::config::Config;
+use crate::server::BoundGateway;
+
+/// drgw: a disaster-recovery gateway for OpenStack.
+#[derive(Debug, Parser)]
+#[command(name = "drgw", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
+        /// Worker threads (default: `gateway.workers`, else one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Validate a configuration file and print every error with its key.
+    CheckConfig { path: PathBuf },
+    /// Show sites, the active site, upstream health and the gateway's version.
+    Status {
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start two simulated sites and the gateway in front of them, on 127.0.0.1.
+    Sandbox {
+        /// Where drgw.toml, clouds.yaml and the state go.
+        #[arg(long, default_value = "./drgw-sandbox")]
+        dir: PathBuf,
+        /// First port of the gateway's listeners (identity, compute, image, volume,
+        /// network, then admin at +9); the simulated sites use +100 and +200.
+        #[arg(long, default_value_t = 19000)]
+        base_port: u16,
+    },
+}
+
+/// The worker-thread count `serve` should use, read before the runtime starts.
+pub fn workers(cli: &Cli) -> usize {
+    match &cli.command {
+        Command::Serve { config, workers } => workers
+            .or_else(|| Config::load(config).ok().map(|c| c.workers))
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Runs a subcommand; the process exit code is the result.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve { config, .. } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{}: invalid configuration:\n{errors}", config.display());
+                    return Ok(2);
+                }
+            };
+            let bound = BoundGateway::bind(cfg).await?;
+            for addr in bound.local_addrs() {
+                tracing::info!(%addr, "listening");
+            }
+            if let Some(addr) = bound.admin_addr() {
+                tracing::info!(%addr, "admin listening");
+            }
+            bound.serve(shutdown_signal()).await;
+            Ok(0)
+        }
+        Command::CheckConfig { path } => match Config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                Ok(0)
+            }
+            Err(errors) => {
+                println!("{}: {} error(s)", path.display(), errors.0.len());
+                for e in errors.0 {
+                    println!("  {e}");
+                }
+                Ok(1)
+            }
+        },
+        Command::Status { config, json } => status(&config, json).await,
+        Command::Sandbox { dir, base_port } => crate::sandbox::run(&dir, base_port).await,
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Calls the admin API of the gateway that `config` describes.
+pub async fn admin_get(config: &Path, path: &str) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
+    let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let token = std::fs::read_to_string(&cfg.admin.token_file)
+        .map_err(|e| anyhow::anyhow!("admin token file {}: {e}", cfg.admin.token_file.display()))?;
+    let client: hyper_util::client::legacy::Client<_, crate::body::ProxyBody> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = http::Request::get(format!("http://{}{path}", cfg.admin.listen))
+        .header(http::header::AUTHORIZATION, format!("Bearer {}", token.trim()))
+        .body(crate::body::empty())?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin listener {}: {}", cfg.admin.listen, crate::upstream::error_chain(&e)))?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok((status, value))
+}
+
+async fn status(config: &Path, json: bool) -> anyhow::Result<i32> {
+    let (code, value) = admin_get(config, "/v1/status").await?;
+    if !code.is_success() {
+        eprintln!("admin API answered {code}: {value}");
+        return Ok(1);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+    println!("drgw {}", value["version"].as_str().unwrap_or("?"));
+    println!("active site: {}", value["active_site"].as_str().unwrap_or("?"));
+    println!("{:<10} {:<10} {:<5} URL", "SITE", "SERVICE", "UP");
+    if let Some(sites) = value["sites"].as_object() {
+        for (site, s) in sites {
+            if let Some(services) = s["services"].as_object() {
+                for (service, v) in services {
+                    println!(
+                        "{:<10} {:<10} {:<5} {}",
+                        site,
+                        service,
+                        if v["up"].as_bool().unwrap_or(false) { "yes" } else { "NO" },
+                        v["url"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}

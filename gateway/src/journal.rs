@@ -1,1 +1,0 @@
-//! The mirror journal (placeholder, being written).

@@ -1,0 +1,379 @@
+//! Unit tests of the journal over the in-memory store.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::state::{Batch, Entry, Lease, MemoryStore, Namespace, StoreFuture, Versioned};
+
+fn rec(project: &str, tier: &str) -> NewRecord {
+    NewRecord {
+        tenant: TenantRef::new(project, "default"),
+        tier: tier.into(),
+        service: "compute".into(),
+        resource_type: "keypair".into(),
+        action: "create".into(),
+        primary_id: Some(format!("{project}-kp")),
+        request: MirrorRequest {
+            method: "POST".into(),
+            path: "/v2.1/os-keypairs".into(),
+            body: Some(serde_json::json!({"keypair": {"name": "k"}})),
+            secret: None,
+        },
+        depends_on: vec![],
+    }
+}
+
+async fn journal() -> (Journal, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let j = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap();
+    (j, store)
+}
+
+#[tokio::test]
+async fn appends_are_numbered_from_one_and_readable() {
+    let (j, _) = journal().await;
+    assert_eq!(j.last_seq().await.unwrap(), 0);
+    for want in 1..=3 {
+        assert_eq!(j.append(rec("a", "gold")).await.unwrap(), want);
+    }
+    let r = j.get(2).await.unwrap().unwrap();
+    assert_eq!(
+        (r.seq, r.state.clone(), r.attempts),
+        (2, RecordState::Pending, 0)
+    );
+    assert!(j.get(4).await.unwrap().is_none());
+    assert_eq!(j.last_seq().await.unwrap(), 3);
+    assert!(j.verify().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn state_machine() {
+    let (j, _) = journal().await;
+    let mut r = rec("a", "gold");
+    r.request.secret = Some(EncryptedSecret {
+        key_id: "k".into(),
+        pointer: "/user/password".into(),
+        nonce: "n".into(),
+        ciphertext: "c".into(),
+    });
+    let s1 = j.append(r).await.unwrap();
+    let s2 = j.append(rec("a", "gold")).await.unwrap();
+
+    let applied = j.mark_applied(s1, Some("r-1".into())).await.unwrap();
+    assert!(
+        matches!(applied.state, RecordState::Applied { ref recovery_id, .. } if recovery_id.as_deref() == Some("r-1"))
+    );
+    assert_eq!(applied.attempts, 1);
+    assert!(
+        applied.request.secret.is_none(),
+        "secrets are dropped once applied"
+    );
+    assert_eq!(j.get(s1).await.unwrap().unwrap(), applied);
+
+    // Applied records never move again.
+    for err in [
+        j.mark_applied(s1, None).await.unwrap_err(),
+        j.mark_failed(s1, "x", true).await.unwrap_err(),
+        j.retry(s1).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), "invalid_transition");
+    }
+
+    let failed = j.mark_failed(s2, "409 Conflict", false).await.unwrap();
+    assert_eq!(failed.state.name(), "failed");
+    assert_eq!(
+        j.mark_applied(s2, None).await.unwrap_err().kind(),
+        "invalid_transition"
+    );
+    assert_eq!(
+        j.mark_failed(s2, "again", true).await.unwrap_err().kind(),
+        "invalid_transition"
+    );
+    let retried = j.retry(s2).await.unwrap();
+    assert_eq!((retried.state, retried.attempts), (RecordState::Pending, 1));
+    assert_eq!(j.retry(s2).await.unwrap_err().kind(), "invalid_transition");
+    assert_eq!(
+        j.mark_applied(99, None).await.unwrap_err().kind(),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn invalid_records_consume_no_seq() {
+    let (j, _) = journal().await;
+    let mut bad = rec("a", "gold");
+    bad.depends_on = vec![1];
+    assert_eq!(j.append(bad).await.unwrap_err().kind(), "invalid_record");
+    assert_eq!(
+        j.append(rec("a", "")).await.unwrap_err().kind(),
+        "invalid_record"
+    );
+    assert_eq!(j.append(rec("a", "gold")).await.unwrap(), 1);
+    let mut ok = rec("a", "gold");
+    ok.depends_on = vec![1];
+    assert_eq!(j.append(ok).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn pending_queries_and_lag() {
+    let (j, _) = journal().await;
+    // a: 1 2 4, b: 3 5 (bronze), c: 6
+    for (p, t) in [
+        ("a", "gold"),
+        ("a", "gold"),
+        ("b", "bronze"),
+        ("a", "gold"),
+        ("b", "bronze"),
+        ("c", "gold"),
+    ] {
+        j.append(rec(p, t)).await.unwrap();
+    }
+    let a = TenantRef::new("a", "default");
+    let seqs = |v: &[JournalRecord]| v.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(&j.pending_for_tenant(&a, None, 10).await.unwrap()),
+        [1, 2, 4]
+    );
+    assert_eq!(
+        seqs(&j.pending_for_tenant(&a, Some(1), 1).await.unwrap()),
+        [2]
+    );
+    j.mark_applied(1, None).await.unwrap();
+    j.mark_failed(4, "boom", true).await.unwrap();
+    assert_eq!(
+        seqs(&j.pending_for_tenant(&a, None, 10).await.unwrap()),
+        [2]
+    );
+
+    let next = j.next_pending(10).await.unwrap();
+    let shape: Vec<_> = next
+        .iter()
+        .map(|g| (g.tenant.project_id.as_str(), seqs(&g.records)))
+        .collect();
+    assert_eq!(shape, [("a", vec![2]), ("b", vec![3, 5]), ("c", vec![6])]);
+    // A small limit still reaches every tenant, one record each.
+    let next = j.next_pending(3).await.unwrap();
+    assert_eq!(
+        next.iter().map(|g| g.records.len()).collect::<Vec<_>>(),
+        [1, 1, 1]
+    );
+
+    let lag = j.tier_lag().await.unwrap();
+    assert_eq!(lag["gold"].pending, 2);
+    assert_eq!(lag["bronze"].pending, 2);
+    let t2 = j.get(2).await.unwrap().unwrap().time_ms;
+    assert_eq!(lag["gold"].oldest_pending_ms, Some(t2));
+    j.retry(4).await.unwrap();
+    assert_eq!(j.tier_lag().await.unwrap()["gold"].pending, 3);
+    for s in [2, 4, 6] {
+        j.mark_applied(s, None).await.unwrap();
+    }
+    let lag = j.tier_lag().await.unwrap();
+    assert_eq!(
+        lag["gold"],
+        TierLag {
+            pending: 0,
+            oldest_pending_ms: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let (j, _) = journal().await;
+    for i in 0..600u32 {
+        let tier = if i % 3 == 0 { "silver" } else { "gold" };
+        j.append(rec(if i % 2 == 0 { "a" } else { "b" }, tier))
+            .await
+            .unwrap();
+    }
+    j.mark_failed(10, "x", true).await.unwrap();
+    let all = j.list(&RecordFilter::default(), None, 1000).await.unwrap();
+    assert_eq!((all.records.len(), all.next_after), (600, None));
+    let f = RecordFilter {
+        tier: Some("silver".into()),
+        tenant: Some(TenantRef::new("a", "default")),
+        state: Some(StateFilter::Pending),
+    };
+    let mut got = Vec::new();
+    let mut after = None;
+    loop {
+        let page = j.list(&f, after, 7).await.unwrap();
+        got.extend(page.records.iter().map(|r| r.seq));
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    let want: Vec<u64> = (0..600u64).filter(|i| i % 6 == 0).map(|i| i + 1).collect();
+    assert_eq!(got, want);
+    let failed = RecordFilter {
+        state: Some(StateFilter::Failed),
+        ..RecordFilter::default()
+    };
+    assert_eq!(j.list(&failed, None, 10).await.unwrap().records[0].seq, 10);
+}
+
+#[tokio::test]
+async fn checkpoints() {
+    let (j, _) = journal().await;
+    j.append(rec("a", "silver")).await.unwrap();
+    let c1 = j.append_checkpoint("silver", 1).await.unwrap();
+    let c2 = j.append_checkpoint("gold", 1).await.unwrap();
+    assert_eq!((c1.id, c2.id), (1, 2));
+    assert_eq!(
+        j.append_checkpoint("silver", 2).await.unwrap_err().kind(),
+        "invalid_record"
+    );
+    assert_eq!(
+        j.checkpoints(None, None, 10).await.unwrap(),
+        [c1.clone(), c2.clone()]
+    );
+    assert_eq!(j.checkpoints(Some("silver"), None, 10).await.unwrap(), [c1]);
+    assert_eq!(j.checkpoints(None, Some(1), 10).await.unwrap(), [c2]);
+}
+
+#[tokio::test]
+async fn one_writer_per_journal_and_close() {
+    let (j, store) = journal().await;
+    let err = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "lease_held");
+    j.append(rec("a", "gold")).await.unwrap();
+    j.close().await.unwrap();
+    assert_eq!(
+        j.append(rec("a", "gold")).await.unwrap_err().kind(),
+        "closed"
+    );
+    // The lease was released; a new writer continues the sequence.
+    let j2 = Journal::open(store, JournalConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(j2.append(rec("a", "gold")).await.unwrap(), 2);
+}
+
+/// Counts commits of the store it wraps.
+struct CountingStore {
+    inner: MemoryStore,
+    commits: AtomicUsize,
+}
+
+impl StateStore for CountingStore {
+    fn backend(&self) -> &'static str {
+        "counting"
+    }
+    fn get<'a>(&'a self, ns: Namespace, key: &'a [u8]) -> StoreFuture<'a, Option<Versioned>> {
+        self.inner.get(ns, key)
+    }
+    fn get_many<'a>(
+        &'a self,
+        ns: Namespace,
+        keys: &'a [Vec<u8>],
+    ) -> StoreFuture<'a, Vec<Option<Versioned>>> {
+        self.inner.get_many(ns, keys)
+    }
+    fn scan<'a>(
+        &'a self,
+        ns: Namespace,
+        prefix: &'a [u8],
+        start: Option<&'a [u8]>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Entry>> {
+        self.inner.scan(ns, prefix, start, limit)
+    }
+    fn commit(&self, batch: Batch) -> StoreFuture<'_, u64> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            // A slow disk: let appenders pile up behind the commit in progress.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.inner.commit(batch).await
+        })
+    }
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Lease> {
+        self.inner.acquire_lease(name, owner, ttl)
+    }
+    fn renew_lease<'a>(&'a self, lease: &'a Lease, ttl: Duration) -> StoreFuture<'a, Lease> {
+        self.inner.renew_lease(lease, ttl)
+    }
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
+        self.inner.release_lease(lease)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_group_committed_and_gap_free() {
+    let store = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        commits: AtomicUsize::new(0),
+    });
+    let j = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..500)
+        .map(|i| tokio::spawn(j.append(rec(&format!("t{}", i % 7), "bronze"))))
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=500).collect::<Vec<u64>>());
+    let commits = store.commits.load(Ordering::SeqCst);
+    assert!(commits < 100, "{commits} commits for 500 appends");
+    let report = j.verify().await.unwrap();
+    assert_eq!(
+        (report.records, report.last_seq, report.is_clean()),
+        (500, 500, true)
+    );
+    // Records of one tenant keep their append order.
+    let t0 = j
+        .pending_for_tenant(&TenantRef::new("t0", "default"), None, 1000)
+        .await
+        .unwrap();
+    assert!(t0
+        .windows(2)
+        .all(|w| w[0].seq < w[1].seq && w[0].time_ms <= w[1].time_ms));
+}
+
+#[tokio::test]
+async fn corrupt_record_is_reported_not_skipped() {
+    let (j, store) = journal().await;
+    for _ in 0..3 {
+        j.append(rec("a", "gold")).await.unwrap();
+    }
+    let key = seq_key(2);
+    let mut v = store.get(RECORDS, &key).await.unwrap().unwrap().value;
+    let at = v.len() / 2;
+    v[at] ^= 0xff;
+    store.put(RECORDS, &key, &v).await.unwrap();
+    assert!(matches!(
+        j.get(2).await,
+        Err(JournalError::Corrupt { seq: 2, .. })
+    ));
+    assert_eq!(
+        j.list(&RecordFilter::default(), None, 10)
+            .await
+            .unwrap_err()
+            .kind(),
+        "corrupt"
+    );
+    let a = TenantRef::new("a", "default");
+    assert_eq!(
+        j.pending_for_tenant(&a, None, 10).await.unwrap_err().kind(),
+        "corrupt"
+    );
+    assert_eq!(j.mark_applied(2, None).await.unwrap_err().kind(), "corrupt");
+    // Other records still work.
+    j.mark_applied(3, None).await.unwrap();
+    let report = j.verify().await.unwrap();
+    assert_eq!(report.corrupt.iter().map(|c| c.0).collect::<Vec<_>>(), [2]);
+    assert!(report.missing.is_empty());
+}

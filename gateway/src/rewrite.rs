@@ -1,0 +1,236 @@
+//! Response rewriting, so that clients never leave the gateway: the Keystone catalog,
+//! version documents, `*_links`/`next` URLs and `Location` headers.
+//!
+//! The URL logic is pure and lives in `drgw-catalog`; this module adapts it to HTTP
+//! bodies: bounded buffering, gzip/deflate decoding, a fast pre-check that skips JSON
+//! parsing when no upstream URL occurs in a body, and `Content-Length` after a change.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use drgw_catalog::{CatalogTarget, ServiceKind, UrlMap};
+use http::header::{self, HeaderMap};
+use http_body::Body;
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::config::{CatalogMode, Config, SiteName};
+use crate::operation::Service;
+
+/// Maps a gateway service to the catalog crate's kind.
+pub fn kind(service: Service) -> ServiceKind {
+    match service {
+        Service::Identity => ServiceKind::Identity,
+        Service::Compute => ServiceKind::Compute,
+        Service::Network => ServiceKind::Network,
+        Service::BlockStorage => ServiceKind::BlockStorage,
+        Service::Image => ServiceKind::Image,
+    }
+}
+
+/// The URL rewriting rules while one site is active.
+pub struct Rewriter {
+    /// Upstream base URLs of BOTH sites → the gateway's public URLs (links in bodies).
+    links: UrlMap,
+    /// Where catalog entries point (routed: the gateway; direct: the active site).
+    catalog: CatalogTarget,
+}
+
+impl Rewriter {
+    pub fn new(config: &Config, active: SiteName) -> Rewriter {
+        let mut pairs = Vec::new();
+        for site in [active, other(active)] {
+            for service in Service::ALL {
+                if let Some(public) = config.service_listener(service) {
+                    pairs.push((kind(service), config.site(site).endpoint(service).to_string(), public.public_url.clone()));
+                }
+            }
+        }
+        let links = UrlMap::new(pairs.iter().map(|(k, u, p)| (*k, u.as_str(), p.as_str())));
+        let mut target_bases = Vec::new();
+        for service in Service::ALL {
+            let public = config.service_listener(service).map(|s| s.public_url.clone()).unwrap_or_default();
+            let base = match (config.catalog_mode, service) {
+                (CatalogMode::Routed, _) | (CatalogMode::Direct, Service::Identity) => public,
+                (CatalogMode::Direct, _) => config.site(active).endpoint(service).to_string(),
+            };
+            let known: Vec<String> =
+                SiteName::ALL.iter().map(|s| config.site(*s).endpoint(service).to_string()).collect();
+            target_bases.push((kind(service), base, known));
+        }
+        let catalog = CatalogTarget::new(target_bases);
+        Rewriter { links, catalog }
+    }
+
+    /// The public URL for an upstream URL, if it is one.
+    pub fn rewrite_url(&self, url: &str) -> Option<String> {
+        self.links.rewrite_url(url)
+    }
+}
+
+fn other(site: SiteName) -> SiteName {
+    match site {
+        SiteName::Primary => SiteName::Recovery,
+        SiteName::Recovery => SiteName::Primary,
+    }
+}
+
+/// What a JSON body needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRewrite {
+    /// A token, catalog or endpoint list response: catalog entries, then links.
+    Catalog,
+    /// Any other JSON response: absolute upstream links.
+    Links,
+}
+
+/// Result of [`rewrite_body`].
+pub enum Rewritten {
+    /// Nothing to change: send the original bytes.
+    Unchanged,
+    /// The new body; `json` is the parsed document (for token capture); `decoded` is true
+    /// when a `Content-Encoding` was removed.
+    Changed { bytes: Bytes, json: Value, decoded: bool },
+}
+
+fn decode(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Option<(Bytes, bool)> {
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim);
+    let mut out = Vec::new();
+    let read = match encoding {
+        None | Some("") | Some("identity") => return Some((raw.clone(), false)),
+        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
+            flate2::read::GzDecoder::new(&raw[..]).take(limit + 1).read_to_end(&mut out)
+        }
+        Some(e) if e.eq_ignore_ascii_case("deflate") => {
+            flate2::read::ZlibDecoder::new(&raw[..]).take(limit + 1).read_to_end(&mut out)
+        }
+        Some(_) => return None,
+    };
+    match read {
+        Ok(n) if (n as u64) <= limit => Some((Bytes::from(out), true)),
+        _ => None,
+    }
+}
+
+/// Rewrites a buffered JSON body. Bodies that are not valid JSON, use an unknown encoding,
+/// or contain nothing to rewrite are left unchanged.
+pub fn rewrite_body(headers: &HeaderMap, raw: Bytes, what: BodyRewrite, rewriter: &Rewriter, limit: u64) -> Rewritten {
+    let Some((plain, decoded)) = decode(headers, &raw, limit) else {
+        return Rewritten::Unchanged;
+    };
+    if what == BodyRewrite::Links && !rewriter.links.contains_upstream(&plain) {
+        return Rewritten::Unchanged;
+    }
+    let Ok(mut json) = serde_json::from_slice::<Value>(&plain) else {
+        return Rewritten::Unchanged;
+    };
+    let mut changed = 0;
+    if what == BodyRewrite::Catalog {
+        changed += drgw_catalog::rewrite_token_response(&mut json, &rewriter.catalog).rewritten;
+    }
+    changed += rewriter.links.rewrite_json_links(&mut json);
+    if changed == 0 {
+        return Rewritten::Unchanged;
+    }
+    match serde_json::to_vec(&json) {
+        Ok(bytes) => Rewritten::Changed { bytes: Bytes::from(bytes), json, decoded },
+        Err(_) => Rewritten::Unchanged,
+    }
+}
+
+/// Result of [`buffer_prefix`].
+pub enum Buffered {
+    /// The whole body, within the limit.
+    Complete(Bytes),
+    /// Over the limit: a body that replays what was read, then streams the rest.
+    Overflow(ProxyBody),
+    /// The body broke off.
+    Failed(BoxError),
+}
+
+/// Reads a body up to `limit` bytes. Beyond the limit, nothing is lost: the returned body
+/// yields the buffered prefix followed by the rest of the stream.
+pub async fn buffer_prefix<B>(mut body: B, limit: u64) -> Buffered
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total: u64 = 0;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Buffered::Failed(e.into()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    total += data.len() as u64;
+                    chunks.push(data);
+                    if total > limit {
+                        let prefix = futures_util::stream::iter(
+                            chunks.into_iter().map(|c| Ok::<_, BoxError>(http_body::Frame::data(c))),
+                        );
+                        let rest = http_body_util::BodyStream::new(body.map_err(Into::into));
+                        let stream = futures_util::StreamExt::chain(prefix, rest);
+                        return Buffered::Overflow(crate::body::stream(http_body_util::StreamBody::new(stream)));
+                    }
+                }
+            }
+        }
+    }
+    if chunks.len() == 1 {
+        return Buffered::Complete(chunks.pop().unwrap_or_default());
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for c in chunks {
+        all.extend_from_slice(&c);
+    }
+    Buffered::Complete(Bytes::from(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn chunked(parts: &[&'static [u8]]) -> StreamBody<impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>>> {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> =
+            parts.iter().map(|p| Ok(http_body::Frame::data(Bytes::from_static(p)))).collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn buffers_small_bodies() {
+        match buffer_prefix(chunked(&[b"ab", b"cd"]), 10).await {
+            Buffered::Complete(b) => assert_eq!(&b[..], b"abcd"),
+            _ => panic!("expected complete"),
+        }
+    }
+
+    #[tokio::test]
+    async fn overflow_replays_everything() {
+        match buffer_prefix(chunked(&[b"abc", b"def", b"ghi"]), 4).await {
+            Buffered::Overflow(body) => {
+                let all = body.collect().await.unwrap().to_bytes();
+                assert_eq!(&all[..], b"abcdefghi");
+            }
+            _ => panic!("expected overflow"),
+        }
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"{\"a\": 1}").unwrap();
+        let gz = Bytes::from(enc.finish().unwrap());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+        let (plain, decoded) = decode(&headers, &gz, 100).unwrap();
+        assert!(decoded);
+        assert_eq!(&plain[..], b"{\"a\": 1}");
+        assert!(decode(&headers, &gz, 3).is_none(), "over the limit");
+        headers.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("br"));
+        assert!(decode(&headers, &gz, 100).is_none(), "unknown encoding");
+    }
+}

@@ -1,0 +1,350 @@
+//! The request path, in order. Each stage is one function; this file is the only place
+//! that knows the order, and says why each stage sits where it does.
+//!
+//! ```text
+//! client ─▶ listener (server.rs) ─▶ route to a service (prefix or dedicated listener)
+//!   1. request context   request id, X-Forwarded-*, hop-by-hop headers dropped
+//!                        (first: every later stage and every error carries the id)
+//!   2. classify          pure: (service, method, path, microversion) → Operation
+//!                        (before anything that depends on what the call does)
+//!   3. upstream          the ACTIVE site's configured base URL + the request's path;
+//!                        request bodies stream through (never a URL from the request)
+//!   4. response rewrite  catalog, version documents, *_links, Location: the client
+//!                        never learns an upstream URL (last: it sees the final body)
+//! ```
+//! The policy decision, the failover guard and the journal append slot in between 2 and 3
+//! (and after 3 for the append) as the DR issues land; they only need the `Operation`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::body::{self, ProxyBody};
+use crate::fault;
+use crate::gateway::Gateway;
+use crate::operation::{Action, Operation, ResourceType, Service};
+use crate::rewrite::{self, BodyRewrite};
+use crate::services;
+use crate::token::TokenContext;
+
+/// Where a listener sends a request: the service and the path prefix to strip.
+#[derive(Debug, Clone)]
+pub struct ServiceRoute {
+    pub service: Service,
+    pub prefix: String,
+}
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+const REQUEST_ID: &str = "x-openstack-request-id";
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// The request id of a call: the client's `X-Openstack-Request-Id` when it is well formed
+/// (`req-<uuid>`), else a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(REQUEST_ID) {
+        if let Ok(s) = v.to_str() {
+            if s.len() == 40 && s.starts_with("req-") && uuid::Uuid::parse_str(&s[4..]).is_ok() {
+                return v.clone();
+            }
+        }
+    }
+    // A v4 UUID from the thread-local userspace RNG: no syscall on the hot path.
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = [0u8; 40];
+    buf[..4].copy_from_slice(b"req-");
+    id.hyphenated().encode_lower(&mut buf[4..]);
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("req-unknown"))
+}
+
+/// The microversion a request asks for, from either header form.
+fn microversion(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("openstack-api-version")
+        .or_else(|| headers.get("x-openstack-nova-api-version"))
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Handles one client request end to end. Never fails: every error becomes a response in
+/// the fronted service's native error format.
+pub async fn handle(gw: Arc<Gateway>, route: Arc<ServiceRoute>, conn: ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+    let service = route.service;
+    let started = Instant::now();
+    let (mut parts, incoming) = req.into_parts();
+
+    // 1. request context
+    let req_id = request_id(&parts.headers);
+    let Some(path) = parts.uri.path().strip_prefix(route.prefix.as_str()) else {
+        return finish(&gw, service, "other", &req_id, not_found(service));
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    if !path.starts_with('/') {
+        return finish(&gw, service, "other", &req_id, not_found(service));
+    }
+
+    // 2. classify
+    let op = services::classify(service, &parts.method, path, parts.uri.query(), microversion(&parts.headers));
+    let action = op.action.as_str();
+    let site = gw.active_site();
+
+    // 2b. tenant: who makes a change (from the token cache; one validation at the active
+    // site's Keystone on a miss). Reads skip this: they need no tenant and stay cheap.
+    if op.action.is_mutating() && op.resource != ResourceType::Token {
+        if let Some(ctx) = tenant(&gw, &parts.headers, site).await {
+            tracing::info!(
+                request_id = ?req_id,
+                operation = %op.policy_name(),
+                project = ctx.project_id.as_deref().unwrap_or("-"),
+                user = %ctx.user_id,
+                "mutation"
+            );
+        }
+    }
+
+    // 3. upstream
+    let uri = match gw.upstream_uri(site, service, path, parts.uri.query()) {
+        Some(u) => u,
+        None => {
+            let resp = fault::error_response(service, StatusCode::BAD_REQUEST, "The request path is not a valid URL path.");
+            return finish(&gw, service, action, &req_id, resp);
+        }
+    };
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    append_forwarded(&mut parts.headers, conn, original_host);
+    parts.headers.insert(REQUEST_ID, req_id.clone());
+    let subject_token = parts.headers.get("x-subject-token").cloned();
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, body::stream(incoming));
+
+    let client = gw.client(site);
+    let sent = Instant::now();
+    let resp = match client.send(upstream_req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            gw.metrics.proxy.upstream_errors.with_label_values(&[service.as_str(), e.kind()]).inc();
+            tracing::warn!(service = service.as_str(), site = site.as_str(), error = %e, request_id = ?req_id, "upstream failed");
+            let message = match e.status() {
+                StatusCode::GATEWAY_TIMEOUT => format!("The {service} service at site {site} did not answer in time."),
+                _ => format!("The {service} service at site {site} is unreachable."),
+            };
+            return finish(&gw, service, action, &req_id, fault::error_response(service, e.status(), &message));
+        }
+    };
+    gw.metrics
+        .proxy
+        .upstream_duration
+        .with_label_values(&[service.as_str(), site.as_str()])
+        .observe(sent.elapsed().as_secs_f64());
+
+    // 4. response rewrite
+    let resp = rewrite_response(&gw, &op, subject_token, resp).await;
+    let mut resp = resp;
+    if !resp.headers().contains_key(REQUEST_ID) {
+        resp.headers_mut().insert(REQUEST_ID, req_id.clone());
+    }
+    tracing::debug!(service = service.as_str(), action, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "proxied");
+    finish(&gw, service, action, &req_id, resp)
+}
+
+/// The token context of the caller, if the token is valid. Keystone trouble is logged and
+/// treated as unknown: the upstream service still validates the token itself.
+async fn tenant(gw: &Gateway, headers: &HeaderMap, site: crate::config::SiteName) -> Option<Arc<TokenContext>> {
+    let token = headers.get("x-auth-token")?.to_str().ok()?;
+    match gw.tokens.context(token, &gw.site(site).keystone).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot resolve the caller's token");
+            None
+        }
+    }
+}
+
+fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Option<HeaderValue>) {
+    let peer = conn.peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    if let Some(host) = original_host {
+        headers.insert("x-forwarded-host", host);
+    }
+}
+
+fn not_found(service: Service) -> Response<ProxyBody> {
+    fault::error_response(service, StatusCode::NOT_FOUND, "The resource could not be found.")
+}
+
+fn finish(gw: &Gateway, service: Service, action: &str, req_id: &HeaderValue, mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    if !resp.headers().contains_key(REQUEST_ID) {
+        resp.headers_mut().insert(REQUEST_ID, req_id.clone());
+    }
+    gw.metrics
+        .proxy
+        .requests
+        .with_label_values(&[service.as_str(), action, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// True for the responses whose body is a Keystone catalog or endpoint list.
+fn carries_catalog(op: &Operation) -> bool {
+    op.service == Service::Identity
+        && op.action == Action::Read
+        && matches!(op.resource, ResourceType::Token | ResourceType::Catalog | ResourceType::Endpoint)
+        || (op.resource == ResourceType::Token && op.action == Action::Create)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let ct = ct.split(';').next().unwrap_or("").trim();
+            let lower_ends = |suffix: &str| {
+                ct.len() >= suffix.len()
+                    && ct.is_char_boundary(ct.len() - suffix.len())
+                    && ct[ct.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            };
+            ct.eq_ignore_ascii_case("application/json")
+                || lower_ends("+json")
+                || (ct.len() >= 28 && ct.is_char_boundary(28) && ct[..28].eq_ignore_ascii_case("application/openstack-images"))
+        })
+        .unwrap_or(false)
+}
+
+/// Rewrites what the client must not see: upstream URLs in `Location` and in JSON bodies,
+/// and the catalog of token responses. Bodies that need no rewrite stream through.
+async fn rewrite_response(
+    gw: &Gateway,
+    op: &Operation,
+    subject_token: Option<HeaderValue>,
+    resp: Response<Incoming>,
+) -> Response<ProxyBody> {
+    let (mut parts, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let rewriter = gw.rewriter();
+    if let Some(loc) = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+        if let Some(new) = rewriter.rewrite_url(loc) {
+            if let Ok(v) = HeaderValue::from_str(&new) {
+                parts.headers.insert(header::LOCATION, v);
+                gw.metrics.proxy.rewrites.with_label_values(&["location"]).inc();
+            }
+        }
+    }
+    // Token revocation: forget the context.
+    if op.resource == ResourceType::Token && op.action == Action::Delete && parts.status.is_success() {
+        if let Some(token) = subject_token.as_ref().and_then(|v| v.to_str().ok()) {
+            gw.tokens.forget(token).await;
+        }
+    }
+    let wants_body = is_json(&parts.headers) && parts.status != StatusCode::NO_CONTENT && parts.status != StatusCode::NOT_MODIFIED;
+    if !wants_body {
+        return Response::from_parts(parts, body::stream(incoming));
+    }
+    let limit = gw.response_buffer_limit();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        // Too large to rewrite safely in memory: stream it as it is.
+        tracing::warn!(bytes = declared, limit, "JSON response too large to rewrite; streamed unchanged");
+        return Response::from_parts(parts, body::stream(incoming));
+    }
+    let buffered = match rewrite::buffer_prefix(incoming, limit).await {
+        rewrite::Buffered::Complete(bytes) => bytes,
+        rewrite::Buffered::Overflow(rest) => {
+            tracing::warn!(limit, "JSON response too large to rewrite; streamed unchanged");
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return Response::from_parts(parts, rest);
+        }
+        rewrite::Buffered::Failed(e) => {
+            tracing::warn!(error = %e, "upstream response body broke off");
+            return fault::error_response(op.service, StatusCode::BAD_GATEWAY, "The upstream response broke off.");
+        }
+    };
+    let catalog = carries_catalog(op);
+    let token_capture = catalog && op.resource == ResourceType::Token && parts.status.is_success();
+    let rewrite_kind = if catalog { BodyRewrite::Catalog } else { BodyRewrite::Links };
+    match rewrite::rewrite_body(&parts.headers, buffered.clone(), rewrite_kind, &rewriter, limit) {
+        rewrite::Rewritten::Unchanged => Response::from_parts(parts, body::full(buffered)),
+        rewrite::Rewritten::Changed { bytes, json, decoded } => {
+            if token_capture {
+                capture_token(gw, &parts.headers, subject_token.as_ref(), &json).await;
+            }
+            if decoded {
+                parts.headers.remove(header::CONTENT_ENCODING);
+            }
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            gw.metrics
+                .proxy
+                .rewrites
+                .with_label_values(&[if catalog { "catalog" } else { "links" }])
+                .inc();
+            Response::from_parts(parts, body::full(bytes))
+        }
+    }
+}
+
+/// Fills the token cache from a token response the gateway proxied.
+async fn capture_token(gw: &Gateway, headers: &HeaderMap, subject_token: Option<&HeaderValue>, json: &Value) {
+    // POST returns the new token in X-Subject-Token; GET echoes the validated one.
+    let token = headers.get("x-subject-token").or(subject_token).and_then(|v| v.to_str().ok());
+    if let Some(token) = token {
+        if let Some(ctx) = crate::token::TokenContext::from_token_body(json, gw.active_site()) {
+            gw.tokens.remember(token, ctx).await;
+        }
+    }
+}
+
+/// Converts a buffered body back into a response body (used by tests and admin).
+pub fn bytes_body(b: Bytes) -> ProxyBody {
+    body::full(b)
+}

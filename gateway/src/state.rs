@@ -1,1 +1,0 @@
-//! The gateway's durable state store (placeholder, being written).

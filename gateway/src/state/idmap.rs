@@ -1,0 +1,375 @@
+//! The ID map: (service, resource type, primary ID) → recovery ID, and the reverse.
+//!
+//! Keys (components length-prefixed, see [`push_component`]):
+//! - `idmap_forward`: `service ‖ resource_type ‖ primary_id`
+//! - `idmap_reverse`: `service ‖ resource_type ‖ recovery_id`
+//!
+//! Both values are the framed JSON of the whole [`IdMapping`], checked against the key on
+//! read. Both directions are written in one batch guarded by their versions, so a reader never
+//! sees one direction without the other. Invariant: a recovery ID maps back to exactly one
+//! primary ID per (service, resource type).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{frame, key_after, push_component, Batch, Namespace, StateError, StateStore};
+
+/// Forward direction: primary → recovery.
+pub const IDMAP_FORWARD: Namespace = Namespace::new("idmap_forward");
+/// Reverse direction: recovery → primary.
+pub const IDMAP_REVERSE: Namespace = Namespace::new("idmap_reverse");
+
+const MAX_CAS_ATTEMPTS: usize = 16;
+
+/// One mapped resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    pub service: String,
+    pub resource_type: String,
+    pub primary_id: String,
+    pub recovery_id: String,
+}
+
+/// Which mappings [`IdMap::list`] returns. `resource_type` narrows `service`; without a
+/// service it filters instead of seeking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdMapFilter {
+    pub service: Option<String>,
+    pub resource_type: Option<String>,
+}
+
+fn key(service: &str, resource_type: &str, id: &str) -> Result<Vec<u8>, StateError> {
+    let mut k = Vec::with_capacity(6 + service.len() + resource_type.len() + id.len());
+    push_component(&mut k, service.as_bytes())?;
+    push_component(&mut k, resource_type.as_bytes())?;
+    push_component(&mut k, id.as_bytes())?;
+    Ok(k)
+}
+
+fn decode(
+    ns: Namespace,
+    k: &[u8],
+    value: &[u8],
+    by_recovery: bool,
+) -> Result<IdMapping, StateError> {
+    let m: IdMapping = frame::open_json(ns, k, value)?;
+    let id = if by_recovery {
+        &m.recovery_id
+    } else {
+        &m.primary_id
+    };
+    if key(&m.service, &m.resource_type, id)? != k {
+        return Err(StateError::corrupt(ns, k, "mapping does not match its key"));
+    }
+    Ok(m)
+}
+
+/// The ID map over a [`StateStore`].
+#[derive(Clone)]
+pub struct IdMap {
+    store: Arc<dyn StateStore>,
+}
+
+impl std::fmt::Debug for IdMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdMap")
+            .field("backend", &self.store.backend())
+            .finish()
+    }
+}
+
+impl IdMap {
+    /// The ID map kept in `store`.
+    pub fn new(store: Arc<dyn StateStore>) -> IdMap {
+        IdMap { store }
+    }
+
+    /// Records `mapping` (both directions, atomically). Idempotent; re-mapping a primary ID to
+    /// a new recovery ID drops the old reverse entry. Fails with [`StateError::Conflict`] if
+    /// the recovery ID is already the image of another primary ID.
+    pub async fn insert(&self, mapping: &IdMapping) -> Result<(), StateError> {
+        let fk = key(
+            &mapping.service,
+            &mapping.resource_type,
+            &mapping.primary_id,
+        )?;
+        let rk = key(
+            &mapping.service,
+            &mapping.resource_type,
+            &mapping.recovery_id,
+        )?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let forward = self.store.get(IDMAP_FORWARD, &fk).await?;
+            let reverse = self.store.get(IDMAP_REVERSE, &rk).await?;
+            let old = forward
+                .as_ref()
+                .map(|v| decode(IDMAP_FORWARD, &fk, &v.value, false))
+                .transpose()?;
+            if let Some(r) = &reverse {
+                let back = decode(IDMAP_REVERSE, &rk, &r.value, true)?;
+                if back.primary_id != mapping.primary_id {
+                    return Err(StateError::conflict(IDMAP_REVERSE, &rk));
+                }
+                if old.as_ref() == Some(mapping) {
+                    return Ok(());
+                }
+            }
+            let mut batch = Batch::new();
+            batch.require_version(IDMAP_FORWARD, fk.clone(), forward.map(|v| v.version));
+            batch.require_version(IDMAP_REVERSE, rk.clone(), reverse.map(|v| v.version));
+            if let Some(old) = old.filter(|o| o.recovery_id != mapping.recovery_id) {
+                batch.delete(
+                    IDMAP_REVERSE,
+                    key(&old.service, &old.resource_type, &old.recovery_id)?,
+                );
+            }
+            batch.put(
+                IDMAP_FORWARD,
+                fk.clone(),
+                frame::seal_json(IDMAP_FORWARD, &fk, mapping)?,
+            );
+            batch.put(
+                IDMAP_REVERSE,
+                rk.clone(),
+                frame::seal_json(IDMAP_REVERSE, &rk, mapping)?,
+            );
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(()),
+                Err(StateError::Conflict { .. }) if attempt < MAX_CAS_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The recovery ID of a primary resource.
+    pub async fn recovery_id(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let k = key(service, resource_type, primary_id)?;
+        match self.store.get(IDMAP_FORWARD, &k).await? {
+            Some(v) => Ok(Some(
+                decode(IDMAP_FORWARD, &k, &v.value, false)?.recovery_id,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The primary ID of a recovery resource.
+    pub async fn primary_id(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let k = key(service, resource_type, recovery_id)?;
+        match self.store.get(IDMAP_REVERSE, &k).await? {
+            Some(v) => Ok(Some(decode(IDMAP_REVERSE, &k, &v.value, true)?.primary_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the mapping of a primary resource (both directions); returns what was removed.
+    pub async fn remove(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        let fk = key(service, resource_type, primary_id)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(forward) = self.store.get(IDMAP_FORWARD, &fk).await? else {
+                return Ok(None);
+            };
+            let old = decode(IDMAP_FORWARD, &fk, &forward.value, false)?;
+            let rk = key(service, resource_type, &old.recovery_id)?;
+            let mut batch = Batch::new();
+            batch.require_version(IDMAP_FORWARD, fk.clone(), Some(forward.version));
+            batch.delete(IDMAP_FORWARD, fk.clone());
+            batch.delete(IDMAP_REVERSE, rk);
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(Some(old)),
+                Err(StateError::Conflict { .. }) if attempt < MAX_CAS_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Up to `limit` mappings matching `filter`, ordered by (service, resource type, primary
+    /// ID), starting after `after` (the last mapping of the previous page).
+    pub async fn list(
+        &self,
+        filter: &IdMapFilter,
+        after: Option<&IdMapping>,
+        limit: usize,
+    ) -> Result<Vec<IdMapping>, StateError> {
+        let mut prefix = Vec::new();
+        if let Some(service) = &filter.service {
+            push_component(&mut prefix, service.as_bytes())?;
+            if let Some(rt) = &filter.resource_type {
+                push_component(&mut prefix, rt.as_bytes())?;
+            }
+        }
+        let mut start = match after {
+            Some(a) => Some(key_after(&key(
+                &a.service,
+                &a.resource_type,
+                &a.primary_id,
+            )?)),
+            None => None,
+        };
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let want = limit - out.len();
+            let page = self
+                .store
+                .scan(IDMAP_FORWARD, &prefix, start.as_deref(), want.max(64))
+                .await?;
+            let exhausted = page.len() < want.max(64);
+            for entry in page {
+                start = Some(key_after(&entry.key));
+                let m = decode(IDMAP_FORWARD, &entry.key, &entry.value, false)?;
+                let type_ok = filter
+                    .resource_type
+                    .as_ref()
+                    .is_none_or(|rt| *rt == m.resource_type);
+                if type_ok {
+                    out.push(m);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::MemoryStore;
+    use super::*;
+
+    fn m(service: &str, rt: &str, p: &str, r: &str) -> IdMapping {
+        IdMapping {
+            service: service.into(),
+            resource_type: rt.into(),
+            primary_id: p.into(),
+            recovery_id: r.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn both_directions() {
+        let map = IdMap::new(Arc::new(MemoryStore::new()));
+        map.insert(&m("network", "network", "p1", "r1"))
+            .await
+            .unwrap();
+        map.insert(&m("network", "network", "p1", "r1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            map.recovery_id("network", "network", "p1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("r1")
+        );
+        assert_eq!(
+            map.primary_id("network", "network", "r1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("p1")
+        );
+        assert_eq!(
+            map.recovery_id("network", "subnet", "p1").await.unwrap(),
+            None
+        );
+        // Another primary cannot claim r1.
+        let err = map
+            .insert(&m("network", "network", "p2", "r1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "conflict");
+        // Re-mapping p1 moves the reverse entry.
+        map.insert(&m("network", "network", "p1", "r2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            map.primary_id("network", "network", "r1").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            map.primary_id("network", "network", "r2")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("p1")
+        );
+        let removed = map.remove("network", "network", "p1").await.unwrap();
+        assert_eq!(removed, Some(m("network", "network", "p1", "r2")));
+        assert_eq!(
+            map.primary_id("network", "network", "r2").await.unwrap(),
+            None
+        );
+        assert_eq!(map.remove("network", "network", "p1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn list_filters_and_pages() {
+        let map = IdMap::new(Arc::new(MemoryStore::new()));
+        for (s, rt, p) in [
+            ("compute", "flavor", "f1"),
+            ("network", "network", "n1"),
+            ("network", "network", "n2"),
+            ("network", "subnet", "s1"),
+            ("network", "network", "n3"),
+        ] {
+            map.insert(&m(s, rt, p, &format!("r-{p}"))).await.unwrap();
+        }
+        let all = map.list(&IdMapFilter::default(), None, 100).await.unwrap();
+        assert_eq!(all.len(), 5);
+        let f = IdMapFilter {
+            service: Some("network".into()),
+            resource_type: Some("network".into()),
+        };
+        let p1 = map.list(&f, None, 2).await.unwrap();
+        let p2 = map.list(&f, p1.last(), 2).await.unwrap();
+        let ids: Vec<_> = p1
+            .iter()
+            .chain(&p2)
+            .map(|m| m.primary_id.as_str())
+            .collect();
+        assert_eq!(ids, ["n1", "n2", "n3"]);
+        let subnets = IdMapFilter {
+            service: None,
+            resource_type: Some("subnet".into()),
+        };
+        assert_eq!(map.list(&subnets, None, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn corrupt_entry_is_reported() {
+        let store = Arc::new(MemoryStore::new());
+        let map = IdMap::new(store.clone());
+        map.insert(&m("image", "image", "p", "r")).await.unwrap();
+        let k = key("image", "image", "p").unwrap();
+        let mut v = store.get(IDMAP_FORWARD, &k).await.unwrap().unwrap().value;
+        let last = v.len() - 2;
+        v[last] ^= 0x20;
+        store.put(IDMAP_FORWARD, &k, &v).await.unwrap();
+        let err = map.recovery_id("image", "image", "p").await.unwrap_err();
+        assert_eq!(err.kind(), "corrupt");
+    }
+}

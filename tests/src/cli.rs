@@ -1,0 +1,1 @@
+//! Runs the real `openstack` CLI and openstacksdk (placeholder, being written).

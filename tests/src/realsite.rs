@@ -1,0 +1,1 @@
+//! Starts and stops real OpenStack sites (placeholder, being written).

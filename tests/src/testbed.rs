@@ -1,0 +1,218 @@
+//! `TestBed`: two simulated sites and the gateway in front of them, all in this process,
+//! on free 127.0.0.1 ports, with a `clouds.yaml` for the real `openstack` CLI.
+//!
+//! The gateway runs from the same configuration text that `drgw sandbox` writes, so the
+//! integration tests exercise exactly what a newcomer starts.
+
+use std::path::PathBuf;
+
+use drgw::config::Config;
+use drgw::sandbox::{self, GatewayPorts, SimEndpoints};
+use drgw::server::BoundGateway;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::sim::{Endpoints, Site, SiteConfig, SiteHandle};
+
+/// A free port on 127.0.0.1 (bound, then released for the caller to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The simulator's endpoints in the form the gateway's sandbox module takes.
+pub fn sim_endpoints(e: &Endpoints) -> SimEndpoints {
+    SimEndpoints {
+        identity: e.identity.clone(),
+        compute: e.compute.clone(),
+        image: e.image.clone(),
+        volume: e.volume.clone(),
+        network: e.network.clone(),
+    }
+}
+
+/// The `drgw` binary of this build (`DRGW_BIN` overrides): test executables live in
+/// `<target>/<profile>/deps/`, binaries one level up.
+pub fn drgw_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("DRGW_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("drgw")
+}
+
+/// Gateway ports, all free.
+pub fn free_ports() -> GatewayPorts {
+    GatewayPorts {
+        identity: free_port(),
+        compute: free_port(),
+        image: free_port(),
+        volume: free_port(),
+        network: free_port(),
+        admin: free_port(),
+    }
+}
+
+/// `drgw serve` as a child process (for crash and memory tests).
+pub struct GatewayProcess {
+    child: tokio::process::Child,
+    pub ports: GatewayPorts,
+    pub config_path: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Writes a sandbox-style configuration for the two sites and starts `drgw serve` on
+    /// it, waiting until the identity listener accepts connections.
+    pub async fn start(
+        bin: &std::path::Path,
+        primary: &SimEndpoints,
+        recovery: &SimEndpoints,
+        _hint: u16,
+    ) -> anyhow::Result<GatewayProcess> {
+        anyhow::ensure!(bin.is_file(), "{} not built (cargo build --workspace)", bin.display());
+        let dir = tempfile::tempdir()?;
+        let ports = free_ports();
+        let config_path = dir.path().join("drgw.toml");
+        std::fs::write(&config_path, sandbox::sandbox_config(dir.path(), ports, primary, recovery))?;
+        let child = tokio::process::Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", ports.identity)).await.is_err() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "drgw serve did not listen within 20 s");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(GatewayProcess { child, ports, config_path, dir })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// The public base URL of a service.
+    pub fn url(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}", port_of(&self.ports, service))
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub async fn stop(mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.pid().to_string();
+        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await;
+        tokio::time::timeout(std::time::Duration::from_secs(40), self.child.wait()).await.ok()?.ok()
+    }
+
+    /// SIGKILL (a crash).
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn port_of(ports: &GatewayPorts, service: &str) -> u16 {
+    match service {
+        "identity" => ports.identity,
+        "compute" => ports.compute,
+        "image" => ports.image,
+        "volume" => ports.volume,
+        "network" => ports.network,
+        "admin" => ports.admin,
+        _ => 0,
+    }
+}
+
+/// A gateway running in this process.
+pub struct RunningGateway {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub gateway: std::sync::Arc<drgw::gateway::Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// Binds and serves the configuration at `path`.
+    pub async fn start(path: PathBuf) -> anyhow::Result<RunningGateway> {
+        let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let bound = BoundGateway::bind(config.clone()).await?;
+        let gateway = bound.gateway();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(bound.serve(async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningGateway { config, config_path: path, gateway, stop: Some(tx), task: Some(task) })
+    }
+
+    /// Stops accepting and drains in-flight requests.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Two simulated sites and the gateway.
+pub struct TestBed {
+    pub primary: SiteHandle,
+    pub recovery: SiteHandle,
+    pub gateway: RunningGateway,
+    pub ports: GatewayPorts,
+    pub clouds_yaml: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestBed {
+    pub async fn start() -> anyhow::Result<TestBed> {
+        let dir = tempfile::tempdir()?;
+        let primary = Site::start(SiteConfig::named("primary")).await?;
+        let recovery = Site::start(SiteConfig::named("recovery")).await?;
+        let ports = free_ports();
+        let text = sandbox::sandbox_config(
+            dir.path(),
+            ports,
+            &sim_endpoints(&primary.endpoints()),
+            &sim_endpoints(&recovery.endpoints()),
+        );
+        let config_path = dir.path().join("drgw.toml");
+        std::fs::write(&config_path, text)?;
+        let clouds_yaml = dir.path().join("clouds.yaml");
+        std::fs::write(
+            &clouds_yaml,
+            sandbox::clouds_yaml(
+                &format!("http://127.0.0.1:{}", ports.identity),
+                &primary.endpoints().identity,
+                &recovery.endpoints().identity,
+            ),
+        )?;
+        let gateway = RunningGateway::start(config_path).await?;
+        Ok(TestBed { primary, recovery, gateway, ports, clouds_yaml, dir })
+    }
+
+    /// The gateway's public base URL of a service (`identity`, `compute`, `image`,
+    /// `volume`, `network`).
+    pub fn gateway_url(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}", port_of(&self.ports, service))
+    }
+
+    /// The admin bearer token.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(&self.gateway.config.admin.token_file).unwrap_or_default().trim().to_string()
+    }
+
+    pub async fn stop(mut self) {
+        self.gateway.stop().await;
+        self.primary.shutdown().await;
+        self.recovery.shutdown().await;
+    }
+}
