@@ -1,18 +1,18 @@
 //! The failover state machine, pure: which site is active, whether writes are frozen, and
 //! which transitions the operator may request next.
 //!
-//! ```text
-//!            BeginFailover{Planned}            CompleteSwitch
-//!   normal ─────────────────────────▶ switching ───────────────▶ failed_over
-//!     ▲  │◀──────────── Abort ───────────┘                         │  ▲  │
-//!     │  └──────────── BeginFailover{Forced} ──────────────────────▶│  │  │
-//!     │                                                             │  │  │
-//!     │◀──────────── BeginFailback{Forced} ─────────────────────────┘  │  │
-//!     │              CompleteFailback                Abort             │  │
-//!     └──────────────────────────────── failing_back ──────────────────┘  │
-//!                                            ▲      BeginFailback{Planned}│
-//!                                            └────────────────────────────┘
-//! ```
+//! | from           | transition                   | to                              |
+//! |----------------|------------------------------|---------------------------------|
+//! | `normal`       | `BeginFailover{Planned}`     | `switching` (writes frozen)     |
+//! | `normal`       | `BeginFailover{Forced}`      | `failed_over` at once           |
+//! | `switching`    | `CompleteSwitch`             | `failed_over`                   |
+//! | `switching`    | `Abort`                      | `normal` (same active site)     |
+//! | `failed_over`  | `BeginFailback{Planned}`     | `failing_back` (writes frozen)  |
+//! | `failed_over`  | `BeginFailback{Forced}`      | `normal` at once                |
+//! | `failing_back` | `CompleteFailback`           | `normal`                        |
+//! | `failing_back` | `Abort`                      | `failed_over` (same active site)|
+//!
+//! Every other pair is refused with a [`TransitionError`].
 //!
 //! Invariants:
 //! - one site is active in every state; while `switching` or `failing_back` the old site

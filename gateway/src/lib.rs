@@ -5,8 +5,21 @@
 //! recovery site and switches every endpoint over on failover. See README.md for the
 //! architecture map.
 
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod config;
 pub mod fault;
+pub mod gateway;
 pub mod journal;
+pub mod metrics;
+pub mod mutation;
 pub mod operation;
+pub mod rewrite;
+pub mod sandbox;
+pub mod server;
 pub mod services;
+pub mod stack;
 pub mod state;
+pub mod token;
+pub mod upstream;

@@ -33,6 +33,10 @@ pub fn kind(service: Service) -> ServiceKind {
 pub struct Rewriter {
     /// Upstream base URLs of BOTH sites → the gateway's public URLs (links in bodies).
     links: UrlMap,
+    /// The same, one map per service (in `Service::ALL` order): a service's own links are
+    /// rewritten with its own mapping first, which matters when several services share an
+    /// upstream base URL.
+    per_service: Vec<UrlMap>,
     /// Where catalog entries point (routed: the gateway; direct: the active site).
     catalog: CatalogTarget,
 }
@@ -48,6 +52,14 @@ impl Rewriter {
             }
         }
         let links = UrlMap::new(pairs.iter().map(|(k, u, p)| (*k, u.as_str(), p.as_str())));
+        let per_service = Service::ALL
+            .iter()
+            .map(|s| {
+                UrlMap::new(
+                    pairs.iter().filter(|(k, _, _)| *k == kind(*s)).map(|(k, u, p)| (*k, u.as_str(), p.as_str())),
+                )
+            })
+            .collect();
         let mut target_bases = Vec::new();
         for service in Service::ALL {
             let public = config.service_listener(service).map(|s| s.public_url.clone()).unwrap_or_default();
@@ -60,12 +72,22 @@ impl Rewriter {
             target_bases.push((kind(service), base, known));
         }
         let catalog = CatalogTarget::new(target_bases);
-        Rewriter { links, catalog }
+        Rewriter { links, per_service, catalog }
     }
 
-    /// The public URL for an upstream URL, if it is one.
-    pub fn rewrite_url(&self, url: &str) -> Option<String> {
-        self.links.rewrite_url(url)
+    fn own(&self, service: Service) -> &UrlMap {
+        let index = Service::ALL.iter().position(|s| *s == service).unwrap_or(0);
+        &self.per_service[index]
+    }
+
+    /// The public URL for an upstream URL in a response of `service`, if it is one.
+    pub fn rewrite_url(&self, service: Service, url: &str) -> Option<String> {
+        self.own(service).rewrite_url(url).or_else(|| self.links.rewrite_url(url))
+    }
+
+    /// Rewrites every upstream link in a JSON document of `service`; returns the count.
+    pub fn rewrite_json_links(&self, service: Service, value: &mut Value) -> usize {
+        self.own(service).rewrite_json_links(value) + self.links.rewrite_json_links(value)
     }
 }
 
@@ -115,7 +137,14 @@ fn decode(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Option<(Bytes, bool)>
 
 /// Rewrites a buffered JSON body. Bodies that are not valid JSON, use an unknown encoding,
 /// or contain nothing to rewrite are left unchanged.
-pub fn rewrite_body(headers: &HeaderMap, raw: Bytes, what: BodyRewrite, rewriter: &Rewriter, limit: u64) -> Rewritten {
+pub fn rewrite_body(
+    headers: &HeaderMap,
+    raw: Bytes,
+    service: Service,
+    what: BodyRewrite,
+    rewriter: &Rewriter,
+    limit: u64,
+) -> Rewritten {
     let Some((plain, decoded)) = decode(headers, &raw, limit) else {
         return Rewritten::Unchanged;
     };
@@ -129,7 +158,7 @@ pub fn rewrite_body(headers: &HeaderMap, raw: Bytes, what: BodyRewrite, rewriter
     if what == BodyRewrite::Catalog {
         changed += drgw_catalog::rewrite_token_response(&mut json, &rewriter.catalog).rewritten;
     }
-    changed += rewriter.links.rewrite_json_links(&mut json);
+    changed += rewriter.rewrite_json_links(service, &mut json);
     if changed == 0 {
         return Rewritten::Unchanged;
     }

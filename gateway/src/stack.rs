@@ -270,7 +270,7 @@ async fn rewrite_response(
     strip_hop_by_hop(&mut parts.headers);
     let rewriter = gw.rewriter();
     if let Some(loc) = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) {
-        if let Some(new) = rewriter.rewrite_url(loc) {
+        if let Some(new) = rewriter.rewrite_url(op.service, loc) {
             if let Ok(v) = HeaderValue::from_str(&new) {
                 parts.headers.insert(header::LOCATION, v);
                 gw.metrics.proxy.rewrites.with_label_values(&["location"]).inc();
@@ -313,7 +313,7 @@ async fn rewrite_response(
     let catalog = carries_catalog(op);
     let token_capture = catalog && op.resource == ResourceType::Token && parts.status.is_success();
     let rewrite_kind = if catalog { BodyRewrite::Catalog } else { BodyRewrite::Links };
-    match rewrite::rewrite_body(&parts.headers, buffered.clone(), rewrite_kind, &rewriter, limit) {
+    match rewrite::rewrite_body(&parts.headers, buffered.clone(), op.service, rewrite_kind, &rewriter, limit) {
         rewrite::Rewritten::Unchanged => Response::from_parts(parts, body::full(buffered)),
         rewrite::Rewritten::Changed { bytes, json, decoded } => {
             if token_capture {

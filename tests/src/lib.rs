@@ -3,3 +3,4 @@
 pub mod cli;
 pub mod realsite;
 pub mod sim;
+pub mod testbed;
