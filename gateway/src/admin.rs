@@ -96,17 +96,27 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
     let mut resp = Response::new(body::full(value.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    json_response(status, json!({"error": {"code": status.as_u16(), "message": message}}))
+    json_response(
+        status,
+        json!({"error": {"code": status.as_u16(), "message": message}}),
+    )
 }
 
 /// Constant-time comparison of the presented bearer token with ours.
 fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 async fn authenticated(state: &AdminState, req: &Request<Incoming>) -> bool {
@@ -118,7 +128,11 @@ async fn authenticated(state: &AdminState, req: &Request<Incoming>) -> bool {
     {
         return same_token(bearer.trim(), &state.token);
     }
-    if let Some(token) = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()) {
+    if let Some(token) = req
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+    {
         let gw = &state.gateway;
         let keystone = &gw.site(gw.active_site()).keystone;
         return matches!(gw.tokens.context(token, keystone).await, Ok(Some(ctx)) if ctx.has_role("admin"));
@@ -128,8 +142,14 @@ async fn authenticated(state: &AdminState, req: &Request<Incoming>) -> bool {
 
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
     if !authenticated(state, &req).await {
-        let mut resp = error(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token or a Keystone admin token.");
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "The admin API needs the admin bearer token or a Keystone admin token.",
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         return resp;
     }
     let gw = &state.gateway;
@@ -147,10 +167,16 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
             let site = gw.active_site();
             let health = probe_site(gw, site).await;
             let ready = health.iter().all(|(_, up)| *up);
-            let services: serde_json::Map<String, serde_json::Value> =
-                health.iter().map(|(s, up)| (s.as_str().to_string(), json!(up))).collect();
+            let services: serde_json::Map<String, serde_json::Value> = health
+                .iter()
+                .map(|(s, up)| (s.as_str().to_string(), json!(up)))
+                .collect();
             json_response(
-                if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+                if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
                 json!({"ready": ready, "active_site": site.as_str(), "services": services}),
             )
         }
@@ -167,7 +193,8 @@ pub async fn probe_site(gw: &Gateway, site: SiteName) -> Vec<(Service, bool)> {
         async move {
             let up = match Request::get(url).body(body::empty()) {
                 Ok(req) => matches!(
-                    tokio::time::timeout(Duration::from_secs(5), client.send_full(req, 1 << 20)).await,
+                    tokio::time::timeout(Duration::from_secs(5), client.send_full(req, 1 << 20))
+                        .await,
                     Ok(Ok(_))
                 ),
                 Err(_) => false,
@@ -190,7 +217,10 @@ async fn status(gw: &Gateway) -> serde_json::Value {
         let services: serde_json::Map<String, serde_json::Value> = health
             .iter()
             .map(|(s, up)| {
-                (s.as_str().to_string(), json!({"url": gw.config.site(site).endpoint(*s), "up": up}))
+                (
+                    s.as_str().to_string(),
+                    json!({"url": gw.config.site(site).endpoint(*s), "up": up}),
+                )
             })
             .collect();
         sites.insert(site.as_str().to_string(), json!({"services": services}));
@@ -217,7 +247,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 

@@ -16,7 +16,9 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body with fixed content.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -58,7 +60,9 @@ where
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(ReadBodyError::TooLarge { limit })
             } else {
                 Err(ReadBodyError::Broken(e))
@@ -73,9 +77,13 @@ mod tests {
 
     #[tokio::test]
     async fn reads_within_limit_and_refuses_beyond() {
-        let ok = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10).await.unwrap();
+        let ok = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10)
+            .await
+            .unwrap();
         assert_eq!(&ok[..], b"0123456789");
-        let err = read_limited(Full::new(Bytes::from_static(b"0123456789")), 9).await.unwrap_err();
+        let err = read_limited(Full::new(Bytes::from_static(b"0123456789")), 9)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ReadBodyError::TooLarge { limit: 9 }));
     }
 }

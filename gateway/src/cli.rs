@@ -105,13 +105,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -124,7 +125,10 @@ pub async fn shutdown_signal() {
 }
 
 /// Calls the admin API of the gateway that `config` describes.
-pub async fn admin_get(config: &Path, path: &str) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
+pub async fn admin_get(
+    config: &Path,
+    path: &str,
+) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     let token = std::fs::read_to_string(&cfg.admin.token_file)
         .map_err(|e| anyhow::anyhow!("admin token file {}: {e}", cfg.admin.token_file.display()))?;
@@ -132,12 +136,18 @@ pub async fn admin_get(config: &Path, path: &str) -> anyhow::Result<(http::Statu
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let req = http::Request::get(format!("http://{}{path}", cfg.admin.listen))
-        .header(http::header::AUTHORIZATION, format!("Bearer {}", token.trim()))
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.trim()),
+        )
         .body(crate::body::empty())?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin listener {}: {}", cfg.admin.listen, crate::upstream::error_chain(&e)))?;
+    let resp = client.request(req).await.map_err(|e| {
+        anyhow::anyhow!(
+            "admin listener {}: {}",
+            cfg.admin.listen,
+            crate::upstream::error_chain(&e)
+        )
+    })?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
     let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -155,7 +165,10 @@ async fn status(config: &Path, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("drgw {}", value["version"].as_str().unwrap_or("?"));
-    println!("active site: {}", value["active_site"].as_str().unwrap_or("?"));
+    println!(
+        "active site: {}",
+        value["active_site"].as_str().unwrap_or("?")
+    );
     println!("{:<10} {:<10} {:<5} URL", "SITE", "SERVICE", "UP");
     if let Some(sites) = value["sites"].as_object() {
         for (site, s) in sites {
@@ -165,7 +178,11 @@ async fn status(config: &Path, json: bool) -> anyhow::Result<i32> {
                         "{:<10} {:<10} {:<5} {}",
                         site,
                         service,
-                        if v["up"].as_bool().unwrap_or(false) { "yes" } else { "NO" },
+                        if v["up"].as_bool().unwrap_or(false) {
+                            "yes"
+                        } else {
+                            "NO"
+                        },
                         v["url"].as_str().unwrap_or("")
                     );
                 }

@@ -99,7 +99,11 @@ impl Credentials {
             return Ok(p.clone());
         }
         match &self.password_file {
-            Some(path) => Ok(std::fs::read_to_string(path)?.lines().next().unwrap_or("").to_string()),
+            Some(path) => Ok(std::fs::read_to_string(path)?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()),
             None => Ok(String::new()),
         }
     }
@@ -134,7 +138,10 @@ pub struct SiteConfig {
 
 impl SiteConfig {
     pub fn endpoint(&self, service: Service) -> &str {
-        self.endpoints.get(&service).map(String::as_str).unwrap_or("")
+        self.endpoints
+            .get(&service)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -308,18 +315,24 @@ impl Config {
             unknown.push(path.to_string());
         });
         for key in unknown {
-            errors.push(ConfigError { key, reason: "unknown key".into() });
+            errors.push(ConfigError {
+                key,
+                reason: "unknown key".into(),
+            });
         }
         let raw = match raw {
             Ok(raw) => raw,
             Err(e) => {
-                errors.push(ConfigError { key: "(file)".into(), reason: e.to_string().trim().to_string() });
+                errors.push(ConfigError {
+                    key: "(file)".into(),
+                    reason: e.to_string().trim().to_string(),
+                });
                 return Err(ConfigErrors(errors));
             }
         };
         let cfg = build(raw, base_dir, &mut errors);
         if errors.is_empty() {
-            cfg.ok_or_else(|| ConfigErrors(errors))
+            Ok(cfg)
         } else {
             Err(ConfigErrors(errors))
         }
@@ -327,7 +340,10 @@ impl Config {
 }
 
 fn err(errors: &mut Vec<ConfigError>, key: impl Into<String>, reason: impl Into<String>) {
-    errors.push(ConfigError { key: key.into(), reason: reason.into() });
+    errors.push(ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    });
 }
 
 /// Parses durations such as `500ms`, `3s`, `2m`, `1h`.
@@ -360,7 +376,11 @@ fn duration(
         Some(v) => match parse_duration(v) {
             Some(d) if !d.is_zero() => d,
             _ => {
-                err(errors, key, format!("`{v}` is not a positive duration (e.g. 500ms, 3s, 2m)"));
+                err(
+                    errors,
+                    key,
+                    format!("`{v}` is not a positive duration (e.g. 500ms, 3s, 2m)"),
+                );
                 default
             }
         },
@@ -379,7 +399,11 @@ fn base_url(errors: &mut Vec<ConfigError>, key: &str, value: &str) -> String {
         Err(_) => false,
     };
     if !ok {
-        err(errors, key, format!("`{value}` is not an absolute http(s) URL without a query"));
+        err(
+            errors,
+            key,
+            format!("`{value}` is not an absolute http(s) URL without a query"),
+        );
     }
     trimmed.to_string()
 }
@@ -388,7 +412,11 @@ fn socket_addr(errors: &mut Vec<ConfigError>, key: &str, value: &str) -> SocketA
     match value.parse() {
         Ok(a) => a,
         Err(_) => {
-            err(errors, key, format!("`{value}` is not an address like 127.0.0.1:5000"));
+            err(
+                errors,
+                key,
+                format!("`{value}` is not an address like 127.0.0.1:5000"),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
     }
@@ -402,13 +430,17 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Config> {
+fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Config {
     let g = raw.gateway;
     let catalog_mode = match g.catalog_mode.as_deref() {
         None | Some("routed") => CatalogMode::Routed,
         Some("direct") => CatalogMode::Direct,
         Some(other) => {
-            err(errors, "gateway.catalog_mode", format!("`{other}` is neither `routed` nor `direct`"));
+            err(
+                errors,
+                "gateway.catalog_mode",
+                format!("`{other}` is neither `routed` nor `direct`"),
+            );
             CatalogMode::Routed
         }
     };
@@ -416,8 +448,12 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
     if max_body_bytes == 0 {
         err(errors, "gateway.max_body_bytes", "must be greater than 0");
     }
-    let shutdown_grace =
-        duration(errors, "gateway.shutdown_grace", g.shutdown_grace.as_deref(), Duration::from_secs(30));
+    let shutdown_grace = duration(
+        errors,
+        "gateway.shutdown_grace",
+        g.shutdown_grace.as_deref(),
+        Duration::from_secs(30),
+    );
     let upstream = UpstreamConfig {
         connect_timeout: duration(
             errors,
@@ -443,7 +479,11 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
     let mut sites = raw.sites;
     for name in sites.keys() {
         if name != "primary" && name != "recovery" {
-            err(errors, format!("sites.{name}"), "only `primary` and `recovery` sites exist");
+            err(
+                errors,
+                format!("sites.{name}"),
+                "only `primary` and `recovery` sites exist",
+            );
         }
     }
     let mut site = |name: SiteName| -> SiteConfig {
@@ -476,13 +516,21 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
         let ca_bundle = raw.ca_bundle.map(|p| {
             let p = resolve(base_dir, &p);
             if !p.is_file() {
-                err(errors, format!("{key}.ca_bundle"), format!("{} is not a readable file", p.display()));
+                err(
+                    errors,
+                    format!("{key}.ca_bundle"),
+                    format!("{} is not a readable file", p.display()),
+                );
             }
             p
         });
         let credentials = raw.credentials.map(|mut c| {
             if c.password.is_none() && c.password_file.is_none() {
-                err(errors, format!("{key}.credentials"), "needs `password` or `password_file`");
+                err(
+                    errors,
+                    format!("{key}.credentials"),
+                    "needs `password` or `password_file`",
+                );
             }
             if let Some(p) = c.password_file.take() {
                 let p = resolve(base_dir, &p);
@@ -497,7 +545,13 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
             }
             c
         });
-        SiteConfig { name, endpoints, region: raw.region, ca_bundle, credentials }
+        SiteConfig {
+            name,
+            endpoints,
+            region: raw.region,
+            ca_bundle,
+            credentials,
+        }
     };
     let primary = site(SiteName::Primary);
     let recovery = site(SiteName::Recovery);
@@ -511,10 +565,17 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
             let key_path = resolve(base_dir, &t.key);
             for (f, p) in [("cert", &cert), ("key", &key_path)] {
                 if !p.is_file() {
-                    err(errors, format!("{key}.tls.{f}"), format!("{} is not a readable file", p.display()));
+                    err(
+                        errors,
+                        format!("{key}.tls.{f}"),
+                        format!("{} is not a readable file", p.display()),
+                    );
                 }
             }
-            TlsFiles { cert, key: key_path }
+            TlsFiles {
+                cert,
+                key: key_path,
+            }
         })
     };
     let raw_l = raw.listeners;
@@ -522,7 +583,11 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
         let listen = socket_addr(errors, "listeners.shared.listen", &l.listen);
         let public = base_url(errors, "listeners.shared.public_url", &l.public_url);
         let tls = tls(errors, "listeners.shared", l.tls);
-        listeners.push(ListenerConfig { name: "shared".into(), listen, tls });
+        listeners.push(ListenerConfig {
+            name: "shared".into(),
+            listen,
+            tls,
+        });
         (listeners.len() - 1, public)
     });
     for (service, raw) in [
@@ -538,7 +603,11 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
                 let listen = socket_addr(errors, &format!("{key}.listen"), &l.listen);
                 let public_url = base_url(errors, &format!("{key}.public_url"), &l.public_url);
                 let tls = tls(errors, &key, l.tls);
-                listeners.push(ListenerConfig { name: service.as_str().into(), listen, tls });
+                listeners.push(ListenerConfig {
+                    name: service.as_str().into(),
+                    listen,
+                    tls,
+                });
                 services.push(ServiceListener {
                     service,
                     listener: listeners.len() - 1,
@@ -552,7 +621,11 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
                 prefix: service.default_prefix().to_string(),
                 public_url: format!("{public}{}", service.default_prefix()),
             }),
-            (None, None) => err(errors, key, "no listener: configure it or `listeners.shared`"),
+            (None, None) => err(
+                errors,
+                key,
+                "no listener: configure it or `listeners.shared`",
+            ),
         }
     }
     let mut seen = BTreeMap::new();
@@ -573,7 +646,10 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
         "admin.listen",
         raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9180"),
     );
-    let state_dir = g.state_dir.map(|p| resolve(base_dir, &p)).unwrap_or_else(|| PathBuf::from("/var/lib/drgw"));
+    let state_dir = g
+        .state_dir
+        .map(|p| resolve(base_dir, &p))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/drgw"));
     let admin = AdminConfig {
         listen: admin_listen,
         token_file: raw
@@ -583,7 +659,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
             .unwrap_or_else(|| state_dir.join("admin.token")),
     };
     let policy_file = g.policy_file.map(|p| resolve(base_dir, &p));
-    Some(Config {
+    Config {
         state_dir,
         max_body_bytes,
         catalog_mode,
@@ -596,7 +672,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Opti
         listeners,
         services,
         admin,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -635,7 +711,10 @@ public_url = "http://gw.example.com:8774"
     #[test]
     fn good_config_parses_with_defaults() {
         let cfg = Config::parse(GOOD, Path::new("/etc/drgw")).expect("valid");
-        assert_eq!(cfg.primary.endpoint(Service::Identity), "http://127.0.0.1:15000");
+        assert_eq!(
+            cfg.primary.endpoint(Service::Identity),
+            "http://127.0.0.1:15000"
+        );
         assert_eq!(cfg.catalog_mode, CatalogMode::Routed);
         assert_eq!(cfg.max_body_bytes, 65536);
         let compute = cfg.service_listener(Service::Compute).unwrap();
@@ -646,14 +725,23 @@ public_url = "http://gw.example.com:8774"
         assert_eq!(volume.public_url, "http://gw.example.com:8080/volume");
         assert_eq!(cfg.listeners.len(), 2);
         assert_eq!(cfg.admin.listen, "127.0.0.1:9180".parse().unwrap());
-        assert_eq!(cfg.admin.token_file, PathBuf::from("/tmp/drgw-test/admin.token"));
+        assert_eq!(
+            cfg.admin.token_file,
+            PathBuf::from("/tmp/drgw-test/admin.token")
+        );
     }
 
     #[test]
     fn every_error_is_reported_with_its_key() {
         let bad = GOOD
-            .replace("max_body_bytes = 65536", "max_body_bytes = 0\nfavourite_colour = \"blue\"")
-            .replace("compute = \"http://127.0.0.1:16001\"", "compute = \"ftp://nowhere\"")
+            .replace(
+                "max_body_bytes = 65536",
+                "max_body_bytes = 0\nfavourite_colour = \"blue\"",
+            )
+            .replace(
+                "compute = \"http://127.0.0.1:16001\"",
+                "compute = \"ftp://nowhere\"",
+            )
             .replace("listen = \"127.0.0.1:8774\"", "listen = \"not-an-address\"")
             .replace("network = \"http://127.0.0.1:16004\"\n", "")
             + "\n[upstream]\nconnect_timeout = \"soon\"\n";
@@ -675,7 +763,10 @@ public_url = "http://gw.example.com:8774"
     fn a_service_without_listener_is_an_error() {
         let text = GOOD.replace("[listeners.shared]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"http://gw.example.com:8080/\"\n", "");
         let errs = Config::parse(&text, Path::new("/")).unwrap_err();
-        assert!(errs.0.iter().any(|e| e.key == "listeners.identity"), "{errs}");
+        assert!(
+            errs.0.iter().any(|e| e.key == "listeners.identity"),
+            "{errs}"
+        );
     }
 
     #[test]

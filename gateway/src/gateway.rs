@@ -72,11 +72,19 @@ impl Gateway {
                 .map(|s| {
                     UpstreamBase::parse(cfg.endpoint(*s)).ok_or_else(|| ClientBuildError {
                         site: name.to_string(),
-                        reason: format!("{} URL `{}` is not absolute", s.as_str(), cfg.endpoint(*s)),
+                        reason: format!(
+                            "{} URL `{}` is not absolute",
+                            s.as_str(),
+                            cfg.endpoint(*s)
+                        ),
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(SiteRuntime { keystone: KeystoneClient::new(cfg, client.clone()), client, bases })
+            Ok(SiteRuntime {
+                keystone: KeystoneClient::new(cfg, client.clone()),
+                client,
+                bases,
+            })
         };
         let primary = site(SiteName::Primary)?;
         let recovery = site(SiteName::Recovery)?;
@@ -100,7 +108,8 @@ impl Gateway {
 
     /// Switches every service to `site` (requests that start afterwards go there).
     pub fn set_active_site(&self, site: SiteName) {
-        self.rewriter.store(Arc::new(Rewriter::new(&self.config, site)));
+        self.rewriter
+            .store(Arc::new(Rewriter::new(&self.config, site)));
         self.active.store(Arc::new(site));
     }
 
@@ -122,9 +131,16 @@ impl Gateway {
     /// The URI of `path?query` at a site's service: the configured base URL (scheme,
     /// authority and base path) joined with the request's path. The request can choose the
     /// path, never the host.
-    pub fn upstream_uri(&self, site: SiteName, service: Service, path: &str, query: Option<&str>) -> Option<Uri> {
+    pub fn upstream_uri(
+        &self,
+        site: SiteName,
+        service: Service,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<Uri> {
         let base = &self.site(site).bases[service_index(service)];
-        let mut pq = String::with_capacity(base.path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        let mut pq =
+            String::with_capacity(base.path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
         pq.push_str(&base.path);
         pq.push_str(path);
         if let Some(q) = query {

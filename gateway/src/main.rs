@@ -10,11 +10,19 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = drgw::cli::Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without cross-thread
+    // hand-offs. More: the work-stealing runtime with that many workers.
+    let mut runtime = match drgw::cli::workers(&cli) {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
     runtime.enable_all();
-    if let n @ 1.. = drgw::cli::workers(&cli) {
-        runtime.worker_threads(n);
-    }
     let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {

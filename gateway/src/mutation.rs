@@ -85,7 +85,9 @@ impl MirrorOutcome {
     /// The `X-DR-Mirror` header value, if any.
     pub fn header_value(&self) -> Option<&'static str> {
         match self {
-            MirrorOutcome::NotMirrored | MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. } => None,
+            MirrorOutcome::NotMirrored
+            | MirrorOutcome::Rejected { .. }
+            | MirrorOutcome::Failed { .. } => None,
             MirrorOutcome::Queued => Some("queued"),
             MirrorOutcome::Applied => Some("applied"),
             MirrorOutcome::Degraded { .. } => Some("degraded"),

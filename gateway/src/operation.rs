@@ -235,7 +235,12 @@ impl Operation {
     /// The policy name of this operation, e.g. `compute:create_server`,
     /// `network:delete_security_group_rule`, `image:update_image`.
     pub fn policy_name(&self) -> String {
-        format!("{}:{}_{}", self.service.as_str(), self.action.as_str(), self.resource.as_str())
+        format!(
+            "{}:{}_{}",
+            self.service.as_str(),
+            self.action.as_str(),
+            self.resource.as_str()
+        )
     }
 
     /// The primary id of the resource the call targets, if the path names one.

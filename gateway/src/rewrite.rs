@@ -47,7 +47,11 @@ impl Rewriter {
         for site in [active, other(active)] {
             for service in Service::ALL {
                 if let Some(public) = config.service_listener(service) {
-                    pairs.push((kind(service), config.site(site).endpoint(service).to_string(), public.public_url.clone()));
+                    pairs.push((
+                        kind(service),
+                        config.site(site).endpoint(service).to_string(),
+                        public.public_url.clone(),
+                    ));
                 }
             }
         }
@@ -56,23 +60,35 @@ impl Rewriter {
             .iter()
             .map(|s| {
                 UrlMap::new(
-                    pairs.iter().filter(|(k, _, _)| *k == kind(*s)).map(|(k, u, p)| (*k, u.as_str(), p.as_str())),
+                    pairs
+                        .iter()
+                        .filter(|(k, _, _)| *k == kind(*s))
+                        .map(|(k, u, p)| (*k, u.as_str(), p.as_str())),
                 )
             })
             .collect();
         let mut target_bases = Vec::new();
         for service in Service::ALL {
-            let public = config.service_listener(service).map(|s| s.public_url.clone()).unwrap_or_default();
+            let public = config
+                .service_listener(service)
+                .map(|s| s.public_url.clone())
+                .unwrap_or_default();
             let base = match (config.catalog_mode, service) {
                 (CatalogMode::Routed, _) | (CatalogMode::Direct, Service::Identity) => public,
                 (CatalogMode::Direct, _) => config.site(active).endpoint(service).to_string(),
             };
-            let known: Vec<String> =
-                SiteName::ALL.iter().map(|s| config.site(*s).endpoint(service).to_string()).collect();
+            let known: Vec<String> = SiteName::ALL
+                .iter()
+                .map(|s| config.site(*s).endpoint(service).to_string())
+                .collect();
             target_bases.push((kind(service), base, known));
         }
         let catalog = CatalogTarget::new(target_bases);
-        Rewriter { links, per_service, catalog }
+        Rewriter {
+            links,
+            per_service,
+            catalog,
+        }
     }
 
     fn own(&self, service: Service) -> &UrlMap {
@@ -82,7 +98,9 @@ impl Rewriter {
 
     /// The public URL for an upstream URL in a response of `service`, if it is one.
     pub fn rewrite_url(&self, service: Service, url: &str) -> Option<String> {
-        self.own(service).rewrite_url(url).or_else(|| self.links.rewrite_url(url))
+        self.own(service)
+            .rewrite_url(url)
+            .or_else(|| self.links.rewrite_url(url))
     }
 
     /// Rewrites every upstream link in a JSON document of `service`; returns the count.
@@ -113,20 +131,29 @@ pub enum Rewritten {
     Unchanged,
     /// The new body; `json` is the parsed document (for token capture); `decoded` is true
     /// when a `Content-Encoding` was removed.
-    Changed { bytes: Bytes, json: Value, decoded: bool },
+    Changed {
+        bytes: Bytes,
+        json: Value,
+        decoded: bool,
+    },
 }
 
 fn decode(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Option<(Bytes, bool)> {
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim);
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
     let mut out = Vec::new();
     let read = match encoding {
         None | Some("") | Some("identity") => return Some((raw.clone(), false)),
         Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
-            flate2::read::GzDecoder::new(&raw[..]).take(limit + 1).read_to_end(&mut out)
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(limit + 1)
+                .read_to_end(&mut out)
         }
-        Some(e) if e.eq_ignore_ascii_case("deflate") => {
-            flate2::read::ZlibDecoder::new(&raw[..]).take(limit + 1).read_to_end(&mut out)
-        }
+        Some(e) if e.eq_ignore_ascii_case("deflate") => flate2::read::ZlibDecoder::new(&raw[..])
+            .take(limit + 1)
+            .read_to_end(&mut out),
         Some(_) => return None,
     };
     match read {
@@ -163,7 +190,11 @@ pub fn rewrite_body(
         return Rewritten::Unchanged;
     }
     match serde_json::to_vec(&json) {
-        Ok(bytes) => Rewritten::Changed { bytes: Bytes::from(bytes), json, decoded },
+        Ok(bytes) => Rewritten::Changed {
+            bytes: Bytes::from(bytes),
+            json,
+            decoded,
+        },
         Err(_) => Rewritten::Unchanged,
     }
 }
@@ -197,11 +228,15 @@ where
                     chunks.push(data);
                     if total > limit {
                         let prefix = futures_util::stream::iter(
-                            chunks.into_iter().map(|c| Ok::<_, BoxError>(http_body::Frame::data(c))),
+                            chunks
+                                .into_iter()
+                                .map(|c| Ok::<_, BoxError>(http_body::Frame::data(c))),
                         );
                         let rest = http_body_util::BodyStream::new(body.map_err(Into::into));
                         let stream = futures_util::StreamExt::chain(prefix, rest);
-                        return Buffered::Overflow(crate::body::stream(http_body_util::StreamBody::new(stream)));
+                        return Buffered::Overflow(crate::body::stream(
+                            http_body_util::StreamBody::new(stream),
+                        ));
                     }
                 }
             }
@@ -222,9 +257,14 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn chunked(parts: &[&'static [u8]]) -> StreamBody<impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>>> {
-        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> =
-            parts.iter().map(|p| Ok(http_body::Frame::data(Bytes::from_static(p)))).collect();
+    fn chunked(
+        parts: &[&'static [u8]],
+    ) -> StreamBody<impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>>>
+    {
+        let frames: Vec<Result<http_body::Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(http_body::Frame::data(Bytes::from_static(p))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
@@ -254,12 +294,18 @@ mod tests {
         enc.write_all(b"{\"a\": 1}").unwrap();
         let gz = Bytes::from(enc.finish().unwrap());
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
         let (plain, decoded) = decode(&headers, &gz, 100).unwrap();
         assert!(decoded);
         assert_eq!(&plain[..], b"{\"a\": 1}");
         assert!(decode(&headers, &gz, 3).is_none(), "over the limit");
-        headers.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("br"));
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("br"),
+        );
         assert!(decode(&headers, &gz, 100).is_none(), "unknown encoding");
     }
 }

@@ -61,8 +61,11 @@ fn endpoint(v: &Value, keys: &[&str]) -> Option<String> {
 
 /// Parses the JSON line `drgw-sim` prints for a started site.
 pub fn parse_sim_line(line: &str) -> anyhow::Result<SimEndpoints> {
-    let v: Value = serde_json::from_str(line).with_context(|| format!("drgw-sim printed `{line}`"))?;
-    let get = |keys: &[&str]| endpoint(&v, keys).ok_or_else(|| anyhow!("drgw-sim line lacks {}: {line}", keys[0]));
+    let v: Value =
+        serde_json::from_str(line).with_context(|| format!("drgw-sim printed `{line}`"))?;
+    let get = |keys: &[&str]| {
+        endpoint(&v, keys).ok_or_else(|| anyhow!("drgw-sim line lacks {}: {line}", keys[0]))
+    };
     Ok(SimEndpoints {
         identity: get(&["identity"])?,
         compute: get(&["compute"])?,
@@ -73,16 +76,30 @@ pub fn parse_sim_line(line: &str) -> anyhow::Result<SimEndpoints> {
 }
 
 /// Starts one simulated site as a child process and waits for its endpoints.
-pub async fn spawn_sim(name: &str, region: &str, base_port: u16) -> anyhow::Result<(Child, SimEndpoints)> {
+pub async fn spawn_sim(
+    name: &str,
+    region: &str,
+    base_port: u16,
+) -> anyhow::Result<(Child, SimEndpoints)> {
     let bin = sim_binary()?;
     let mut child = Command::new(&bin)
-        .args(["--name", name, "--region", region, "--base-port", &base_port.to_string()])
+        .args([
+            "--name",
+            name,
+            "--region",
+            region,
+            "--base-port",
+            &base_port.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("drgw-sim has no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("drgw-sim has no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
@@ -120,7 +137,12 @@ impl GatewayPorts {
 }
 
 /// The gateway configuration of the sandbox (and of the test bed).
-pub fn sandbox_config(dir: &Path, ports: GatewayPorts, primary: &SimEndpoints, recovery: &SimEndpoints) -> String {
+pub fn sandbox_config(
+    dir: &Path,
+    ports: GatewayPorts,
+    primary: &SimEndpoints,
+    recovery: &SimEndpoints,
+) -> String {
     let site = |name: &str, e: &SimEndpoints| {
         format!(
             "[sites.{name}]\nregion = \"RegionOne\"\nidentity = \"{}\"\ncompute = \"{}\"\nnetwork = \"{}\"\nvolumev3 = \"{}\"\nimage = \"{}\"\n\
@@ -148,7 +170,11 @@ pub fn sandbox_config(dir: &Path, ports: GatewayPorts, primary: &SimEndpoints, r
 
 /// clouds.yaml with `drgw` (demo tenant through the gateway), `drgw-admin`, `primary` and
 /// `recovery` (admin, direct to each site).
-pub fn clouds_yaml(gateway_identity: &str, primary_identity: &str, recovery_identity: &str) -> String {
+pub fn clouds_yaml(
+    gateway_identity: &str,
+    primary_identity: &str,
+    recovery_identity: &str,
+) -> String {
     let cloud = |name: &str, auth_url: &str, user: &str, password: &str, project: &str| {
         format!(
             "  {name}:\n    auth:\n      auth_url: {auth_url}/v3\n      username: {user}\n      password: {password}\n      \
@@ -170,18 +196,33 @@ pub async fn run(dir: &Path, base_port: u16) -> anyhow::Result<i32> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let (mut primary_child, primary) = spawn_sim("primary", "RegionOne", base_port + 100).await?;
-    let (mut recovery_child, recovery) = spawn_sim("recovery", "RegionOne", base_port + 200).await?;
+    let (mut recovery_child, recovery) =
+        spawn_sim("recovery", "RegionOne", base_port + 200).await?;
     let config_path = dir.join("drgw.toml");
-    std::fs::write(&config_path, sandbox_config(&dir, GatewayPorts::from_base(base_port), &primary, &recovery))?;
+    std::fs::write(
+        &config_path,
+        sandbox_config(
+            &dir,
+            GatewayPorts::from_base(base_port),
+            &primary,
+            &recovery,
+        ),
+    )?;
     let clouds_path = dir.join("clouds.yaml");
     let gateway_identity = format!("http://127.0.0.1:{base_port}");
-    std::fs::write(&clouds_path, clouds_yaml(&gateway_identity, &primary.identity, &recovery.identity))?;
+    std::fs::write(
+        &clouds_path,
+        clouds_yaml(&gateway_identity, &primary.identity, &recovery.identity),
+    )?;
     let config = Config::load(&config_path).map_err(|e| anyhow!("sandbox config: {e}"))?;
     let bound = BoundGateway::bind(config).await?;
     println!("drgw sandbox is running (Ctrl-C stops it).");
     println!("  gateway config: {}", config_path.display());
     println!("  clouds.yaml:    {}", clouds_path.display());
-    println!("  primary site:   {}   recovery site: {}", primary.identity, recovery.identity);
+    println!(
+        "  primary site:   {}   recovery site: {}",
+        primary.identity, recovery.identity
+    );
     println!();
     println!("  export OS_CLIENT_CONFIG_FILE={}", clouds_path.display());
     println!("  openstack --os-cloud drgw token issue          # demo tenant, through the gateway");

@@ -27,7 +27,11 @@ use crate::stack::{self, ConnInfo, ServiceRoute};
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr} ({name}): {source}")]
-    Bind { name: String, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS for listener {name}: {reason}")]
     Tls { name: String, reason: String },
     #[error(transparent)]
@@ -54,41 +58,67 @@ impl BoundGateway {
     /// Binds every listener of `config` and the admin listener.
     pub async fn bind(config: Config) -> Result<BoundGateway, ServeError> {
         let metrics = Metrics::new();
-        let admin_token = admin::ensure_token_file(&config.admin.token_file).map_err(ServeError::AdminToken)?;
+        let admin_token =
+            admin::ensure_token_file(&config.admin.token_file).map_err(ServeError::AdminToken)?;
         let gateway = Arc::new(Gateway::new(config.clone(), metrics)?);
         let mut listeners = Vec::new();
         for (index, l) in config.listeners.iter().enumerate() {
-            let listener = TcpListener::bind(l.listen).await.map_err(|source| ServeError::Bind {
-                name: l.name.clone(),
-                addr: l.listen,
-                source,
-            })?;
+            let listener =
+                TcpListener::bind(l.listen)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        name: l.name.clone(),
+                        addr: l.listen,
+                        source,
+                    })?;
             let tls = match &l.tls {
-                Some(files) => Some(tls_acceptor(files).map_err(|reason| ServeError::Tls { name: l.name.clone(), reason })?),
+                Some(files) => Some(tls_acceptor(files).map_err(|reason| ServeError::Tls {
+                    name: l.name.clone(),
+                    reason,
+                })?),
                 None => None,
             };
             let mut routes: Vec<Arc<ServiceRoute>> = config
                 .services
                 .iter()
                 .filter(|s| s.listener == index)
-                .map(|s| Arc::new(ServiceRoute { service: s.service, prefix: s.prefix.clone() }))
+                .map(|s| {
+                    Arc::new(ServiceRoute {
+                        service: s.service,
+                        prefix: s.prefix.clone(),
+                    })
+                })
                 .collect();
             // Longest prefix first, so that a dedicated route ("") comes last.
-            routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-            listeners.push(BoundListener { listener, tls, routes: Arc::new(routes) });
+            routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+            listeners.push(BoundListener {
+                listener,
+                tls,
+                routes: Arc::new(routes),
+            });
         }
-        let admin = TcpListener::bind(config.admin.listen).await.map_err(|source| ServeError::Bind {
-            name: "admin".into(),
-            addr: config.admin.listen,
-            source,
-        })?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                name: "admin".into(),
+                addr: config.admin.listen,
+                source,
+            })?;
         let admin_state = Arc::new(AdminState::new(gateway.clone(), admin_token));
-        Ok(BoundGateway { gateway, listeners, admin, admin_state })
+        Ok(BoundGateway {
+            gateway,
+            listeners,
+            admin,
+            admin_state,
+        })
     }
 
     /// The bound address of each listener, in configuration order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.listener.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.listener.local_addr().ok())
+            .collect()
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -108,9 +138,18 @@ impl BoundGateway {
         let graceful = Arc::new(GracefulShutdown::new());
         let mut tasks = Vec::new();
         for l in self.listeners {
-            tasks.push(tokio::spawn(accept_loop(l, self.gateway.clone(), stop_rx.clone(), graceful.clone())));
+            tasks.push(tokio::spawn(accept_loop(
+                l,
+                self.gateway.clone(),
+                stop_rx.clone(),
+                graceful.clone(),
+            )));
         }
-        tasks.push(tokio::spawn(admin::serve(self.admin, self.admin_state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(admin::serve(
+            self.admin,
+            self.admin_state.clone(),
+            stop_rx.clone(),
+        )));
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
@@ -120,8 +159,14 @@ impl BoundGateway {
         let grace = self.gateway.config.shutdown_grace;
         match Arc::try_unwrap(graceful) {
             Ok(graceful) => {
-                if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-                    tracing::warn!(?grace, "in-flight requests still running after the grace period; closing");
+                if tokio::time::timeout(grace, graceful.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        ?grace,
+                        "in-flight requests still running after the grace period; closing"
+                    );
                 }
             }
             Err(_) => tracing::warn!("accept loop still running; not draining"),
@@ -130,7 +175,8 @@ impl BoundGateway {
 }
 
 fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
-    let cert_pem = std::fs::read(&files.cert).map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    let cert_pem =
+        std::fs::read(&files.cert).map_err(|e| format!("{}: {e}", files.cert.display()))?;
     let key_pem = std::fs::read(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -174,16 +220,26 @@ async fn dispatch(
                 r#"{"error": {"code": 404, "title": "Not Found", "message": "No OpenStack service is served under this path."}}"#,
             ));
             *resp.status_mut() = StatusCode::NOT_FOUND;
-            resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             Ok(resp)
         }
     }
 }
 
-async fn accept_loop(l: BoundListener, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>, graceful: Arc<GracefulShutdown>) {
+async fn accept_loop(
+    l: BoundListener,
+    gw: Arc<Gateway>,
+    mut stop: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+) {
     let builder = {
         let mut b = auto::Builder::new(TokioExecutor::new());
-        b.http1().keep_alive(true).timer(hyper_util::rt::TokioTimer::new());
+        b.http1()
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new());
         b.http2().timer(hyper_util::rt::TokioTimer::new());
         Arc::new(b)
     };
@@ -206,12 +262,19 @@ async fn accept_loop(l: BoundListener, gw: Arc<Gateway>, mut stop: watch::Receiv
         let tls = l.tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let conn_info = ConnInfo { peer, tls: tls.is_some() };
-            let svc = hyper::service::service_fn(move |req| dispatch(gw.clone(), routes.clone(), conn_info, req));
+            let conn_info = ConnInfo {
+                peer,
+                tls: tls.is_some(),
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                dispatch(gw.clone(), routes.clone(), conn_info, req)
+            });
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(tls_stream) => {
-                        let conn = builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned();
+                        let conn = builder
+                            .serve_connection(TokioIo::new(tls_stream), svc)
+                            .into_owned();
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -219,7 +282,9 @@ async fn accept_loop(l: BoundListener, gw: Arc<Gateway>, mut stop: watch::Receiv
                     Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                 },
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -237,14 +302,34 @@ mod tests {
     #[test]
     fn routes_match_whole_path_segments() {
         let routes: Vec<Arc<ServiceRoute>> = vec![
-            Arc::new(ServiceRoute { service: Service::Compute, prefix: "/compute".into() }),
-            Arc::new(ServiceRoute { service: Service::Identity, prefix: "/identity".into() }),
+            Arc::new(ServiceRoute {
+                service: Service::Compute,
+                prefix: "/compute".into(),
+            }),
+            Arc::new(ServiceRoute {
+                service: Service::Identity,
+                prefix: "/identity".into(),
+            }),
         ];
-        assert_eq!(pick_route(&routes, "/compute/v2.1/servers").unwrap().service, Service::Compute);
-        assert_eq!(pick_route(&routes, "/compute").unwrap().service, Service::Compute);
+        assert_eq!(
+            pick_route(&routes, "/compute/v2.1/servers")
+                .unwrap()
+                .service,
+            Service::Compute
+        );
+        assert_eq!(
+            pick_route(&routes, "/compute").unwrap().service,
+            Service::Compute
+        );
         assert!(pick_route(&routes, "/computer/v2.1").is_none());
         assert!(pick_route(&routes, "/").is_none());
-        let dedicated = vec![Arc::new(ServiceRoute { service: Service::Image, prefix: String::new() })];
-        assert_eq!(pick_route(&dedicated, "/v2/images").unwrap().service, Service::Image);
+        let dedicated = vec![Arc::new(ServiceRoute {
+            service: Service::Image,
+            prefix: String::new(),
+        })];
+        assert_eq!(
+            pick_route(&dedicated, "/v2/images").unwrap().service,
+            Service::Image
+        );
     }
 }

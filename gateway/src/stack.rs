@@ -104,7 +104,12 @@ fn microversion(headers: &HeaderMap) -> Option<&str> {
 
 /// Handles one client request end to end. Never fails: every error becomes a response in
 /// the fronted service's native error format.
-pub async fn handle(gw: Arc<Gateway>, route: Arc<ServiceRoute>, conn: ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    gw: Arc<Gateway>,
+    route: Arc<ServiceRoute>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let service = route.service;
     let started = Instant::now();
     let (mut parts, incoming) = req.into_parts();
@@ -120,7 +125,13 @@ pub async fn handle(gw: Arc<Gateway>, route: Arc<ServiceRoute>, conn: ConnInfo, 
     }
 
     // 2. classify
-    let op = services::classify(service, &parts.method, path, parts.uri.query(), microversion(&parts.headers));
+    let op = services::classify(
+        service,
+        &parts.method,
+        path,
+        parts.uri.query(),
+        microversion(&parts.headers),
+    );
     let action = op.action.as_str();
     let site = gw.active_site();
 
@@ -142,12 +153,19 @@ pub async fn handle(gw: Arc<Gateway>, route: Arc<ServiceRoute>, conn: ConnInfo, 
     let uri = match gw.upstream_uri(site, service, path, parts.uri.query()) {
         Some(u) => u,
         None => {
-            let resp = fault::error_response(service, StatusCode::BAD_REQUEST, "The request path is not a valid URL path.");
+            let resp = native_error(
+                service,
+                StatusCode::BAD_REQUEST,
+                "The request path is not a valid URL path.",
+            );
             return finish(&gw, service, action, &req_id, resp);
         }
     };
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
@@ -163,13 +181,25 @@ pub async fn handle(gw: Arc<Gateway>, route: Arc<ServiceRoute>, conn: ConnInfo, 
     let resp = match client.send(upstream_req).await {
         Ok(resp) => resp,
         Err(e) => {
-            gw.metrics.proxy.upstream_errors.with_label_values(&[service.as_str(), e.kind()]).inc();
+            gw.metrics
+                .proxy
+                .upstream_errors
+                .with_label_values(&[service.as_str(), e.kind()])
+                .inc();
             tracing::warn!(service = service.as_str(), site = site.as_str(), error = %e, request_id = ?req_id, "upstream failed");
             let message = match e.status() {
-                StatusCode::GATEWAY_TIMEOUT => format!("The {service} service at site {site} did not answer in time."),
+                StatusCode::GATEWAY_TIMEOUT => {
+                    format!("The {service} service at site {site} did not answer in time.")
+                }
                 _ => format!("The {service} service at site {site} is unreachable."),
             };
-            return finish(&gw, service, action, &req_id, fault::error_response(service, e.status(), &message));
+            return finish(
+                &gw,
+                service,
+                action,
+                &req_id,
+                native_error(service, e.status(), &message),
+            );
         }
     };
     gw.metrics
@@ -184,13 +214,23 @@ pub async fn handle(gw: Arc<Gateway>, route: Arc<ServiceRoute>, conn: ConnInfo, 
     if !resp.headers().contains_key(REQUEST_ID) {
         resp.headers_mut().insert(REQUEST_ID, req_id.clone());
     }
-    tracing::debug!(service = service.as_str(), action, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "proxied");
+    tracing::debug!(
+        service = service.as_str(),
+        action,
+        status = resp.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "proxied"
+    );
     finish(&gw, service, action, &req_id, resp)
 }
 
 /// The token context of the caller, if the token is valid. Keystone trouble is logged and
 /// treated as unknown: the upstream service still validates the token itself.
-async fn tenant(gw: &Gateway, headers: &HeaderMap, site: crate::config::SiteName) -> Option<Arc<TokenContext>> {
+async fn tenant(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    site: crate::config::SiteName,
+) -> Option<Arc<TokenContext>> {
     let token = headers.get("x-auth-token")?.to_str().ok()?;
     match gw.tokens.context(token, &gw.site(site).keystone).await {
         Ok(ctx) => ctx,
@@ -210,17 +250,35 @@ fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Opti
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
     if let Some(host) = original_host {
         headers.insert("x-forwarded-host", host);
     }
 }
 
-fn not_found(service: Service) -> Response<ProxyBody> {
-    fault::error_response(service, StatusCode::NOT_FOUND, "The resource could not be found.")
+/// An error the gateway itself answers, in the fronted service's native format.
+fn native_error(service: Service, status: StatusCode, message: &str) -> Response<ProxyBody> {
+    fault::error_response(service, status, message).map(body::full)
 }
 
-fn finish(gw: &Gateway, service: Service, action: &str, req_id: &HeaderValue, mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+fn not_found(service: Service) -> Response<ProxyBody> {
+    native_error(
+        service,
+        StatusCode::NOT_FOUND,
+        "The resource could not be found.",
+    )
+}
+
+fn finish(
+    gw: &Gateway,
+    service: Service,
+    action: &str,
+    req_id: &HeaderValue,
+    mut resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
     if !resp.headers().contains_key(REQUEST_ID) {
         resp.headers_mut().insert(REQUEST_ID, req_id.clone());
     }
@@ -236,7 +294,10 @@ fn finish(gw: &Gateway, service: Service, action: &str, req_id: &HeaderValue, mu
 fn carries_catalog(op: &Operation) -> bool {
     op.service == Service::Identity
         && op.action == Action::Read
-        && matches!(op.resource, ResourceType::Token | ResourceType::Catalog | ResourceType::Endpoint)
+        && matches!(
+            op.resource,
+            ResourceType::Token | ResourceType::Catalog | ResourceType::Endpoint
+        )
         || (op.resource == ResourceType::Token && op.action == Action::Create)
 }
 
@@ -253,7 +314,9 @@ fn is_json(headers: &HeaderMap) -> bool {
             };
             ct.eq_ignore_ascii_case("application/json")
                 || lower_ends("+json")
-                || (ct.len() >= 28 && ct.is_char_boundary(28) && ct[..28].eq_ignore_ascii_case("application/openstack-images"))
+                || (ct.len() >= 28
+                    && ct.is_char_boundary(28)
+                    && ct[..28].eq_ignore_ascii_case("application/openstack-images"))
         })
         .unwrap_or(false)
 }
@@ -269,21 +332,34 @@ async fn rewrite_response(
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let rewriter = gw.rewriter();
-    if let Some(loc) = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+    if let Some(loc) = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(new) = rewriter.rewrite_url(op.service, loc) {
             if let Ok(v) = HeaderValue::from_str(&new) {
                 parts.headers.insert(header::LOCATION, v);
-                gw.metrics.proxy.rewrites.with_label_values(&["location"]).inc();
+                gw.metrics
+                    .proxy
+                    .rewrites
+                    .with_label_values(&["location"])
+                    .inc();
             }
         }
     }
     // Token revocation: forget the context.
-    if op.resource == ResourceType::Token && op.action == Action::Delete && parts.status.is_success() {
+    if op.resource == ResourceType::Token
+        && op.action == Action::Delete
+        && parts.status.is_success()
+    {
         if let Some(token) = subject_token.as_ref().and_then(|v| v.to_str().ok()) {
             gw.tokens.forget(token).await;
         }
     }
-    let wants_body = is_json(&parts.headers) && parts.status != StatusCode::NO_CONTENT && parts.status != StatusCode::NOT_MODIFIED;
+    let wants_body = is_json(&parts.headers)
+        && parts.status != StatusCode::NO_CONTENT
+        && parts.status != StatusCode::NOT_MODIFIED;
     if !wants_body {
         return Response::from_parts(parts, body::stream(incoming));
     }
@@ -295,34 +371,62 @@ async fn rewrite_response(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         // Too large to rewrite safely in memory: stream it as it is.
-        tracing::warn!(bytes = declared, limit, "JSON response too large to rewrite; streamed unchanged");
+        tracing::warn!(
+            bytes = declared,
+            limit,
+            "JSON response too large to rewrite; streamed unchanged"
+        );
         return Response::from_parts(parts, body::stream(incoming));
     }
     let buffered = match rewrite::buffer_prefix(incoming, limit).await {
         rewrite::Buffered::Complete(bytes) => bytes,
         rewrite::Buffered::Overflow(rest) => {
-            tracing::warn!(limit, "JSON response too large to rewrite; streamed unchanged");
+            tracing::warn!(
+                limit,
+                "JSON response too large to rewrite; streamed unchanged"
+            );
             parts.headers.remove(header::CONTENT_LENGTH);
             return Response::from_parts(parts, rest);
         }
         rewrite::Buffered::Failed(e) => {
             tracing::warn!(error = %e, "upstream response body broke off");
-            return fault::error_response(op.service, StatusCode::BAD_GATEWAY, "The upstream response broke off.");
+            return native_error(
+                op.service,
+                StatusCode::BAD_GATEWAY,
+                "The upstream response broke off.",
+            );
         }
     };
     let catalog = carries_catalog(op);
     let token_capture = catalog && op.resource == ResourceType::Token && parts.status.is_success();
-    let rewrite_kind = if catalog { BodyRewrite::Catalog } else { BodyRewrite::Links };
-    match rewrite::rewrite_body(&parts.headers, buffered.clone(), op.service, rewrite_kind, &rewriter, limit) {
+    let rewrite_kind = if catalog {
+        BodyRewrite::Catalog
+    } else {
+        BodyRewrite::Links
+    };
+    match rewrite::rewrite_body(
+        &parts.headers,
+        buffered.clone(),
+        op.service,
+        rewrite_kind,
+        &rewriter,
+        limit,
+    ) {
         rewrite::Rewritten::Unchanged => Response::from_parts(parts, body::full(buffered)),
-        rewrite::Rewritten::Changed { bytes, json, decoded } => {
+        rewrite::Rewritten::Changed {
+            bytes,
+            json,
+            decoded,
+        } => {
             if token_capture {
                 capture_token(gw, &parts.headers, subject_token.as_ref(), &json).await;
             }
             if decoded {
                 parts.headers.remove(header::CONTENT_ENCODING);
             }
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             gw.metrics
                 .proxy
                 .rewrites
@@ -334,9 +438,17 @@ async fn rewrite_response(
 }
 
 /// Fills the token cache from a token response the gateway proxied.
-async fn capture_token(gw: &Gateway, headers: &HeaderMap, subject_token: Option<&HeaderValue>, json: &Value) {
+async fn capture_token(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    subject_token: Option<&HeaderValue>,
+    json: &Value,
+) {
     // POST returns the new token in X-Subject-Token; GET echoes the validated one.
-    let token = headers.get("x-subject-token").or(subject_token).and_then(|v| v.to_str().ok());
+    let token = headers
+        .get("x-subject-token")
+        .or(subject_token)
+        .and_then(|v| v.to_str().ok());
     if let Some(token) = token {
         if let Some(ctx) = crate::token::TokenContext::from_token_body(json, gw.active_site()) {
             gw.tokens.remember(token, ctx).await;

@@ -44,8 +44,7 @@ impl TokenContext {
         let token = body.get("token")?;
         let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
         let user = token.get("user")?;
-        let expires_at = humantime::parse_rfc3339_weak(token.get("expires_at")?.as_str()?)
-            .ok()?;
+        let expires_at = humantime::parse_rfc3339_weak(token.get("expires_at")?.as_str()?).ok()?;
         let project = token.get("project");
         Some(TokenContext {
             user_id: s(user.get("id"))?,
@@ -86,8 +85,18 @@ pub enum TokenError {
 struct ExpireAtTokenExpiry;
 
 impl moka::Expiry<String, Arc<TokenContext>> for ExpireAtTokenExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Arc<TokenContext>, _now: std::time::Instant) -> Option<Duration> {
-        Some(value.expires_at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<TokenContext>,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(
+            value
+                .expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
     }
 }
 
@@ -120,8 +129,13 @@ impl KeystoneClient {
                 return Ok(token.clone());
             }
         }
-        let creds = self.credentials.as_ref().ok_or(TokenError::NoCredentials(self.site))?;
-        let password = creds.resolve_password().map_err(|_| TokenError::NoCredentials(self.site))?;
+        let creds = self
+            .credentials
+            .as_ref()
+            .ok_or(TokenError::NoCredentials(self.site))?;
+        let password = creds
+            .resolve_password()
+            .map_err(|_| TokenError::NoCredentials(self.site))?;
         let body = serde_json::json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": creds.username, "domain": {"name": creds.user_domain_name}, "password": password}}},
@@ -135,7 +149,10 @@ impl KeystoneClient {
             .map_err(|_| TokenError::NoCredentials(self.site))?;
         let (parts, bytes) = self.client.send_full(req, 4 << 20).await?;
         if parts.status != StatusCode::CREATED {
-            return Err(TokenError::ServiceAuth { site: self.site, status: parts.status });
+            return Err(TokenError::ServiceAuth {
+                site: self.site,
+                status: parts.status,
+            });
         }
         let token = parts
             .headers
@@ -193,7 +210,10 @@ pub struct TokenCache {
 impl TokenCache {
     pub fn new(capacity: u64, metrics: ProxyMetrics) -> TokenCache {
         TokenCache {
-            cache: Cache::builder().max_capacity(capacity).expire_after(ExpireAtTokenExpiry).build(),
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(ExpireAtTokenExpiry)
+                .build(),
             metrics,
         }
     }
@@ -212,7 +232,11 @@ impl TokenCache {
 
     /// The context of `token`, validating it at `keystone` on a cache miss. `Ok(None)` for
     /// an invalid token (not cached).
-    pub async fn context(&self, token: &str, keystone: &KeystoneClient) -> Result<Option<Arc<TokenContext>>, TokenError> {
+    pub async fn context(
+        &self,
+        token: &str,
+        keystone: &KeystoneClient,
+    ) -> Result<Option<Arc<TokenContext>>, TokenError> {
         if let Some(ctx) = self.cache.get(token).await {
             if ctx.expires_at > SystemTime::now() {
                 self.metrics.token_cache.with_label_values(&["hit"]).inc();
@@ -229,7 +253,10 @@ impl TokenCache {
                 Ok(Some(ctx))
             }
             Ok(None) => {
-                self.metrics.token_cache.with_label_values(&["invalid"]).inc();
+                self.metrics
+                    .token_cache
+                    .with_label_values(&["invalid"])
+                    .inc();
                 Ok(None)
             }
             Err(e) => {
@@ -263,7 +290,14 @@ mod tests {
 
     #[test]
     fn rejects_bodies_without_user_or_expiry() {
-        assert!(TokenContext::from_token_body(&serde_json::json!({"token": {}}), SiteName::Primary).is_none());
-        assert!(TokenContext::from_token_body(&serde_json::json!({"x": 1}), SiteName::Primary).is_none());
+        assert!(TokenContext::from_token_body(
+            &serde_json::json!({"token": {}}),
+            SiteName::Primary
+        )
+        .is_none());
+        assert!(
+            TokenContext::from_token_body(&serde_json::json!({"x": 1}), SiteName::Primary)
+                .is_none()
+        );
     }
 }

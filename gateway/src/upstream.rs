@@ -63,8 +63,14 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(site: &SiteConfig, cfg: &UpstreamConfig) -> Result<UpstreamClient, ClientBuildError> {
-        let fail = |reason: String| ClientBuildError { site: site.name.to_string(), reason };
+    pub fn new(
+        site: &SiteConfig,
+        cfg: &UpstreamConfig,
+    ) -> Result<UpstreamClient, ClientBuildError> {
+        let fail = |reason: String| ClientBuildError {
+            site: site.name.to_string(),
+            reason,
+        };
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);
@@ -75,11 +81,14 @@ impl UpstreamClient {
             .map_err(|e| fail(e.to_string()))?;
         let tls = match &site.ca_bundle {
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                let pem =
+                    std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                     let cert = cert.map_err(|e| fail(format!("{}: {e}", path.display())))?;
-                    roots.add(cert).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
@@ -100,7 +109,10 @@ impl UpstreamClient {
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
             .build(connector);
-        Ok(UpstreamClient { client, request_timeout: cfg.request_timeout })
+        Ok(UpstreamClient {
+            client,
+            request_timeout: cfg.request_timeout,
+        })
     }
 
     /// Sends a request and waits for the response headers, bounded by the request timeout.
@@ -127,10 +139,11 @@ impl UpstreamClient {
     ) -> Result<(http::response::Parts, Bytes), UpstreamError> {
         let resp = self.send(req).await?;
         let (parts, body) = resp.into_parts();
-        let bytes = tokio::time::timeout(self.request_timeout, crate::body::read_limited(body, limit))
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.request_timeout))?
-            .map_err(|e| UpstreamError::Reset(e.to_string()))?;
+        let bytes =
+            tokio::time::timeout(self.request_timeout, crate::body::read_limited(body, limit))
+                .await
+                .map_err(|_| UpstreamError::Timeout(self.request_timeout))?
+                .map_err(|e| UpstreamError::Reset(e.to_string()))?;
         Ok((parts, bytes))
     }
 }

@@ -10,12 +10,31 @@ fn deploy_example_passes_check_config() {
     let root = tempfile::tempdir().unwrap();
     let etc = root.path().join("etc/drgw");
     std::fs::create_dir_all(etc.join("tls")).unwrap();
-    for f in ["dc1-password", "dc2-password", "tls/cloud.pem", "tls/cloud.key"] {
+    for f in [
+        "dc1-password",
+        "dc2-password",
+        "tls/cloud.pem",
+        "tls/cloud.key",
+    ] {
         std::fs::write(etc.join(f), "x\n").unwrap();
     }
     let text = text.replace("/etc/drgw/", &format!("{}/", etc.display()));
-    let config = Config::parse(&text, root.path()).unwrap_or_else(|e| panic!("deploy/drgw.toml:\n{e}"));
-    assert_eq!(config.listeners.len(), 3, "identity, compute and the shared listener");
-    assert_eq!(config.service_listener(drgw::operation::Service::Image).unwrap().public_url, "https://api.cloud.example.com/image");
-    assert!(config.admin.listen.ip().is_loopback(), "the admin listener stays on loopback");
+    let config =
+        Config::parse(&text, root.path()).unwrap_or_else(|e| panic!("deploy/drgw.toml:\n{e}"));
+    assert_eq!(
+        config.listeners.len(),
+        3,
+        "identity, compute and the shared listener"
+    );
+    assert_eq!(
+        config
+            .service_listener(drgw::operation::Service::Image)
+            .unwrap()
+            .public_url,
+        "https://api.cloud.example.com/image"
+    );
+    assert!(
+        config.admin.listen.ip().is_loopback(),
+        "the admin listener stays on loopback"
+    );
 }

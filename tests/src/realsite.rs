@@ -44,7 +44,9 @@ pub fn realstack_home() -> PathBuf {
     if let Some(h) = std::env::var_os("REALSTACK_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/drgw/realstack")
 }
 
@@ -56,7 +58,9 @@ pub fn venv_dir() -> PathBuf {
 /// Looks `prog` up in `$PATH`.
 fn which(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
 }
 
 /// Fails with a clear message when a program the scripts need is missing.
@@ -99,7 +103,11 @@ pub fn ensure_venv() -> anyhow::Result<Duration> {
     }
     let openstack = venv_dir().join("bin/openstack");
     if !openstack.is_file() {
-        bail!("{} ran but {} is missing", script.display(), openstack.display());
+        bail!(
+            "{} ran but {} is missing",
+            script.display(),
+            openstack.display()
+        );
     }
     Ok(t.elapsed())
 }
@@ -115,9 +123,17 @@ pub struct SiteSpec {
 }
 
 /// The primary site: `primary`, `RegionOne`, ports 15000..15005.
-pub const PRIMARY: SiteSpec = SiteSpec { name: "primary", region: "RegionOne", base_port: 15000 };
+pub const PRIMARY: SiteSpec = SiteSpec {
+    name: "primary",
+    region: "RegionOne",
+    base_port: 15000,
+};
 /// The recovery site: `recovery`, `RegionTwo`, ports 16000..16005.
-pub const RECOVERY: SiteSpec = SiteSpec { name: "recovery", region: "RegionTwo", base_port: 16000 };
+pub const RECOVERY: SiteSpec = SiteSpec {
+    name: "recovery",
+    region: "RegionTwo",
+    base_port: 16000,
+};
 
 /// Password credentials of one user in one project (domain `Default`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,14 +225,29 @@ impl RealSite {
         self.state_dir.join("logs")
     }
 
+    /// A clouds.yaml entry for `creds` directly at this site.
+    pub fn cloud(&self, cloud_name: &str, creds: &Credentials) -> CloudEntry {
+        let mut c = CloudEntry::new(
+            cloud_name,
+            &self.keystone_url,
+            &creds.username,
+            &creds.password,
+            &creds.project_name,
+            &self.region,
+        );
+        c.user_domain_name.clone_from(&creds.user_domain_name);
+        c.project_domain_name.clone_from(&creds.project_domain_name);
+        c
+    }
+
     /// A clouds.yaml entry for `admin` directly at this site.
     pub fn admin_cloud(&self, cloud_name: &str) -> CloudEntry {
-        CloudEntry::new(cloud_name, &self.keystone_url, &self.admin, &self.region)
+        self.cloud(cloud_name, &self.admin)
     }
 
     /// A clouds.yaml entry for `demo` (member of project `demo`) directly at this site.
     pub fn demo_cloud(&self, cloud_name: &str) -> CloudEntry {
-        CloudEntry::new(cloud_name, &self.keystone_url, &self.demo, &self.region)
+        self.cloud(cloud_name, &self.demo)
     }
 
     /// The running service processes, from `pids/*.pid`: (service, pid).
@@ -250,6 +281,10 @@ impl RealSite {
             .arg(self.base_port.to_string())
             .env("REALSTACK_FRESH", "1")
             .env("REALSTACK_REGION", &self.region)
+            .env(
+                "REALSTACK_START_TIMEOUT",
+                std::env::var("REALSTACK_START_TIMEOUT").unwrap_or_else(|_| "300".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -300,7 +335,9 @@ impl RealSite {
         if !self.keep {
             cmd.arg("--purge");
         }
-        let out = cmd.output().context("cannot run tests/realstack/stop-site.sh")?;
+        let out = cmd
+            .output()
+            .context("cannot run tests/realstack/stop-site.sh")?;
         unregister(&self.state_root, &self.name);
         let alive: Vec<String> = before
             .iter()
@@ -353,11 +390,17 @@ impl RealSites {
             bail!("sites need distinct names and base ports at least 10 apart: {primary:?} {recovery:?}");
         }
         let venv_time = ensure_venv()?;
-        eprintln!("[realsite] venv ready in {venv_time:.1?} ({})", venv_dir().display());
+        eprintln!(
+            "[realsite] venv ready in {venv_time:.1?} ({})",
+            venv_dir().display()
+        );
         sweep_stale_runs();
         install_signal_guard();
         let keep = std::env::var("DRGW_REALSTACK_KEEP").is_ok_and(|v| v == "1");
-        let dir = tempfile::Builder::new().prefix(STATE_PREFIX).tempdir().context("cannot create a temp dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix(STATE_PREFIX)
+            .tempdir()
+            .context("cannot create a temp dir")?;
         std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
         let root = dir.path().to_path_buf();
         let mut sites = RealSites {
@@ -374,7 +417,8 @@ impl RealSites {
             let hp = s.spawn(move || p.start());
             let hr = s.spawn(move || r.start());
             let join = |h: std::thread::ScopedJoinHandle<'_, anyhow::Result<()>>| {
-                h.join().unwrap_or_else(|_| Err(anyhow!("site start-up thread panicked")))
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("site start-up thread panicked")))
             };
             (join(hp), join(hr))
         });
@@ -435,14 +479,19 @@ impl RealSites {
             let hp = s.spawn(move || p.stop());
             let hr = s.spawn(move || r.stop());
             (
-                hp.join().unwrap_or_else(|_| Err(anyhow!("stop thread panicked"))),
-                hr.join().unwrap_or_else(|_| Err(anyhow!("stop thread panicked"))),
+                hp.join()
+                    .unwrap_or_else(|_| Err(anyhow!("stop thread panicked"))),
+                hr.join()
+                    .unwrap_or_else(|_| Err(anyhow!("stop thread panicked"))),
             )
         });
         if let Some(dir) = self.state_root.take() {
             if self.primary.keep {
                 let kept = dir.keep();
-                eprintln!("[realsite] DRGW_REALSTACK_KEEP=1: state and logs kept in {}", kept.display());
+                eprintln!(
+                    "[realsite] DRGW_REALSTACK_KEEP=1: state and logs kept in {}",
+                    kept.display()
+                );
             }
         }
         a?;
@@ -472,8 +521,15 @@ fn read_pids(state_dir: &Path) -> Vec<(String, u32)> {
     for e in rd.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "pid") {
-            let svc = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            if let Some(pid) = std::fs::read_to_string(&p).ok().and_then(|s| s.trim().parse().ok()) {
+            let svc = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(pid) = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 v.push((svc, pid));
             }
         }
@@ -486,7 +542,10 @@ fn read_pids(state_dir: &Path) -> Vec<(String, u32)> {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -524,26 +583,36 @@ fn stop_by_script(root: &Path, name: &str) {
 fn install_signal_guard() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let _ = std::thread::Builder::new().name("realsite-signals".into()).spawn(|| {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = std::thread::Builder::new()
+            .name("realsite-signals".into())
+            .spawn(|| {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
                     return;
                 };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                rt.block_on(async {
+                    let Ok(mut term) =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                });
+                let sites: Vec<_> = registry().lock().map(|r| r.clone()).unwrap_or_default();
+                eprintln!(
+                    "[realsite] interrupted: stopping {} real site(s)",
+                    sites.len()
+                );
+                for (root, name) in &sites {
+                    stop_by_script(root, name);
                 }
+                std::process::exit(130);
             });
-            let sites: Vec<_> = registry().lock().map(|r| r.clone()).unwrap_or_default();
-            eprintln!("[realsite] interrupted: stopping {} real site(s)", sites.len());
-            for (root, name) in &sites {
-                stop_by_script(root, name);
-            }
-            std::process::exit(130);
-        });
     });
 }
 
@@ -560,25 +629,38 @@ fn sweep_stale_runs() {
         if !e.file_name().to_string_lossy().starts_with(STATE_PREFIX) {
             continue;
         }
-        let Some(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse::<u32>().ok())
+        let Some(owner) = std::fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
         else {
             continue;
         };
         if Path::new(&format!("/proc/{owner}")).exists() {
             continue;
         }
-        let Ok(sites) = std::fs::read_dir(&dir) else { continue };
-        for site in sites.flatten().filter(|s| s.path().join("site.env").is_file()) {
+        let Ok(sites) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for site in sites
+            .flatten()
+            .filter(|s| s.path().join("site.env").is_file())
+        {
             let name = site.file_name().to_string_lossy().into_owned();
             for (svc, pid) in read_pids(&site.path()) {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                let ours = cmdline.contains(&venv) || cmdline.contains("gunicorn") || cmdline.contains("beam");
+                let ours = cmdline.contains(&venv)
+                    || cmdline.contains("gunicorn")
+                    || cmdline.contains("beam");
                 if !ours {
-                    let _ = std::fs::remove_file(site.path().join("pids").join(format!("{svc}.pid")));
+                    let _ =
+                        std::fs::remove_file(site.path().join("pids").join(format!("{svc}.pid")));
                 }
             }
-            eprintln!("[realsite] stopping stale site {name} of dead run {} (pid {owner})", dir.display());
+            eprintln!(
+                "[realsite] stopping stale site {name} of dead run {} (pid {owner})",
+                dir.display()
+            );
             stop_by_script(&dir, &name);
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -605,8 +687,18 @@ mod tests {
 
     #[test]
     fn scripts_are_part_of_the_project() {
-        for f in ["install.sh", "common.sh", "start-site.sh", "stop-site.sh", "register.py", "constraints.txt"] {
-            assert!(scripts_dir().join(f).is_file(), "tests/realstack/{f} is missing");
+        for f in [
+            "install.sh",
+            "common.sh",
+            "start-site.sh",
+            "stop-site.sh",
+            "register.py",
+            "constraints.txt",
+        ] {
+            assert!(
+                scripts_dir().join(f).is_file(),
+                "tests/realstack/{f} is missing"
+            );
         }
     }
 }

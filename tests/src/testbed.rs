@@ -40,7 +40,10 @@ pub fn drgw_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    let mut dir = exe.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let mut dir = exe
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -76,11 +79,18 @@ impl GatewayProcess {
         recovery: &SimEndpoints,
         _hint: u16,
     ) -> anyhow::Result<GatewayProcess> {
-        anyhow::ensure!(bin.is_file(), "{} not built (cargo build --workspace)", bin.display());
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} not built (cargo build --workspace)",
+            bin.display()
+        );
         let dir = tempfile::tempdir()?;
         let ports = free_ports();
         let config_path = dir.path().join("drgw.toml");
-        std::fs::write(&config_path, sandbox::sandbox_config(dir.path(), ports, primary, recovery))?;
+        std::fs::write(
+            &config_path,
+            sandbox::sandbox_config(dir.path(), ports, primary, recovery),
+        )?;
         let child = tokio::process::Command::new(bin)
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -88,11 +98,22 @@ impl GatewayProcess {
             .kill_on_drop(true)
             .spawn()?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", ports.identity)).await.is_err() {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "drgw serve did not listen within 20 s");
+        while tokio::net::TcpStream::connect(("127.0.0.1", ports.identity))
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "drgw serve did not listen within 20 s"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        Ok(GatewayProcess { child, ports, config_path, dir })
+        Ok(GatewayProcess {
+            child,
+            ports,
+            config_path,
+            dir,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -107,8 +128,14 @@ impl GatewayProcess {
     /// SIGTERM, then wait for the exit.
     pub async fn stop(mut self) -> Option<std::process::ExitStatus> {
         let pid = self.pid().to_string();
-        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await;
-        tokio::time::timeout(std::time::Duration::from_secs(40), self.child.wait()).await.ok()?.ok()
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await;
+        tokio::time::timeout(std::time::Duration::from_secs(40), self.child.wait())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// SIGKILL (a crash).
@@ -148,7 +175,13 @@ impl RunningGateway {
         let task = tokio::spawn(bound.serve(async move {
             let _ = rx.await;
         }));
-        Ok(RunningGateway { config, config_path: path, gateway, stop: Some(tx), task: Some(task) })
+        Ok(RunningGateway {
+            config,
+            config_path: path,
+            gateway,
+            stop: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// Stops accepting and drains in-flight requests.
@@ -196,7 +229,14 @@ impl TestBed {
             ),
         )?;
         let gateway = RunningGateway::start(config_path).await?;
-        Ok(TestBed { primary, recovery, gateway, ports, clouds_yaml, dir })
+        Ok(TestBed {
+            primary,
+            recovery,
+            gateway,
+            ports,
+            clouds_yaml,
+            dir,
+        })
     }
 
     /// The gateway's public base URL of a service (`identity`, `compute`, `image`,
@@ -207,7 +247,10 @@ impl TestBed {
 
     /// The admin bearer token.
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(&self.gateway.config.admin.token_file).unwrap_or_default().trim().to_string()
+        std::fs::read_to_string(&self.gateway.config.admin.token_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     pub async fn stop(mut self) {

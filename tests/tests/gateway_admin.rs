@@ -13,7 +13,10 @@ async fn admin_get(bed: &TestBed, path: &str, headers: &[(&str, &str)]) -> (u16,
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = client.request(req.body(drgw::body::empty()).unwrap()).await.expect("admin listener answers");
+    let resp = client
+        .request(req.body(drgw::body::empty()).unwrap())
+        .await
+        .expect("admin listener answers");
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -23,19 +26,56 @@ async fn admin_get(bed: &TestBed, path: &str, headers: &[(&str, &str)]) -> (u16,
 async fn admin_api_is_authenticated_and_reports_health() {
     let bed = TestBed::start().await.expect("test bed");
     let bearer = format!("Bearer {}", bed.admin_token());
-    let admin_token = bed.primary.issue_token("admin", "admin").expect("admin token");
+    let admin_token = bed
+        .primary
+        .issue_token("admin", "admin")
+        .expect("admin token");
     let demo_token = bed.primary.issue_token("demo", "demo").expect("demo token");
 
     // Nothing without credentials, a wrong bearer token or a non-admin Keystone token.
     for path in ["/metrics", "/healthz", "/readyz", "/v1/status"] {
-        assert_eq!(admin_get(&bed, path, &[]).await.0, 401, "{path} without credentials");
+        assert_eq!(
+            admin_get(&bed, path, &[]).await.0,
+            401,
+            "{path} without credentials"
+        );
     }
-    assert_eq!(admin_get(&bed, "/healthz", &[("authorization", "Bearer not-the-token")]).await.0, 401);
-    assert_eq!(admin_get(&bed, "/healthz", &[("x-auth-token", &demo_token)]).await.0, 401, "member role is not admin");
-    assert_eq!(admin_get(&bed, "/healthz", &[("x-auth-token", "garbage")]).await.0, 401);
+    assert_eq!(
+        admin_get(
+            &bed,
+            "/healthz",
+            &[("authorization", "Bearer not-the-token")]
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        admin_get(&bed, "/healthz", &[("x-auth-token", &demo_token)])
+            .await
+            .0,
+        401,
+        "member role is not admin"
+    );
+    assert_eq!(
+        admin_get(&bed, "/healthz", &[("x-auth-token", "garbage")])
+            .await
+            .0,
+        401
+    );
     // The bearer token and a Keystone admin token both work.
-    assert_eq!(admin_get(&bed, "/healthz", &[("authorization", &bearer)]).await.0, 200);
-    assert_eq!(admin_get(&bed, "/healthz", &[("x-auth-token", &admin_token)]).await.0, 200);
+    assert_eq!(
+        admin_get(&bed, "/healthz", &[("authorization", &bearer)])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        admin_get(&bed, "/healthz", &[("x-auth-token", &admin_token)])
+            .await
+            .0,
+        200
+    );
 
     // Ready while every service of the active site answers; not ready when one is down.
     let (status, body) = admin_get(&bed, "/readyz", &[("authorization", &bearer)]).await;
@@ -46,10 +86,15 @@ async fn admin_api_is_authenticated_and_reports_health() {
     bed.primary.up().await.expect("site back up");
 
     // drgw status (the CLI's code path) shows both sites and the active one.
-    let (code, status) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/status").await.expect("status");
+    let (code, status) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/status")
+        .await
+        .expect("status");
     assert!(code.is_success());
     assert_eq!(status["active_site"], "primary");
-    assert_eq!(status["sites"]["recovery"]["services"]["compute"]["up"], true, "{status}");
+    assert_eq!(
+        status["sites"]["recovery"]["services"]["compute"]["up"], true,
+        "{status}"
+    );
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
 
     // Metrics: the request counter and the token cache counter exist; no token leaks.
@@ -58,6 +103,9 @@ async fn admin_api_is_authenticated_and_reports_health() {
     for name in ["drgw_token_cache_requests_total", "drgw_site_up"] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
-    assert!(!metrics.contains(&admin_token) && !metrics.contains(&demo_token), "a token leaked into metrics");
+    assert!(
+        !metrics.contains(&admin_token) && !metrics.contains(&demo_token),
+        "a token leaked into metrics"
+    );
     bed.stop().await;
 }

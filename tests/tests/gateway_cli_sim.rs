@@ -8,14 +8,17 @@ use drgw_tests::testbed::TestBed;
 use serde_json::Value;
 
 fn random_file(path: &Path, bytes: usize) {
-    let data: Vec<u8> = (0..bytes).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..bytes)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(path, data).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openstack_cli_through_the_gateway_against_the_simulator() {
     let bed = TestBed::start().await.expect("test bed starts");
-    let cli = OpenStackCli::new(&bed.clouds_yaml).expect("the real openstack CLI is installed (tests/realstack/install.sh)");
+    let cli = OpenStackCli::new(&bed.clouds_yaml)
+        .expect("the real openstack CLI is installed (tests/realstack/install.sh)");
     let gw_ports: Vec<String> = ["identity", "compute", "image", "volume", "network"]
         .iter()
         .map(|s| bed.gateway_url(s))
@@ -102,7 +105,17 @@ async fn openstack_cli_through_the_gateway_against_the_simulator() {
     }
 
     // The gateway really was in the path: the primary site saw the calls, the recovery none.
-    assert_eq!(bed.primary.requests().matching("POST", "/v2.1/servers").len(), 1, "one server create reached the primary");
-    assert!(bed.recovery.requests().all().is_empty(), "the recovery site must not be touched");
+    assert_eq!(
+        bed.primary
+            .requests()
+            .matching("POST", "/v2.1/servers")
+            .len(),
+        1,
+        "one server create reached the primary"
+    );
+    assert!(
+        bed.recovery.requests().all().is_empty(),
+        "the recovery site must not be touched"
+    );
     bed.stop().await;
 }

@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use drgw_tests::testbed::{drgw_binary, free_port, sim_endpoints, GatewayProcess};
 use drgw_tests::sim::{Site, SiteConfig};
+use drgw_tests::testbed::{drgw_binary, free_port, sim_endpoints, GatewayProcess};
 use http_body_util::{BodyExt, StreamBody};
 use sha2::{Digest, Sha256};
 
@@ -41,9 +41,14 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 async fn one_gib_image_streams_through_with_bounded_memory() {
     let primary = Site::start(SiteConfig::named("primary")).await.unwrap();
     let recovery = Site::start(SiteConfig::named("recovery")).await.unwrap();
-    let gw = GatewayProcess::start(&drgw_binary(), &sim_endpoints(&primary.endpoints()), &sim_endpoints(&recovery.endpoints()), free_port())
-        .await
-        .expect("drgw serve starts");
+    let gw = GatewayProcess::start(
+        &drgw_binary(),
+        &sim_endpoints(&primary.endpoints()),
+        &sim_endpoints(&recovery.endpoints()),
+        free_port(),
+    )
+    .await
+    .expect("drgw serve starts");
     let token = primary.issue_token("demo", "demo").expect("demo token");
     let image_url = gw.url("image");
     let client: hyper_util::client::legacy::Client<_, drgw::body::ProxyBody> =
@@ -54,11 +59,14 @@ async fn one_gib_image_streams_through_with_bounded_memory() {
     let req = http::Request::post(format!("{image_url}/v2/images"))
         .header("x-auth-token", &token)
         .header("content-type", "application/json")
-        .body(drgw::body::full(r#"{"name": "big", "disk_format": "raw", "container_format": "bare"}"#))
+        .body(drgw::body::full(
+            r#"{"name": "big", "disk_format": "raw", "container_format": "bare"}"#,
+        ))
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 201);
-    let created: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let created: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     let id = created["id"].as_str().unwrap().to_string();
 
     let before = vm_hwm_kib(gw.pid());
@@ -67,7 +75,8 @@ async fn one_gib_image_streams_through_with_bounded_memory() {
     // Upload 1 GiB, generated while it is sent.
     let mut hasher = Sha256::new();
     let chunks: Vec<u64> = (0..TOTAL / CHUNK as u64).collect();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, drgw::body::BoxError>>(4);
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, drgw::body::BoxError>>(4);
     let producer = tokio::spawn(async move {
         let mut h = Sha256::new();
         for i in chunks {
@@ -111,7 +120,11 @@ async fn one_gib_image_streams_through_with_bounded_memory() {
     }
     let download_secs = started.elapsed().as_secs_f64();
     assert_eq!(received, TOTAL);
-    assert_eq!(hasher.finalize(), sent_digest, "downloaded bytes differ from uploaded ones");
+    assert_eq!(
+        hasher.finalize(),
+        sent_digest,
+        "downloaded bytes differ from uploaded ones"
+    );
 
     let after = vm_hwm_kib(gw.pid());
     let growth_mib = (after.saturating_sub(before)) as f64 / 1024.0;
@@ -123,7 +136,10 @@ async fn one_gib_image_streams_through_with_bounded_memory() {
         before as f64 / 1024.0,
         after as f64 / 1024.0,
     );
-    assert!(growth_mib < 32.0, "gateway RSS grew by {growth_mib:.1} MiB while streaming 1 GiB");
+    assert!(
+        growth_mib < 32.0,
+        "gateway RSS grew by {growth_mib:.1} MiB while streaming 1 GiB"
+    );
     gw.stop().await;
     primary.shutdown().await;
     recovery.shutdown().await;

@@ -1,0 +1,1241 @@
+//! Applying one journal record at the recovery site: translate its references through the
+//! ID map (mirroring unmapped dependencies from the primary first), send it with the
+//! gateway's service account, and record the new ID mapping; workload records are stored as
+//! protection records instead.
+//!
+//! Recovery-site authentication: every call uses the gateway's service account token
+//! (admin at the recovery site). Tenant-owned Neutron resources carry the mirrored
+//! `project_id` in the body (Neutron lets an admin create for another project); keypairs
+//! are created as admin with `user_id` at compute microversion 2.10; Cinder's project path
+//! segment becomes the service account's own project (Cinder refuses another project's
+//! segment even for admins); Glance images carry `owner`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::secret::SecretKey;
+use super::target::{
+    mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target,
+};
+use crate::config::SiteConfig;
+use crate::journal::{JournalRecord, TenantRef};
+use crate::operation::{ResourceType, Service};
+use crate::state::{
+    frame, now_ms, push_component, IdMap, IdMapping, Namespace, StateError, StateStore,
+};
+use crate::token::KeystoneClient;
+use crate::upstream::UpstreamClient;
+
+/// Workload protection records: `service ‖ resource_type ‖ primary_id` (length-prefixed
+/// components) → framed JSON [`ProtectionRecord`].
+pub const PROTECTION: Namespace = Namespace::new("mirror_protection");
+
+const MAX_DEPTH: usize = 4;
+const BODY_LIMIT: u64 = 8 << 20;
+
+/// One site as the mirror uses it.
+#[derive(Clone)]
+pub struct MirrorSite {
+    pub client: UpstreamClient,
+    pub keystone: Arc<KeystoneClient>,
+    pub config: SiteConfig,
+}
+
+/// A workload's specification, kept for failover to restore at the recovery site.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProtectionRecord {
+    pub service: String,
+    pub resource_type: String,
+    pub primary_id: String,
+    pub tenant: TenantRef,
+    pub tier: String,
+    pub seq: u64,
+    pub time_ms: u64,
+    pub method: String,
+    /// The create path at the primary (version prefix included).
+    pub path: String,
+    /// The create body with references translated to recovery IDs.
+    pub spec: Option<Value>,
+}
+
+/// Why applying failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApplyError {
+    /// Trying again can help (5xx, timeout, connection error, state store hiccup).
+    #[error("{0}")]
+    Retryable(String),
+    /// It cannot (4xx with the recovery site's message, a reference that cannot be mirrored).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl ApplyError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ApplyError::Retryable(_))
+    }
+}
+
+impl From<StateError> for ApplyError {
+    fn from(e: StateError) -> Self {
+        if e.is_retryable() {
+            ApplyError::Retryable(e.to_string())
+        } else {
+            ApplyError::Permanent(e.to_string())
+        }
+    }
+}
+
+/// A site's answer.
+struct Answer {
+    status: StatusCode,
+    json: Value,
+    text: String,
+}
+
+impl Answer {
+    fn message(&self) -> String {
+        site_message(&self.json).unwrap_or_else(|| self.text.chars().take(300).collect())
+    }
+
+    fn error(&self, site: &str) -> ApplyError {
+        let msg = format!(
+            "{site} site answered {}: {}",
+            self.status.as_u16(),
+            self.message()
+        );
+        let s = self.status;
+        if s.is_server_error()
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s == StatusCode::TOO_MANY_REQUESTS
+            || s == StatusCode::UNAUTHORIZED
+        {
+            ApplyError::Retryable(msg)
+        } else {
+            ApplyError::Permanent(msg)
+        }
+    }
+}
+
+/// The `message` of a native OpenStack error body (Nova/Cinder `{fault: {message}}`,
+/// Neutron `{NeutronError: {message}}`, Keystone `{error: {message}}`, Glance).
+pub fn site_message(v: &Value) -> Option<String> {
+    if let Some(m) = v.get("message").and_then(Value::as_str) {
+        return Some(m.to_string());
+    }
+    v.as_object()?
+        .values()
+        .find_map(|inner| inner.get("message").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn protection_key(
+    service: &str,
+    resource_type: &str,
+    primary_id: &str,
+) -> Result<Vec<u8>, StateError> {
+    let mut k = Vec::new();
+    push_component(&mut k, service.as_bytes())?;
+    push_component(&mut k, resource_type.as_bytes())?;
+    push_component(&mut k, primary_id.as_bytes())?;
+    Ok(k)
+}
+
+/// Parses a journal `service` string.
+pub fn parse_service(s: &str) -> Option<Service> {
+    Service::ALL.into_iter().find(|x| x.as_str() == s)
+}
+
+fn pick(src: &Value, keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|k| {
+            src.get(*k)
+                .filter(|v| !v.is_null())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+/// Applies records; shared by the workers and the Gold path.
+pub(crate) struct Applier {
+    pub recovery: MirrorSite,
+    pub primary: MirrorSite,
+    pub idmap: IdMap,
+    pub store: Arc<dyn StateStore>,
+    pub key: SecretKey,
+    pub shared_identity: bool,
+    /// Records pending when the engine started: a crash may have sent them already.
+    pub startup_last_seq: u64,
+    /// Records whose request may have reached the recovery site without an answer.
+    maybe_sent: Mutex<HashSet<u64>>,
+    service_projects: tokio::sync::Mutex<[Option<String>; 2]>,
+}
+
+impl Applier {
+    pub fn new(
+        recovery: MirrorSite,
+        primary: MirrorSite,
+        idmap: IdMap,
+        store: Arc<dyn StateStore>,
+        key: SecretKey,
+        shared_identity: bool,
+        startup_last_seq: u64,
+    ) -> Applier {
+        Applier {
+            recovery,
+            primary,
+            idmap,
+            store,
+            key,
+            shared_identity,
+            startup_last_seq,
+            maybe_sent: Mutex::new(HashSet::new()),
+            service_projects: tokio::sync::Mutex::new([None, None]),
+        }
+    }
+
+    fn note_maybe_sent(&self, seq: u64) {
+        self.maybe_sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq);
+    }
+
+    fn maybe_sent(&self, seq: u64) -> bool {
+        seq <= self.startup_last_seq
+            || self
+                .maybe_sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&seq)
+    }
+
+    fn forget(&self, seq: u64) {
+        self.maybe_sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seq);
+    }
+
+    fn site_name(&self, site: &MirrorSite) -> &'static str {
+        site.config.name.as_str()
+    }
+
+    /// One call at a site with the gateway's service token.
+    async fn call(
+        &self,
+        site: &MirrorSite,
+        service: Service,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, ApplyError> {
+        let name = self.site_name(site);
+        let token = site
+            .keystone
+            .service_token()
+            .await
+            .map_err(|e| ApplyError::Retryable(format!("{name} site: {e}")))?;
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| ApplyError::Permanent(format!("bad method {method}")))?;
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", site.config.endpoint(service), path))
+            .header("x-auth-token", token)
+            .header(http::header::ACCEPT, "application/json");
+        let mut has_ct = false;
+        for (k, v) in headers {
+            has_ct |= k.eq_ignore_ascii_case("content-type");
+            b = b.header(*k, *v);
+        }
+        let bytes = body.map(|v| v.to_string()).unwrap_or_default();
+        if body.is_some() && !has_ct {
+            b = b.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = b
+            .body(crate::body::full(bytes))
+            .map_err(|e| ApplyError::Permanent(format!("cannot build the request: {e}")))?;
+        let (parts, bytes) = site
+            .client
+            .send_full(req, BODY_LIMIT)
+            .await
+            .map_err(|e| ApplyError::Retryable(format!("{name} site: {e}")))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer {
+            status: parts.status,
+            json,
+            text,
+        })
+    }
+
+    async fn get_ok(
+        &self,
+        site: &MirrorSite,
+        service: Service,
+        path: &str,
+    ) -> Result<Option<Value>, ApplyError> {
+        let a = self.call(site, service, "GET", path, None, &[]).await?;
+        if a.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !a.status.is_success() {
+            return Err(a.error(self.site_name(site)));
+        }
+        Ok(Some(a.json))
+    }
+
+    /// The project of the gateway's service account at a site.
+    async fn service_project(&self, site: &MirrorSite) -> Result<String, ApplyError> {
+        let i = usize::from(site.config.name == crate::config::SiteName::Recovery);
+        let mut cache = self.service_projects.lock().await;
+        if let Some(p) = &cache[i] {
+            return Ok(p.clone());
+        }
+        let name = self.site_name(site);
+        let token = site
+            .keystone
+            .service_token()
+            .await
+            .map_err(|e| ApplyError::Retryable(format!("{name} site: {e}")))?;
+        let ctx = site
+            .keystone
+            .validate(&token)
+            .await
+            .map_err(|e| ApplyError::Retryable(format!("{name} site: {e}")))?;
+        let p = ctx.and_then(|c| c.project_id).ok_or_else(|| {
+            ApplyError::Permanent(format!(
+                "the service token at the {name} site has no project"
+            ))
+        })?;
+        cache[i] = Some(p.clone());
+        Ok(p)
+    }
+
+    /// The recovery ID of a primary resource; mirrors it first when `required` and unmapped.
+    fn translate<'a>(
+        &'a self,
+        t: IdType,
+        primary_id: &'a str,
+        required: bool,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, ApplyError>> {
+        Box::pin(async move {
+            if self.shared_identity
+                && t.service == Service::Identity
+                && t.resource != ResourceType::Role
+            {
+                return Ok(Some(primary_id.to_string()));
+            }
+            if let Some(id) = self
+                .idmap
+                .recovery_id(t.service.as_str(), t.resource.as_str(), primary_id)
+                .await?
+            {
+                return Ok(Some(id));
+            }
+            if !required {
+                return Ok(None);
+            }
+            match self.mirror_dependency(t, primary_id, depth + 1).await {
+                Ok(id) => Ok(Some(id)),
+                Err(ApplyError::Permanent(why)) => Err(ApplyError::Permanent(format!(
+                    "{} {primary_id} is not mirrored and cannot be mirrored from the primary: {why}",
+                    t.resource
+                ))),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    async fn map(&self, t: IdType, primary_id: &str, recovery_id: &str) -> Result<(), ApplyError> {
+        self.idmap
+            .insert(&IdMapping {
+                service: t.service.as_str().into(),
+                resource_type: t.resource.as_str().into(),
+                primary_id: primary_id.into(),
+                recovery_id: recovery_id.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces every reference of `t` in `path`/`body` by its recovery ID.
+    pub(crate) async fn translate_request(
+        &self,
+        t: &Target,
+        path: &str,
+        mut body: Option<Value>,
+        depth: usize,
+    ) -> Result<(String, Option<Value>), ApplyError> {
+        let (segs, query) = split_path(path);
+        let mut segs: Vec<String> = segs.into_iter().map(str::to_string).collect();
+        let mut query: Vec<(String, String)> = query
+            .map(|q| {
+                q.split('&')
+                    .filter_map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for r in &t.refs {
+            let idt = match r.to {
+                RefTarget::ServiceProject => {
+                    if let Location::Segment(i) = r.at {
+                        let p = self.service_project(&self.recovery).await?;
+                        if let Some(s) = segs.get_mut(i) {
+                            *s = p;
+                        }
+                    }
+                    continue;
+                }
+                RefTarget::Id(idt) => idt,
+            };
+            let one = |v: &str| v.rsplit('/').next().unwrap_or(v).to_string();
+            let fail = |id: &str| {
+                ApplyError::Permanent(format!("reference {} = {id} is not mapped", r.name))
+            };
+            match &r.at {
+                Location::Segment(i) => {
+                    if let Some(s) = segs.get_mut(*i) {
+                        match self.translate(idt, s, r.required, depth).await? {
+                            Some(id) => *s = id,
+                            None if r.required => return Err(fail(s)),
+                            None => {}
+                        }
+                    }
+                }
+                Location::Query(name) => {
+                    for (k, v) in query.iter_mut().filter(|(k, _)| k == name) {
+                        let _ = k;
+                        match self.translate(idt, v, r.required, depth).await? {
+                            Some(id) => *v = id,
+                            None if r.required => return Err(fail(v)),
+                            None => {}
+                        }
+                    }
+                }
+                Location::Pointer(p) => {
+                    let Some(slot) = body.as_mut().and_then(|b| b.pointer_mut(p)) else {
+                        continue;
+                    };
+                    let Some(id) = slot.as_str().filter(|s| !s.is_empty()).map(one) else {
+                        continue;
+                    };
+                    match self.translate(idt, &id, r.required, depth).await? {
+                        Some(new) => *slot = json!(new),
+                        None if r.required => return Err(fail(&id)),
+                        None => {}
+                    }
+                }
+                Location::Each { array, field } => {
+                    let Some(items) = body
+                        .as_mut()
+                        .and_then(|b| b.pointer_mut(array))
+                        .and_then(Value::as_array_mut)
+                    else {
+                        continue;
+                    };
+                    for item in items.iter_mut() {
+                        let slot = match field {
+                            Some(f) => match item.get_mut(*f) {
+                                Some(s) => s,
+                                None => continue,
+                            },
+                            None => item,
+                        };
+                        let Some(id) = slot.as_str().map(one) else {
+                            continue;
+                        };
+                        match self.translate(idt, &id, r.required, depth).await? {
+                            Some(new) => *slot = json!(new),
+                            None if r.required => return Err(fail(&id)),
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = format!("/{}", segs.join("/"));
+        if !query.is_empty() {
+            let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push('?');
+            out.push_str(&q.join("&"));
+        }
+        Ok((out, body))
+    }
+
+    fn headers(t: &Target, method: &str) -> Vec<(&'static str, &'static str)> {
+        match (t.kind, method) {
+            (Kind::Keypair, _) => vec![
+                ("openstack-api-version", "compute 2.10"),
+                ("x-openstack-nova-api-version", "2.10"),
+            ],
+            (Kind::Image, "PATCH") => vec![(
+                "content-type",
+                "application/openstack-images-v2.1-json-patch",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Applies one record; returns the recovery ID of what it created, if anything.
+    pub async fn apply(&self, rec: &JournalRecord) -> Result<Option<String>, ApplyError> {
+        let service = parse_service(&rec.service)
+            .ok_or_else(|| ApplyError::Permanent(format!("unknown service {}", rec.service)))?;
+        let req = &rec.request;
+        let t =
+            mirror_target(service, &req.method, &req.path, req.body.as_ref()).ok_or_else(|| {
+                ApplyError::Permanent(format!(
+                    "{} {} is not a mirrored request",
+                    req.method, req.path
+                ))
+            })?;
+        let primary_id = rec.primary_id.as_deref();
+        match t.action {
+            MirrorAction::Protect => return self.protect(rec, &t).await.map(|_| None),
+            MirrorAction::Unprotect => {
+                if let Some(id) = primary_id {
+                    let k = protection_key(&rec.service, &rec.resource_type, id)?;
+                    self.store.delete(PROTECTION, &k).await?;
+                }
+                return Ok(None);
+            }
+            MirrorAction::Create => {
+                if let (Some(idt), Some(pid)) = (t.id_type, primary_id) {
+                    if let Some(id) = self
+                        .idmap
+                        .recovery_id(idt.service.as_str(), idt.resource.as_str(), pid)
+                        .await?
+                    {
+                        // Already mirrored (as a dependency of an earlier record, or before
+                        // a crash): nothing to send.
+                        return Ok(Some(id));
+                    }
+                }
+            }
+            MirrorAction::Delete => {
+                if let (Some(idt), Some(pid), Some(_)) = (t.id_type, primary_id, t.subject) {
+                    let mapped = self
+                        .idmap
+                        .recovery_id(idt.service.as_str(), idt.resource.as_str(), pid)
+                        .await?;
+                    let same = idt.keeps_id()
+                        || (self.shared_identity && idt.service == Service::Identity);
+                    if mapped.is_none() && !same {
+                        return Ok(None); // never mirrored: nothing to delete
+                    }
+                }
+            }
+            MirrorAction::Update => {}
+        }
+        let (path, mut body) = self
+            .translate_request(&t, &req.path, req.body.clone(), 0)
+            .await?;
+        if let Some(sealed) = &req.secret {
+            let clear = self
+                .key
+                .open(sealed)
+                .map_err(|e| ApplyError::Permanent(e.to_string()))?;
+            let slot = body
+                .as_mut()
+                .and_then(|b| {
+                    b.pointer_mut(
+                        sealed
+                            .pointer
+                            .rsplit_once('/')
+                            .map(|(p, _)| p)
+                            .unwrap_or(""),
+                    )
+                })
+                .and_then(Value::as_object_mut);
+            match (slot, sealed.pointer.rsplit('/').next()) {
+                (Some(o), Some(field)) => {
+                    o.insert(field.to_string(), json!(clear));
+                }
+                _ => {
+                    return Err(ApplyError::Permanent(
+                        "the secret's field is not in the body".into(),
+                    ))
+                }
+            }
+        }
+        if t.duplicates_possible() && self.maybe_sent(rec.seq) {
+            if let Some(id) = self.find_copy(&t, &path, body.as_ref()).await? {
+                if let (Some(idt), Some(pid)) = (t.id_type, primary_id) {
+                    self.map(idt, pid, &id).await?;
+                }
+                return Ok(Some(id));
+            }
+        }
+        let headers = Self::headers(&t, &req.method);
+        let answer = match self
+            .call(
+                &self.recovery,
+                service,
+                &req.method,
+                &path,
+                body.as_ref(),
+                &headers,
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.note_maybe_sent(rec.seq);
+                return Err(e);
+            }
+        };
+        if answer.status.is_server_error() {
+            self.note_maybe_sent(rec.seq);
+        }
+        let ok = answer.status.is_success()
+            || (answer.status == StatusCode::NOT_FOUND && t.action == MirrorAction::Delete);
+        if !ok {
+            if answer.status == StatusCode::CONFLICT && t.action == MirrorAction::Create {
+                if let Some(id) = self
+                    .adopt_conflict(&t, &path, body.as_ref(), &answer)
+                    .await?
+                {
+                    if let (Some(idt), Some(pid)) = (t.id_type, primary_id) {
+                        self.map(idt, pid, &id).await?;
+                    }
+                    self.forget(rec.seq);
+                    return Ok(Some(id));
+                }
+            }
+            return Err(answer.error("recovery"));
+        }
+        self.forget(rec.seq);
+        match (t.action, t.id_type, primary_id) {
+            (MirrorAction::Create, Some(idt), Some(pid)) => {
+                let id = if idt.keeps_id() {
+                    pid.to_string()
+                } else {
+                    t.id_pointer
+                        .and_then(|p| answer.json.pointer(p))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ApplyError::Permanent("the recovery site's answer carries no id".into())
+                        })?
+                };
+                self.map(idt, pid, &id).await?;
+                Ok(Some(id))
+            }
+            (MirrorAction::Delete, Some(idt), Some(pid)) if t.subject.is_some() => {
+                self.idmap
+                    .remove(idt.service.as_str(), idt.resource.as_str(), pid)
+                    .await?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn protect(&self, rec: &JournalRecord, t: &Target) -> Result<(), ApplyError> {
+        let Some(pid) = rec.primary_id.as_deref() else {
+            return Err(ApplyError::Permanent(
+                "a protection record needs the primary id".into(),
+            ));
+        };
+        // Keep the primary path (no service-project rewrite): the spec is restored later.
+        let mut t = t.clone();
+        t.refs.retain(|r| r.to != RefTarget::ServiceProject);
+        let (_, spec) = self
+            .translate_request(&t, &rec.request.path, rec.request.body.clone(), 0)
+            .await?;
+        let k = protection_key(&rec.service, &rec.resource_type, pid)?;
+        let p = ProtectionRecord {
+            service: rec.service.clone(),
+            resource_type: rec.resource_type.clone(),
+            primary_id: pid.into(),
+            tenant: rec.tenant.clone(),
+            tier: rec.tier.clone(),
+            seq: rec.seq,
+            time_ms: now_ms(),
+            method: rec.request.method.clone(),
+            path: rec.request.path.clone(),
+            spec,
+        };
+        let v = frame::seal_json(PROTECTION, &k, &p)?;
+        self.store.put(PROTECTION, &k, &v).await?;
+        Ok(())
+    }
+
+    /// A protection record.
+    pub async fn protection(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<ProtectionRecord>, StateError> {
+        let k = protection_key(service, resource_type, primary_id)?;
+        match self.store.get(PROTECTION, &k).await? {
+            Some(v) => Ok(Some(frame::open_json(PROTECTION, &k, &v.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// After a possible earlier send: the single recovery resource of the same name and
+    /// project that no primary resource maps to.
+    async fn find_copy(
+        &self,
+        t: &Target,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<String>, ApplyError> {
+        let (Some(w), Some(idt)) = (t.wrapper, t.id_type) else {
+            return Ok(None);
+        };
+        let Some(obj) = body.and_then(|b| b.get(w)) else {
+            return Ok(None);
+        };
+        let Some(name) = obj.get("name").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let mut q = format!("{path}?name={}", percent_encode(name));
+        if let Some(p) = obj.get("project_id").and_then(Value::as_str) {
+            q.push_str(&format!("&project_id={}", percent_encode(p)));
+        }
+        let Some(list) = self.get_ok(&self.recovery, t.service, &q).await? else {
+            return Ok(None);
+        };
+        let mut unmapped = Vec::new();
+        for item in list
+            .as_object()
+            .and_then(|o| o.values().find_map(Value::as_array))
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = item.get("id").and_then(Value::as_str) {
+                if self
+                    .idmap
+                    .primary_id(idt.service.as_str(), idt.resource.as_str(), id)
+                    .await?
+                    .is_none()
+                {
+                    unmapped.push(id.to_string());
+                }
+            }
+        }
+        Ok(if unmapped.len() == 1 {
+            unmapped.pop()
+        } else {
+            None
+        })
+    }
+
+    /// A create answered 409: the resource exists already (same ID, or same unique name);
+    /// returns the existing recovery ID to adopt, if it can be found.
+    async fn adopt_conflict(
+        &self,
+        t: &Target,
+        path: &str,
+        body: Option<&Value>,
+        answer: &Answer,
+    ) -> Result<Option<String>, ApplyError> {
+        let obj = t.wrapper.and_then(|w| body.and_then(|b| b.get(w))).or(body);
+        let name = obj
+            .and_then(|o| o.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let svc = t.service;
+        Ok(match t.kind {
+            Kind::Flavor | Kind::Image => {
+                let id = obj
+                    .and_then(|o| o.get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let p = format!("{path}/{id}");
+                self.get_ok(&self.recovery, svc, &p)
+                    .await?
+                    .map(|_| id.to_string())
+            }
+            Kind::Keypair => Some(name.to_string()),
+            Kind::Project | Kind::User | Kind::Group => {
+                let domain = obj
+                    .and_then(|o| o.get("domain_id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                self.find_by_name(svc, path, name, Some(domain)).await?
+            }
+            Kind::VolumeType => self.find_by_name(svc, path, name, None).await?,
+            Kind::SecurityGroupRule => answer
+                .message()
+                .split("Rule id is ")
+                .nth(1)
+                .map(|s| s.trim_end_matches('.').trim().to_string()),
+            _ => None,
+        })
+    }
+
+    async fn find_by_name(
+        &self,
+        svc: Service,
+        path: &str,
+        name: &str,
+        domain: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        let mut q = format!("{path}?name={}", percent_encode(name));
+        if let Some(d) = domain {
+            q.push_str(&format!("&domain_id={}", percent_encode(d)));
+        }
+        let Some(list) = self.get_ok(&self.recovery, svc, &q).await? else {
+            return Ok(None);
+        };
+        Ok(list
+            .as_object()
+            .and_then(|o| o.values().find_map(Value::as_array))
+            .into_iter()
+            .flatten()
+            .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|i| i.get("id").and_then(Value::as_str))
+            .map(str::to_string))
+    }
+
+    /// Reads a resource from the primary and creates it at the recovery site (or adopts an
+    /// existing copy), recording the mapping. Not journaled: the dependent record carries it.
+    async fn mirror_dependency(
+        &self,
+        t: IdType,
+        id: &str,
+        depth: usize,
+    ) -> Result<String, ApplyError> {
+        if depth > MAX_DEPTH {
+            return Err(ApplyError::Permanent("dependency chain too deep".into()));
+        }
+        let gone = || ApplyError::Permanent("it does not exist at the primary".into());
+        let p = &self.primary;
+        let (svc, create_path, body, pointer) = match t.resource {
+            ResourceType::Role => {
+                let role = self
+                    .get_ok(p, Service::Identity, &format!("/v3/roles/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                let name = role
+                    .pointer("/role/name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(gone)?;
+                let found = self
+                    .find_by_name(Service::Identity, "/v3/roles", name, None)
+                    .await?;
+                let rid = match found {
+                    Some(r) => r,
+                    None => {
+                        self.create(
+                            Service::Identity,
+                            "/v3/roles",
+                            &json!({"role": {"name": name}}),
+                            "/role/id",
+                        )
+                        .await?
+                    }
+                };
+                self.map(t, id, &rid).await?;
+                return Ok(rid);
+            }
+            ResourceType::Project | ResourceType::User | ResourceType::Group => {
+                let coll = format!("{}s", t.resource.as_str());
+                let v = self
+                    .get_ok(p, Service::Identity, &format!("/v3/{coll}/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                let o = v.get(t.resource.as_str()).cloned().unwrap_or_default();
+                let name = o.get("name").and_then(Value::as_str).ok_or_else(gone)?;
+                let domain = o
+                    .get("domain_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let path = format!("/v3/{coll}");
+                if let Some(rid) = self
+                    .find_by_name(Service::Identity, &path, name, Some(domain))
+                    .await?
+                {
+                    self.map(t, id, &rid).await?;
+                    return Ok(rid);
+                }
+                if t.resource == ResourceType::User {
+                    return Err(ApplyError::Permanent(format!(
+                        "user {name} has no copy at the recovery site and its password is unknown to the gateway"
+                    )));
+                }
+                let keys: &[&str] = &["name", "description", "domain_id", "enabled", "tags"];
+                (
+                    Service::Identity,
+                    path,
+                    json!({ t.resource.as_str(): pick(&o, keys) }),
+                    if t.resource == ResourceType::Project {
+                        "/project/id"
+                    } else {
+                        "/group/id"
+                    },
+                )
+            }
+            ResourceType::Flavor => {
+                let v = self
+                    .get_ok(p, Service::Compute, &format!("/v2.1/flavors/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                if self
+                    .get_ok(
+                        &self.recovery,
+                        Service::Compute,
+                        &format!("/v2.1/flavors/{id}"),
+                    )
+                    .await?
+                    .is_some()
+                {
+                    self.map(t, id, id).await?;
+                    return Ok(id.to_string());
+                }
+                let f = v.get("flavor").cloned().unwrap_or_default();
+                let mut body = pick(
+                    &f,
+                    &[
+                        "name",
+                        "ram",
+                        "vcpus",
+                        "disk",
+                        "OS-FLV-EXT-DATA:ephemeral",
+                        "os-flavor-access:is_public",
+                        "rxtx_factor",
+                    ],
+                );
+                body.insert("id".into(), json!(id));
+                if let Some(s) = f.get("swap").and_then(Value::as_u64) {
+                    body.insert("swap".into(), json!(s));
+                }
+                let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                match self
+                    .create(
+                        Service::Compute,
+                        "/v2.1/flavors",
+                        &json!({"flavor": body}),
+                        "/flavor/id",
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    // A flavor of the same name already exists there (created outside the
+                    // gateway, e.g. the cloud's stock flavors): map to it.
+                    Err(ApplyError::Permanent(e)) if e.contains(" 409:") => {
+                        let rid = self
+                            .find_by_name(Service::Compute, "/v2.1/flavors", name, None)
+                            .await?
+                            .ok_or(ApplyError::Permanent(e))?;
+                        self.map(t, id, &rid).await?;
+                        return Ok(rid);
+                    }
+                    Err(e) => return Err(e),
+                }
+                if let Some(specs) = self
+                    .get_ok(
+                        p,
+                        Service::Compute,
+                        &format!("/v2.1/flavors/{id}/os-extra_specs"),
+                    )
+                    .await?
+                {
+                    if specs
+                        .get("extra_specs")
+                        .and_then(Value::as_object)
+                        .is_some_and(|o| !o.is_empty())
+                    {
+                        let a = self
+                            .call(
+                                &self.recovery,
+                                Service::Compute,
+                                "POST",
+                                &format!("/v2.1/flavors/{id}/os-extra_specs"),
+                                Some(&specs),
+                                &[],
+                            )
+                            .await?;
+                        if !a.status.is_success() {
+                            return Err(a.error("recovery"));
+                        }
+                    }
+                }
+                self.map(t, id, id).await?;
+                return Ok(id.to_string());
+            }
+            ResourceType::Image => {
+                let v = self
+                    .get_ok(p, Service::Image, &format!("/v2/images/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                if self
+                    .get_ok(&self.recovery, Service::Image, &format!("/v2/images/{id}"))
+                    .await?
+                    .is_some()
+                {
+                    self.map(t, id, id).await?;
+                    return Ok(id.to_string());
+                }
+                let mut o = v.as_object().cloned().unwrap_or_default();
+                for k in [
+                    "status",
+                    "file",
+                    "schema",
+                    "self",
+                    "created_at",
+                    "updated_at",
+                    "checksum",
+                    "size",
+                    "virtual_size",
+                    "direct_url",
+                    "locations",
+                    "os_hash_algo",
+                    "os_hash_value",
+                    "stores",
+                    "os_hidden",
+                ] {
+                    o.remove(k);
+                }
+                (
+                    Service::Image,
+                    "/v2/images".to_string(),
+                    Value::Object(o),
+                    "/id",
+                )
+            }
+            ResourceType::VolumeType => {
+                let sp = self.service_project(p).await?;
+                let v = self
+                    .get_ok(p, Service::BlockStorage, &format!("/v3/{sp}/types/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                let o = v.get("volume_type").cloned().unwrap_or_default();
+                let mut body = pick(&o, &["name", "description", "extra_specs"]);
+                if let Some(public) = o.get("is_public") {
+                    body.insert("os-volume-type-access:is_public".into(), public.clone());
+                }
+                (
+                    Service::BlockStorage,
+                    format!("/v3/{sp}/types"),
+                    json!({"volume_type": body}),
+                    "/volume_type/id",
+                )
+            }
+            ResourceType::Network
+            | ResourceType::Subnet
+            | ResourceType::SecurityGroup
+            | ResourceType::Router => {
+                let (coll, w, keys): (&str, &str, &[&str]) = match t.resource {
+                    ResourceType::Network => (
+                        "networks",
+                        "network",
+                        &[
+                            "name",
+                            "description",
+                            "admin_state_up",
+                            "mtu",
+                            "port_security_enabled",
+                            "shared",
+                            "project_id",
+                        ],
+                    ),
+                    ResourceType::Subnet => (
+                        "subnets",
+                        "subnet",
+                        &[
+                            "name",
+                            "description",
+                            "network_id",
+                            "cidr",
+                            "ip_version",
+                            "gateway_ip",
+                            "enable_dhcp",
+                            "dns_nameservers",
+                            "allocation_pools",
+                            "host_routes",
+                            "project_id",
+                        ],
+                    ),
+                    ResourceType::Router => (
+                        "routers",
+                        "router",
+                        &["name", "description", "admin_state_up", "project_id"],
+                    ),
+                    _ => (
+                        "security-groups",
+                        "security_group",
+                        &["name", "description", "project_id"],
+                    ),
+                };
+                let v = self
+                    .get_ok(p, Service::Network, &format!("/v2.0/{coll}/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                let o = v.get(w).cloned().unwrap_or_default();
+                if o.get("router:external") == Some(&json!(true)) {
+                    return Err(ApplyError::Permanent(
+                        "it is an external network; map it to the recovery site's external network"
+                            .into(),
+                    ));
+                }
+                let body = json!({ w: pick(&o, keys) });
+                let path = format!("/v2.0/{coll}");
+                let target = mirror_target(Service::Network, "POST", &path, Some(&body))
+                    .ok_or_else(|| {
+                        ApplyError::Permanent("internal: dependency not recognised".into())
+                    })?;
+                let (path, body) = self
+                    .translate_request(&target, &path, Some(body), depth)
+                    .await?;
+                let body = body.unwrap_or_default();
+                if t.resource == ResourceType::SecurityGroup
+                    && o.get("name") == Some(&json!("default"))
+                {
+                    // Neutron makes each project's default group itself.
+                    let project = body
+                        .pointer("/security_group/project_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let q = format!(
+                        "/v2.0/security-groups?name=default&project_id={}",
+                        percent_encode(project)
+                    );
+                    let found = self.get_ok(&self.recovery, Service::Network, &q).await?;
+                    if let Some(rid) = found
+                        .as_ref()
+                        .and_then(|f| f.pointer("/security_groups/0/id"))
+                        .and_then(Value::as_str)
+                    {
+                        self.map(t, id, rid).await?;
+                        return Ok(rid.to_string());
+                    }
+                }
+                let rid = self
+                    .create(
+                        Service::Network,
+                        &path,
+                        &body,
+                        target.id_pointer.unwrap_or("/id"),
+                    )
+                    .await?;
+                self.map(t, id, &rid).await?;
+                return Ok(rid);
+            }
+            _ => {
+                return Err(ApplyError::Permanent(format!(
+                    "a {} cannot be mirrored as a dependency",
+                    t.resource
+                )))
+            }
+        };
+        let target = mirror_target(svc, "POST", &create_path, Some(&body));
+        let (path, body) = match &target {
+            Some(tg) => {
+                self.translate_request(tg, &create_path, Some(body), depth)
+                    .await?
+            }
+            None => (create_path, Some(body)),
+        };
+        let body = body.unwrap_or_default();
+        let rid = match self.create(svc, &path, &body, pointer).await {
+            Err(ApplyError::Permanent(e)) if e.contains(" 409:") => {
+                let name = body
+                    .as_object()
+                    .and_then(|o| o.values().find_map(|v| v.get("name")))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                self.find_by_name(svc, &path, name, None)
+                    .await?
+                    .ok_or(ApplyError::Permanent(e))?
+            }
+            other => other?,
+        };
+        self.map(t, id, &rid).await?;
+        Ok(rid)
+    }
+
+    async fn create(
+        &self,
+        svc: Service,
+        path: &str,
+        body: &Value,
+        pointer: &str,
+    ) -> Result<String, ApplyError> {
+        let a = self
+            .call(&self.recovery, svc, "POST", path, Some(body), &[])
+            .await?;
+        if !a.status.is_success() {
+            return Err(a.error("recovery"));
+        }
+        a.json
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApplyError::Permanent("the recovery site's answer carries no id".into()))
+    }
+
+    /// Undoes a primary change (Gold `reject`) with the gateway's service token there.
+    pub async fn compensate(
+        &self,
+        service: Service,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), ApplyError> {
+        let a = self
+            .call(&self.primary, service, method, path, body, &[])
+            .await?;
+        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(a.error("primary"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_native_error_messages() {
+        let cases = [
+            (
+                json!({"NeutronError": {"type": "X", "message": "bad net", "detail": ""}}),
+                Some("bad net"),
+            ),
+            (
+                json!({"badRequest": {"code": 400, "message": "bad flavor"}}),
+                Some("bad flavor"),
+            ),
+            (
+                json!({"error": {"code": 409, "title": "Conflict", "message": "dup"}}),
+                Some("dup"),
+            ),
+            (json!({"message": "glance says"}), Some("glance says")),
+            (json!([1]), None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(site_message(&v).as_deref(), want);
+        }
+    }
+
+    #[test]
+    fn encodes_names_for_queries() {
+        assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,867 @@
+//! The mirror engine: turns each successful protected change ([`Mutation`]) into a durable
+//! journal record and applies it at the recovery site — inline for Gold (`sync`), in
+//! checkpointed batches for Silver (`periodic`), in the background for Bronze (`async`).
+//!
+//! # Flow
+//! [`MirrorEngine::submit`] recognises the call ([`target::mirror_target`], a pure function
+//! over service, method, path and body), builds the normalised request for the recovery site
+//! ([`target::normalise`]: primary IDs still in it, the owner project/user made explicit,
+//! secrets sealed with [`SecretKey`]) and appends it to the journal; the append is durable
+//! before `submit` returns. References are translated at apply time, not at submit time,
+//! because a dependency may be applied just before; they are found again by running
+//! `mirror_target` over the journaled request (it has the API's own shape), so the journal
+//! needs no separate reference list.
+//!
+//! # Applying
+//! - One worker task drains pending records tier by tier. Records are grouped by tenant and
+//!   applied in seq order per tenant; tenants run in parallel (bounded). Order is per
+//!   (tenant, tier): a Silver record waiting for its checkpoint does not hold back the same
+//!   tenant's Bronze records — a reference to a not-yet-mirrored resource is mirrored from
+//!   the primary first, and the later create record then finds the mapping and is applied
+//!   without sending anything.
+//! - Bronze (and Gold records left pending by `degrade`) apply as soon as the worker wakes
+//!   (on every submit, and every `tick`).
+//! - Silver: every `interval` the worker takes the journal's last seq as the cut, applies the
+//!   tier's pending records up to it and, when none up to the cut is left pending, appends a
+//!   checkpoint (id, time, last seq).
+//! - Retryable failures (5xx, 408/429/401, timeouts, connection errors) keep the record
+//!   pending and back the tenant off exponentially (`retry_initial` doubling up to
+//!   `retry_max`); later records of that tenant wait. Permanent failures (other 4xx, a
+//!   reference that cannot be mirrored) mark the record failed with the recovery site's
+//!   message; [`MirrorEngine::retry`] puts it back.
+//! - Gold: `submit` applies its own record inline, bounded by `gold_timeout`. On failure,
+//!   `reject` compensates a create at the primary (deletes the created resource with the
+//!   gateway's service token), marks the record failed (`rejected: ...`) and returns
+//!   [`MirrorOutcome::Rejected`]; changes that cannot be undone (updates, deletes) degrade
+//!   instead. `degrade` leaves the record pending for the worker.
+//! - A record is applied by one task at a time (an in-memory claim per seq), and an applied
+//!   record is never applied again (journal invariant). A create that may have reached the
+//!   recovery site without an answer (pending at start-up after a crash, or a timeout/5xx)
+//!   first looks for a single unmapped copy of the same name and project there and adopts
+//!   it, so a crash does not duplicate networks, subnets, routers or security groups;
+//!   resources with caller-chosen IDs or unique names adopt the existing copy on 409.
+//! - Workloads (servers, volumes, ports, floating IPs) are not created at the recovery
+//!   site: their create body, references translated, is stored as a [`ProtectionRecord`]
+//!   in the `mirror_protection` namespace (deleted with the workload).
+
+mod apply;
+mod metrics;
+pub mod secret;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{watch, Notify, Semaphore};
+
+pub use apply::{
+    parse_service, site_message, ApplyError, MirrorSite, ProtectionRecord, PROTECTION,
+};
+pub use metrics::MirrorMetrics;
+pub use secret::{SecretError, SecretKey};
+pub use target::{mirror_target, Kind, MirrorAction, Target};
+
+use crate::journal::{
+    Checkpoint, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord, RecordFilter,
+    RecordPage, TenantRef, PENDING_BY_TIER,
+};
+use crate::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation};
+use crate::operation::Service;
+use crate::state::{now_ms, push_component, IdMap, IdMapFilter, IdMapping, StateError, StateStore};
+use apply::Applier;
+use target::{compensation, normalise, CallFacts};
+
+/// Errors of the engine's own calls (admin API data functions, start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl MirrorError {
+    /// A low-cardinality label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MirrorError::Journal(e) => e.kind(),
+            MirrorError::State(e) => e.kind(),
+            MirrorError::Metrics(_) => "metrics",
+        }
+    }
+}
+
+/// Everything the engine needs.
+pub struct MirrorDeps<'a> {
+    /// The state store holding the journal and the ID map (protection records go there too).
+    pub store: Arc<dyn StateStore>,
+    pub journal: Journal,
+    pub idmap: IdMap,
+    /// Where records are applied.
+    pub recovery: MirrorSite,
+    /// Read for unmapped references, written for Gold `reject` compensation.
+    pub primary: MirrorSite,
+    pub registry: &'a prometheus::Registry,
+    pub gold_timeout: Duration,
+    /// The configured tiers and their modes (tiers met in `submit` are learned too; a
+    /// pending record of an unknown tier applies like Bronze).
+    pub tiers: Vec<(String, MirrorMode)>,
+    /// Seals secrets in the journal (see [`SecretKey::load_or_create`]).
+    pub secret_key: SecretKey,
+    /// Shared-identity topology: identity is not mirrored, project/user IDs are equal.
+    pub shared_identity: bool,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// How often the worker looks for work without being woken (and refreshes the gauges).
+    pub tick: Duration,
+    /// Tenants applied in parallel.
+    pub parallel_tenants: usize,
+}
+
+impl MirrorDeps<'_> {
+    /// Defaults for the tuning fields: retry 200 ms doubling to 30 s, tick 500 ms,
+    /// 16 tenants in parallel.
+    pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_millis(200);
+    pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
+    pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
+    pub const DEFAULT_PARALLEL_TENANTS: usize = 16;
+}
+
+/// Per-tier state for `drgw status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierStatus {
+    pub tier: String,
+    /// `sync`, `periodic`, `async` or `unknown`.
+    pub mode: String,
+    pub pending: u64,
+    pub oldest_pending_age_seconds: Option<f64>,
+    pub last_checkpoint: Option<Checkpoint>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+struct Inner {
+    journal: Journal,
+    idmap: IdMap,
+    store: Arc<dyn StateStore>,
+    applier: Applier,
+    metrics: MirrorMetrics,
+    gold_timeout: Duration,
+    tiers: Mutex<BTreeMap<String, MirrorMode>>,
+    claimed: Mutex<HashSet<u64>>,
+    backoff: Mutex<HashMap<(TenantRef, String), Backoff>>,
+    retry_initial: Duration,
+    retry_max: Duration,
+    tick: Duration,
+    parallel: Arc<Semaphore>,
+    wake: Notify,
+    key: SecretKey,
+    shared_identity: bool,
+}
+
+/// The mirror engine. Cheap to clone.
+#[derive(Clone)]
+pub struct MirrorEngine {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    worker: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for MirrorEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MirrorEngine").finish_non_exhaustive()
+    }
+}
+
+/// Releases a claim when dropped (also when a Gold apply times out).
+struct Claim<'a> {
+    inner: &'a Inner,
+    seq: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.seq);
+    }
+}
+
+fn mode_name(m: Option<&MirrorMode>) -> &'static str {
+    match m {
+        Some(MirrorMode::Sync) => "sync",
+        Some(MirrorMode::Periodic { .. }) => "periodic",
+        Some(MirrorMode::Async { .. }) => "async",
+        Some(MirrorMode::Off) => "off",
+        None => "unknown",
+    }
+}
+
+impl MirrorEngine {
+    /// Registers the metrics and spawns the worker (needs a tokio runtime).
+    pub async fn start(deps: MirrorDeps<'_>) -> Result<MirrorEngine, MirrorError> {
+        let metrics = MirrorMetrics::new(deps.registry)?;
+        let startup_last_seq = deps.journal.last_seq().await?;
+        let applier = Applier::new(
+            deps.recovery,
+            deps.primary,
+            deps.idmap.clone(),
+            deps.store.clone(),
+            deps.secret_key.clone(),
+            deps.shared_identity,
+            startup_last_seq,
+        );
+        let inner = Arc::new(Inner {
+            journal: deps.journal,
+            idmap: deps.idmap,
+            store: deps.store,
+            applier,
+            metrics,
+            gold_timeout: deps.gold_timeout,
+            tiers: Mutex::new(deps.tiers.into_iter().collect()),
+            claimed: Mutex::new(HashSet::new()),
+            backoff: Mutex::new(HashMap::new()),
+            retry_initial: deps.retry_initial,
+            retry_max: deps.retry_max.max(deps.retry_initial),
+            tick: deps.tick.max(Duration::from_millis(10)),
+            parallel: Arc::new(Semaphore::new(deps.parallel_tenants.max(1))),
+            wake: Notify::new(),
+            key: deps.secret_key,
+            shared_identity: deps.shared_identity,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let worker = tokio::spawn(worker(inner.clone(), stop_rx));
+        Ok(MirrorEngine {
+            inner,
+            stop,
+            worker: Arc::new(Mutex::new(Some(worker))),
+        })
+    }
+
+    /// Stops the worker (in-flight applies finish first). For graceful shutdown; the
+    /// journal is closed by its owner afterwards.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let handle = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+
+    /// Journals a successful change and, for Gold, applies it before returning.
+    pub async fn submit(&self, m: Mutation) -> MirrorOutcome {
+        let inner = &self.inner;
+        if m.tier.mode == MirrorMode::Off || !m.status.is_success() {
+            return MirrorOutcome::NotMirrored;
+        }
+        let Some(t) = mirror_target(
+            m.op.service,
+            m.method.as_str(),
+            &m.path,
+            m.request_body.as_ref(),
+        ) else {
+            return MirrorOutcome::NotMirrored;
+        };
+        if inner.shared_identity && t.service == Service::Identity {
+            return MirrorOutcome::NotMirrored;
+        }
+        let resource = t.kind.resource_type().as_str();
+        let tier = m.tier.name.clone();
+        inner
+            .tiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tier.clone(), m.tier.mode);
+        let facts = CallFacts {
+            method: m.method.as_str(),
+            path: &m.path,
+            request_body: m.request_body.as_ref(),
+            response_body: m.response_body.as_ref(),
+            project_id: m.tenant.project_id.as_deref(),
+            user_id: &m.tenant.user_id,
+        };
+        let n = match normalise(&t, &facts) {
+            Ok(n) => n,
+            Err(e) => {
+                // Reported, never silently dropped: the caller answers 5xx or logs.
+                inner.metrics.op(&tier, resource, "journal_error");
+                return MirrorOutcome::Failed {
+                    reason: format!("cannot mirror this {resource}: {e}"),
+                };
+            }
+        };
+        let secret = match &n.secret {
+            Some((pointer, clear)) => match inner.key.seal(pointer, clear) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    inner.metrics.op(&tier, resource, "journal_error");
+                    return MirrorOutcome::Failed {
+                        reason: e.to_string(),
+                    };
+                }
+            },
+            None => None,
+        };
+        let tenant = TenantRef::new(
+            m.tenant
+                .project_id
+                .clone()
+                .or_else(|| m.tenant.domain_id.clone())
+                .unwrap_or_default(),
+            m.tenant
+                .project_domain_id
+                .clone()
+                .or_else(|| m.tenant.domain_id.clone())
+                .unwrap_or_else(|| m.tenant.user_domain_id.clone()),
+        );
+        let record = NewRecord {
+            tenant,
+            tier: tier.clone(),
+            service: t.service.as_str().to_string(),
+            resource_type: resource.to_string(),
+            action: t.action.as_str().to_string(),
+            primary_id: n.primary_id.clone(),
+            request: MirrorRequest {
+                method: n.method.clone(),
+                path: n.path.clone(),
+                body: n.body.clone(),
+                secret,
+            },
+            depends_on: Vec::new(),
+        };
+        let seq = match inner.journal.append(record).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                inner.metrics.op(&tier, resource, "journal_error");
+                return MirrorOutcome::Failed {
+                    reason: format!("the mirror journal is unavailable: {e}"),
+                };
+            }
+        };
+        if m.tier.mode != MirrorMode::Sync {
+            inner.metrics.op(&tier, resource, "queued");
+            inner.wake.notify_one();
+            return MirrorOutcome::Queued;
+        }
+        // Gold: apply inline, bounded.
+        let claim = inner.claim(seq);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(inner.gold_timeout, inner.apply_seq(seq)).await {
+            Ok(r) => r,
+            Err(_) => Err(ApplyError::Retryable(format!(
+                "the recovery site did not apply the change within {:?}",
+                inner.gold_timeout
+            ))),
+        };
+        inner
+            .metrics
+            .apply_duration
+            .with_label_values(&[&tier])
+            .observe(started.elapsed().as_secs_f64());
+        let reason = match result {
+            Ok(()) => {
+                drop(claim);
+                inner.metrics.op(&tier, resource, "applied");
+                return MirrorOutcome::Applied;
+            }
+            Err(e) => e.to_string(),
+        };
+        let undo = compensation(&t, &n, &m.path);
+        if m.tier.on_failure == GoldFailure::Reject {
+            if let Some((method, path, body)) = undo {
+                match inner
+                    .applier
+                    .compensate(t.service, &method, &path, body.as_ref())
+                    .await
+                {
+                    Ok(()) => {
+                        if let Err(e) = inner
+                            .journal
+                            .mark_failed(seq, format!("rejected: {reason}"), false)
+                            .await
+                        {
+                            tracing::warn!(seq, error = %e, "cannot mark a rejected record failed");
+                        }
+                        drop(claim);
+                        inner.metrics.op(&tier, resource, "rejected");
+                        return MirrorOutcome::Rejected { reason };
+                    }
+                    Err(ce) => {
+                        tracing::warn!(seq, error = %ce, "Gold compensation failed; degrading");
+                    }
+                }
+            }
+        }
+        drop(claim);
+        inner.metrics.op(&tier, resource, "degraded");
+        inner.wake.notify_one();
+        MirrorOutcome::Degraded { reason }
+    }
+
+    /// A page of the journal (the secret's sealed form is not shown).
+    pub async fn journal_page(
+        &self,
+        filter: &RecordFilter,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<RecordPage, MirrorError> {
+        let mut page = self
+            .inner
+            .journal
+            .list(filter, after_seq, limit.clamp(1, 1000))
+            .await?;
+        for r in &mut page.records {
+            r.request.secret = None;
+        }
+        Ok(page)
+    }
+
+    /// Puts a failed record back to pending and wakes the worker.
+    pub async fn retry(&self, seq: u64) -> Result<JournalRecord, MirrorError> {
+        let mut r = self.inner.journal.retry(seq).await?;
+        self.inner
+            .backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(r.tenant.clone(), r.tier.clone()));
+        self.inner.wake.notify_one();
+        r.request.secret = None;
+        Ok(r)
+    }
+
+    /// Checkpoints (oldest first).
+    pub async fn checkpoints(
+        &self,
+        tier: Option<&str>,
+        after_id: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, MirrorError> {
+        Ok(self
+            .inner
+            .journal
+            .checkpoints(tier, after_id, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// One mapping, by primary ID.
+    pub async fn idmap_lookup(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<IdMapping>, MirrorError> {
+        Ok(self
+            .inner
+            .idmap
+            .recovery_id(service, resource_type, primary_id)
+            .await?
+            .map(|recovery_id| IdMapping {
+                service: service.into(),
+                resource_type: resource_type.into(),
+                primary_id: primary_id.into(),
+                recovery_id,
+            }))
+    }
+
+    /// Mappings, paged.
+    pub async fn idmap_list(
+        &self,
+        filter: &IdMapFilter,
+        after: Option<&IdMapping>,
+        limit: usize,
+    ) -> Result<Vec<IdMapping>, MirrorError> {
+        Ok(self
+            .inner
+            .idmap
+            .list(filter, after, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// A workload's protection record.
+    pub async fn protection(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<ProtectionRecord>, MirrorError> {
+        Ok(self
+            .inner
+            .applier
+            .protection(service, resource_type, primary_id)
+            .await?)
+    }
+
+    /// Per tier: pending records, age of the oldest, last checkpoint.
+    pub async fn status(&self) -> Result<Vec<TierStatus>, MirrorError> {
+        let lag = self.inner.journal.tier_lag().await?;
+        let modes = self
+            .inner
+            .tiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut names: Vec<String> = modes.keys().cloned().collect();
+        names.extend(lag.keys().filter(|k| !modes.contains_key(*k)).cloned());
+        let now = now_ms();
+        let mut out = Vec::new();
+        for tier in names {
+            let l = lag.get(&tier);
+            let last_checkpoint = self.last_checkpoint(&tier).await?;
+            out.push(TierStatus {
+                mode: mode_name(modes.get(&tier)).to_string(),
+                pending: l.map_or(0, |l| l.pending),
+                oldest_pending_age_seconds: l
+                    .and_then(|l| l.oldest_pending_ms)
+                    .map(|t| now.saturating_sub(t) as f64 / 1000.0),
+                last_checkpoint,
+                tier,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn last_checkpoint(&self, tier: &str) -> Result<Option<Checkpoint>, MirrorError> {
+        let mut after = None;
+        let mut last = None;
+        loop {
+            let page = self
+                .inner
+                .journal
+                .checkpoints(Some(tier), after, 1000)
+                .await?;
+            match page.last() {
+                Some(c) => {
+                    after = Some(c.id);
+                    last = Some(c.clone());
+                }
+                None => return Ok(last),
+            }
+            if page.len() < 1000 {
+                return Ok(last);
+            }
+        }
+    }
+
+    /// Wakes the worker (e.g. after the recovery site came back).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+}
+
+enum TenantRun {
+    Done,
+    Blocked,
+}
+
+impl Inner {
+    fn claim(&self, seq: u64) -> Option<Claim<'_>> {
+        let fresh = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(seq);
+        fresh.then_some(Claim { inner: self, seq })
+    }
+
+    /// Applies one pending record and records the outcome in the journal. `Err` only for a
+    /// retryable failure (the record stays pending); permanent failures are marked failed.
+    async fn apply_seq(&self, seq: u64) -> Result<(), ApplyError> {
+        let rec = match self.journal.get(seq).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Err(ApplyError::Permanent(format!(
+                    "record {seq} does not exist"
+                )))
+            }
+            Err(e) => return Err(ApplyError::Retryable(e.to_string())),
+        };
+        if !rec.state.is_pending() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = self.applier.apply(&rec).await;
+        self.metrics
+            .apply_duration
+            .with_label_values(&[&rec.tier])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(recovery_id) => {
+                self.journal
+                    .mark_applied(seq, recovery_id)
+                    .await
+                    .map_err(|e| {
+                        ApplyError::Retryable(format!("cannot mark record {seq} applied: {e}"))
+                    })?;
+                self.metrics.op(&rec.tier, &rec.resource_type, "applied");
+                Ok(())
+            }
+            Err(ApplyError::Permanent(reason)) => {
+                tracing::warn!(seq, tier = %rec.tier, resource = %rec.resource_type, %reason, "mirror record failed");
+                self.journal
+                    .mark_failed(seq, reason.clone(), false)
+                    .await
+                    .map_err(|e| {
+                        ApplyError::Retryable(format!("cannot mark record {seq} failed: {e}"))
+                    })?;
+                self.metrics.op(&rec.tier, &rec.resource_type, "failed");
+                Err(ApplyError::Permanent(reason))
+            }
+            Err(e) => {
+                self.metrics.op(&rec.tier, &rec.resource_type, "retry");
+                Err(e)
+            }
+        }
+    }
+
+    /// Pending seqs of a tier, oldest first, up to `up_to`, at most `limit`.
+    async fn pending_of_tier(
+        &self,
+        tier: &str,
+        up_to: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, MirrorError> {
+        let mut prefix = Vec::new();
+        push_component(&mut prefix, tier.as_bytes())?;
+        let entries = self
+            .store
+            .scan(PENDING_BY_TIER, &prefix, None, limit)
+            .await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(tail) = e.key.get(prefix.len()..) else {
+                continue;
+            };
+            let Ok(bytes) = <[u8; 8]>::try_from(tail) else {
+                continue;
+            };
+            let seq = u64::from_be_bytes(bytes);
+            if up_to.is_some_and(|c| seq > c) {
+                break;
+            }
+            out.push(seq);
+        }
+        Ok(out)
+    }
+
+    /// Applies a tier's pending records (up to `up_to`), tenants in parallel. Returns whether
+    /// anything is left pending up to the cut, and how many records were processed.
+    async fn drain(
+        self: &Arc<Self>,
+        tier: &str,
+        up_to: Option<u64>,
+    ) -> Result<(bool, usize), MirrorError> {
+        let seqs = self.pending_of_tier(tier, up_to, 4096).await?;
+        if seqs.is_empty() {
+            return Ok((false, 0));
+        }
+        let mut by_tenant: BTreeMap<TenantRef, Vec<u64>> = BTreeMap::new();
+        for seq in seqs {
+            match self.journal.get(seq).await? {
+                Some(r) if r.state.is_pending() => by_tenant.entry(r.tenant).or_default().push(seq),
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut blocked = false;
+        for (tenant, seqs) in by_tenant {
+            let key = (tenant, tier.to_string());
+            let waiting = self
+                .backoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .and_then(|b| b.until)
+                .is_some_and(|u| u > now);
+            if waiting {
+                blocked = true;
+                continue;
+            }
+            let inner = self.clone();
+            let permit = self.parallel.clone();
+            tasks.spawn(async move {
+                let _permit = permit.acquire_owned().await;
+                let mut done = 0usize;
+                for seq in seqs {
+                    let Some(_claim) = inner.claim(seq) else {
+                        return (key, TenantRun::Blocked, done);
+                    };
+                    match inner.apply_seq(seq).await {
+                        Ok(()) | Err(ApplyError::Permanent(_)) => done += 1,
+                        Err(e) => {
+                            tracing::debug!(seq, error = %e, "mirror apply will be retried");
+                            inner.back_off(&key);
+                            return (key, TenantRun::Blocked, done);
+                        }
+                    }
+                }
+                (key, TenantRun::Done, done)
+            });
+        }
+        let mut processed = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((key, run, done)) = joined else {
+                blocked = true;
+                continue;
+            };
+            processed += done;
+            match run {
+                TenantRun::Done => {
+                    self.backoff
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                }
+                TenantRun::Blocked => blocked = true,
+            }
+        }
+        Ok((blocked, processed))
+    }
+
+    fn back_off(&self, key: &(TenantRef, String)) {
+        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let b = map.entry(key.clone()).or_default();
+        b.failures = b.failures.saturating_add(1);
+        let exp = self
+            .retry_initial
+            .saturating_mul(2u32.saturating_pow(b.failures.saturating_sub(1).min(16)));
+        b.until = Some(Instant::now() + exp.min(self.retry_max));
+    }
+
+    async fn refresh_gauges(&self) {
+        match self.journal.tier_lag().await {
+            Ok(lag) => {
+                let now = now_ms();
+                for (tier, l) in lag {
+                    self.metrics
+                        .pending
+                        .with_label_values(&[&tier])
+                        .set(i64::try_from(l.pending).unwrap_or(i64::MAX));
+                    let age = l
+                        .oldest_pending_ms
+                        .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+                    self.metrics.lag.with_label_values(&[&tier]).set(age);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the journal lag"),
+        }
+    }
+}
+
+async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    // Tiers that have records but no configured mode apply like Bronze.
+    if let Ok(lag) = inner.journal.tier_lag().await {
+        let mut tiers = inner.tiers.lock().unwrap_or_else(|e| e.into_inner());
+        for tier in lag.keys() {
+            tiers.entry(tier.clone()).or_insert(MirrorMode::Async {
+                max_lag: Duration::from_secs(300),
+            });
+        }
+    }
+    let mut due: HashMap<String, Instant> = HashMap::new();
+    let mut last_cut: HashMap<String, u64> = HashMap::new();
+    loop {
+        let tiers: Vec<(String, MirrorMode)> = inner
+            .tiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let mut busy = false;
+        for (tier, mode) in tiers {
+            if *stop.borrow() {
+                return;
+            }
+            match mode {
+                MirrorMode::Off => {}
+                MirrorMode::Async { .. } | MirrorMode::Sync => match inner.drain(&tier, None).await
+                {
+                    Ok((blocked, n)) => busy |= n > 0 && !blocked,
+                    Err(e) => {
+                        tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                    }
+                },
+                MirrorMode::Periodic { interval } => {
+                    let next = *due
+                        .entry(tier.clone())
+                        .or_insert_with(|| Instant::now() + interval);
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    let cut = match inner.journal.last_seq().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(tier, error = %e, "mirror worker cannot read the journal");
+                            continue;
+                        }
+                    };
+                    match inner.drain(&tier, Some(cut)).await {
+                        Ok((false, _)) => {
+                            let left = inner
+                                .pending_of_tier(&tier, Some(cut), 1)
+                                .await
+                                .map(|v| v.is_empty());
+                            let advanced = last_cut.get(&tier).is_none_or(|c| *c < cut);
+                            if matches!(left, Ok(true))
+                                && advanced
+                                && had_records(&inner, &tier, last_cut.get(&tier).copied(), cut)
+                                    .await
+                            {
+                                match inner.journal.append_checkpoint(tier.clone(), cut).await {
+                                    Ok(c) => {
+                                        inner
+                                            .metrics
+                                            .checkpoint_timestamp
+                                            .set(c.time_ms as f64 / 1000.0);
+                                        last_cut.insert(tier.clone(), cut);
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(tier, error = %e, "cannot append a checkpoint")
+                                    }
+                                }
+                            }
+                            due.insert(tier.clone(), Instant::now() + interval);
+                        }
+                        Ok((true, _)) => {} // retried on the next tick, subject to back-off
+                        Err(e) => {
+                            tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                        }
+                    }
+                }
+            }
+        }
+        inner.refresh_gauges().await;
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(inner.tick) => {}
+        }
+    }
+}
+
+/// Whether the tier has any record (in any state) in `(after, cut]`: a checkpoint marks a
+/// batch, so an empty interval writes none.
+async fn had_records(inner: &Inner, tier: &str, after: Option<u64>, cut: u64) -> bool {
+    let filter = RecordFilter {
+        tier: Some(tier.to_string()),
+        ..RecordFilter::default()
+    };
+    match inner.journal.list(&filter, after, 1).await {
+        Ok(page) => page.records.first().is_some_and(|r| r.seq <= cut),
+        Err(_) => false,
+    }
+}

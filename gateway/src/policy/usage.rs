@@ -1,0 +1,223 @@
+//! Recovery-capacity usage as the policy stage keeps it: [`UsageCounters`] per tenant, tier
+//! and kind (`vcpus`, `ram_mb`, `volume_gb`, and a count per resource kind: `servers`,
+//! `networks`, ..., `projects`), plus one *footprint* per resource created through the
+//! gateway (namespace `policy_footprints`, key `kind ‖ id`, framed JSON value) so that a
+//! delete releases exactly what the create added, in the tier it was created in.
+
+use std::sync::Arc;
+
+use drgw_policies::{ResourceKind, Resources};
+use serde::{Deserialize, Serialize};
+
+use super::metrics::PolicyMetrics;
+use super::request::ProtectedKind;
+use crate::state::{
+    frame, push_component, Batch, Namespace, StateError, StateStore, UsageCounters, UsageKey,
+};
+
+/// Footprints of resources created through the gateway.
+pub const FOOTPRINTS: Namespace = Namespace::new("policy_footprints");
+
+const SCAN_PAGE: usize = 1000;
+
+/// What one created resource added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Footprint {
+    pub tenant: String,
+    pub tier: String,
+    pub vcpus: u64,
+    pub ram_mb: u64,
+    pub volume_gb: u64,
+    pub count: u64,
+}
+
+pub(crate) struct Usage {
+    counters: UsageCounters,
+    store: Arc<dyn StateStore>,
+}
+
+fn footprint_key(kind: ProtectedKind, id: &str) -> Result<Vec<u8>, StateError> {
+    let mut key = Vec::new();
+    push_component(&mut key, kind.counter_kind().as_bytes())?;
+    push_component(&mut key, id.as_bytes())?;
+    Ok(key)
+}
+
+/// True for counters that count resources (the gauge's kinds).
+fn is_count_kind(kind: &str) -> bool {
+    kind == "projects" || ResourceKind::ALL.iter().any(|k| k.key() == kind)
+}
+
+impl Usage {
+    pub(crate) fn new(store: Arc<dyn StateStore>) -> Usage {
+        Usage {
+            counters: UsageCounters::new(store.clone()),
+            store,
+        }
+    }
+
+    /// The usage of `tenant` in `tier` (negative counters, after a reconcile gap, count 0).
+    pub(crate) async fn of(&self, tenant: &str, tier: &str) -> Result<Resources, StateError> {
+        let mut usage = Resources::ZERO;
+        let mut after: Option<UsageKey> = None;
+        loop {
+            let page = self
+                .counters
+                .list(Some(tenant), after.as_ref(), SCAN_PAGE)
+                .await?;
+            let full = page.len() == SCAN_PAGE;
+            for (key, value) in &page {
+                if key.tenant != tenant || !key.tier.eq_ignore_ascii_case(tier) {
+                    continue;
+                }
+                let n = u64::try_from(*value).unwrap_or(0);
+                match key.kind.as_str() {
+                    "vcpus" => usage.vcpus = n,
+                    "ram_mb" => usage.ram_mb = n,
+                    "volume_gb" => usage.volume_gb = n,
+                    other => {
+                        if let Some(k) = ResourceKind::ALL.into_iter().find(|k| k.key() == other) {
+                            usage = usage.with_count(k, n);
+                        }
+                    }
+                }
+            }
+            after = page.last().map(|(k, _)| k.clone());
+            if !full {
+                return Ok(usage);
+            }
+        }
+    }
+
+    /// The footprint of a resource created through the gateway, if any.
+    pub(crate) async fn footprint(&self, kind: ProtectedKind, id: &str) -> Option<Footprint> {
+        let key = footprint_key(kind, id).ok()?;
+        match self.store.get(FOOTPRINTS, &key).await {
+            Ok(Some(v)) => match frame::open_json(FOOTPRINTS, &key, &v.value) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable footprint; ignored");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a footprint");
+                None
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        tenant: &str,
+        tier: &str,
+        kind: ProtectedKind,
+        f: &Footprint,
+        sign: i64,
+        metrics: &PolicyMetrics,
+    ) -> Result<(), StateError> {
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(sign);
+        let entries = [
+            ("vcpus", f.vcpus),
+            ("ram_mb", f.ram_mb),
+            ("volume_gb", f.volume_gb),
+            (kind.counter_kind(), f.count),
+        ];
+        for (what, n) in entries {
+            if n == 0 {
+                continue;
+            }
+            self.counters
+                .add(&UsageKey::new(tenant, tier, what), signed(n))
+                .await?;
+        }
+        if f.count > 0 {
+            metrics
+                .protected
+                .with_label_values(&[tier, kind.counter_kind()])
+                .add(signed(f.count));
+        }
+        Ok(())
+    }
+
+    /// Adds what a create added, and remembers it under `id` when the response had one.
+    pub(crate) async fn add(
+        &self,
+        tenant: &str,
+        tier: &str,
+        kind: ProtectedKind,
+        resources: &Resources,
+        id: Option<&str>,
+        metrics: &PolicyMetrics,
+    ) -> Result<(), StateError> {
+        let count = match kind.quota_kind() {
+            Some(k) => resources.count(k).max(1),
+            None => 1,
+        };
+        let f = Footprint {
+            tenant: tenant.to_owned(),
+            tier: tier.to_owned(),
+            vcpus: resources.vcpus,
+            ram_mb: resources.ram_mb,
+            volume_gb: resources.volume_gb,
+            count,
+        };
+        if let Some(id) = id {
+            let key = footprint_key(kind, id)?;
+            let mut batch = Batch::new();
+            batch.put(
+                FOOTPRINTS,
+                key.clone(),
+                frame::seal_json(FOOTPRINTS, &key, &f)?,
+            );
+            self.store.commit(batch).await?;
+        }
+        self.apply(tenant, tier, kind, &f, 1, metrics).await
+    }
+
+    /// Releases what the create of `id` added (nothing if the gateway did not see it).
+    pub(crate) async fn remove(
+        &self,
+        kind: ProtectedKind,
+        id: &str,
+        metrics: &PolicyMetrics,
+    ) -> Result<(), StateError> {
+        let Some(f) = self.footprint(kind, id).await else {
+            return Ok(());
+        };
+        let key = footprint_key(kind, id)?;
+        let mut batch = Batch::new();
+        batch.delete(FOOTPRINTS, key);
+        self.store.commit(batch).await?;
+        self.apply(&f.tenant, &f.tier, kind, &f, -1, metrics).await
+    }
+
+    /// Sets `drgw_protected_resources` from the counters of every tenant.
+    pub(crate) async fn restore_gauges(&self, metrics: &PolicyMetrics) -> Result<(), StateError> {
+        let mut totals: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        let mut after: Option<UsageKey> = None;
+        loop {
+            let page = self.counters.list(None, after.as_ref(), SCAN_PAGE).await?;
+            for (key, value) in &page {
+                if is_count_kind(&key.kind) {
+                    *totals
+                        .entry((key.tier.clone(), key.kind.clone()))
+                        .or_default() += value;
+                }
+            }
+            let full = page.len() == SCAN_PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            if !full {
+                break;
+            }
+        }
+        for ((tier, kind), n) in totals {
+            metrics
+                .protected
+                .with_label_values(&[tier.as_str(), kind.as_str()])
+                .set(n);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,889 @@
+//! The mirror engine against two simulated sites: every change is first made at the primary
+//! simulator by a real HTTP call, then submitted as the `Mutation` the request path builds,
+//! and the recovery simulator is queried directly.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drgw::config::{Credentials, SiteConfig, SiteName, UpstreamConfig};
+use drgw::journal::{Journal, JournalConfig, RecordFilter, RecordState, StateFilter};
+use drgw::mirror::{MirrorDeps, MirrorEngine, MirrorSite, SecretKey};
+use drgw::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation, TierChoice};
+use drgw::operation::{Action, Operation, Service};
+use drgw::state::{IdMap, MemoryStore, RedbStore, StateStore};
+use drgw::token::{KeystoneClient, TokenContext};
+use drgw::upstream::UpstreamClient;
+use drgw_tests::sim::client::{SimClient, SimResponse};
+use drgw_tests::sim::{self, Endpoints, Site, SiteHandle};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn site_config(name: SiteName, e: &Endpoints) -> SiteConfig {
+    let mut endpoints = BTreeMap::new();
+    endpoints.insert(Service::Identity, e.identity.clone());
+    endpoints.insert(Service::Compute, e.compute.clone());
+    endpoints.insert(Service::Network, e.network.clone());
+    endpoints.insert(Service::BlockStorage, e.volume.clone());
+    endpoints.insert(Service::Image, e.image.clone());
+    SiteConfig {
+        name,
+        endpoints,
+        region: None,
+        ca_bundle: None,
+        credentials: Some(Credentials {
+            username: "admin".into(),
+            password: Some("secret".into()),
+            password_file: None,
+            user_domain_name: "Default".into(),
+            project_name: "admin".into(),
+            project_domain_name: "Default".into(),
+        }),
+    }
+}
+
+fn mirror_site(name: SiteName, e: &Endpoints) -> MirrorSite {
+    let config = site_config(name, e);
+    let upstream = UpstreamConfig {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(3),
+        pool_idle_timeout: Duration::from_secs(30),
+        pool_max_idle_per_host: 16,
+    };
+    let client = UpstreamClient::new(&config, &upstream).expect("client");
+    let keystone = Arc::new(KeystoneClient::new(&config, client.clone()));
+    MirrorSite {
+        client,
+        keystone,
+        config,
+    }
+}
+
+struct Bed {
+    primary: SiteHandle,
+    recovery: SiteHandle,
+    /// Admin at the primary and at the recovery site.
+    admin: SimClient,
+    radmin: SimClient,
+    admin_ctx: Arc<TokenContext>,
+    demo: SimClient,
+    demo_ctx: Arc<TokenContext>,
+    dir: tempfile::TempDir,
+}
+
+async fn login(
+    e: &Endpoints,
+    user: &str,
+    pw: &str,
+    project: &str,
+) -> (SimClient, Arc<TokenContext>) {
+    let mut c = SimClient::new();
+    let resp = c
+        .login(&e.auth_url(), user, pw, project)
+        .await
+        .expect("login");
+    let ctx = TokenContext::from_token_body(&resp.json, SiteName::Primary).expect("token body");
+    (c, Arc::new(ctx))
+}
+
+impl Bed {
+    async fn new() -> Bed {
+        let primary = Site::start(sim::SiteConfig::named("primary"))
+            .await
+            .expect("primary");
+        let recovery = Site::start(sim::SiteConfig::named("recovery"))
+            .await
+            .expect("recovery");
+        let (admin, admin_ctx) = login(&primary.endpoints(), "admin", "secret", "admin").await;
+        let (radmin, _) = login(&recovery.endpoints(), "admin", "secret", "admin").await;
+        let (demo, demo_ctx) = login(&primary.endpoints(), "demo", "demo", "demo").await;
+        Bed {
+            primary,
+            recovery,
+            admin,
+            radmin,
+            admin_ctx,
+            demo,
+            demo_ctx,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn state_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("state.redb")
+    }
+
+    async fn engine(
+        &self,
+        store: Arc<dyn StateStore>,
+        gold_timeout: Duration,
+    ) -> (MirrorEngine, Journal) {
+        let journal = Journal::open(store.clone(), JournalConfig::default())
+            .await
+            .expect("journal");
+        let registry = drgw::metrics::Metrics::new().registry;
+        let engine = MirrorEngine::start(MirrorDeps {
+            store: store.clone(),
+            journal: journal.clone(),
+            idmap: IdMap::new(store),
+            recovery: mirror_site(SiteName::Recovery, &self.recovery.endpoints()),
+            primary: mirror_site(SiteName::Primary, &self.primary.endpoints()),
+            registry: &registry,
+            gold_timeout,
+            tiers: vec![],
+            secret_key: SecretKey::load_or_create(&self.dir.path().join("mirror.key"))
+                .expect("key"),
+            shared_identity: false,
+            retry_initial: Duration::from_millis(50),
+            retry_max: Duration::from_millis(400),
+            tick: Duration::from_millis(50),
+            parallel_tenants: 8,
+        })
+        .await
+        .expect("engine");
+        (engine, journal)
+    }
+
+    async fn mem_engine(&self) -> (MirrorEngine, Journal) {
+        self.engine(Arc::new(MemoryStore::new()), Duration::from_secs(3))
+            .await
+    }
+
+    fn url(&self, site: &SiteHandle, svc: Service, path: &str) -> String {
+        let e = site.endpoints();
+        let base = match svc {
+            Service::Identity => e.identity,
+            Service::Compute => e.compute,
+            Service::Network => e.network,
+            Service::BlockStorage => e.volume,
+            Service::Image => e.image,
+        };
+        format!("{base}{path}")
+    }
+
+    /// Makes the call at the primary as `who` and builds the mutation the gateway would.
+    async fn call(
+        &self,
+        who: &SimClient,
+        ctx: &Arc<TokenContext>,
+        tier: &TierChoice,
+        svc: Service,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (SimResponse, Mutation) {
+        let resp = who
+            .send(
+                method.clone(),
+                &self.url(&self.primary, svc, path),
+                body.as_ref(),
+                &[],
+            )
+            .await
+            .expect("primary call");
+        assert!(
+            resp.status.is_success(),
+            "{method} {path}: {} {}",
+            resp.status,
+            resp.json
+        );
+        let m = Mutation {
+            op: Operation::other(svc, Action::Create),
+            tenant: ctx.clone(),
+            tier: tier.clone(),
+            method,
+            path: path.to_string(),
+            query: None,
+            microversion: None,
+            request_body: body,
+            status: resp.status,
+            response_body: (!resp.json.is_null()).then(|| resp.json.clone()),
+            location: None,
+        };
+        (resp, m)
+    }
+
+    async fn recovery_get(&self, svc: Service, path: &str) -> SimResponse {
+        self.radmin
+            .get(&self.url(&self.recovery, svc, path))
+            .await
+            .expect("recovery get")
+    }
+}
+
+fn bronze() -> TierChoice {
+    TierChoice {
+        name: "bronze".into(),
+        mode: MirrorMode::Async {
+            max_lag: Duration::from_secs(60),
+        },
+        on_failure: GoldFailure::Degrade,
+    }
+}
+
+fn gold(on_failure: GoldFailure) -> TierChoice {
+    TierChoice {
+        name: "gold".into(),
+        mode: MirrorMode::Sync,
+        on_failure,
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn recovery_id(engine: &MirrorEngine, svc: &str, ty: &str, id: &str) -> Option<String> {
+    engine
+        .idmap_lookup(svc, ty, id)
+        .await
+        .expect("idmap")
+        .map(|m| m.recovery_id)
+}
+
+fn flavor_body(name: &str) -> Value {
+    json!({"flavor": {"name": name, "ram": 512, "vcpus": 1, "disk": 1}})
+}
+
+#[tokio::test]
+async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
+    let bed = Bed::new().await;
+    let (engine, _) = bed.mem_engine().await;
+    let (resp, m) = bed
+        .call(
+            &bed.demo,
+            &bed.demo_ctx,
+            &bronze(),
+            Service::Network,
+            Method::POST,
+            "/v2.0/networks",
+            Some(json!({"network": {"name": "app-net"}})),
+        )
+        .await;
+    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    let (resp, m) = bed
+        .call(&bed.demo, &bed.demo_ctx, &bronze(), Service::Network, Method::POST, "/v2.0/subnets",
+            Some(json!({"subnet": {"name": "app-sub", "network_id": net, "cidr": "10.9.0.0/24", "ip_version": 4}})))
+        .await;
+    let sub = resp.json["subnet"]["id"].as_str().unwrap().to_string();
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+
+    eventually("subnet mirrored", Duration::from_secs(5), || async {
+        recovery_id(&engine, "network", "subnet", &sub)
+            .await
+            .is_some()
+    })
+    .await;
+    let rnet = recovery_id(&engine, "network", "network", &net)
+        .await
+        .unwrap();
+    let rsub = recovery_id(&engine, "network", "subnet", &sub)
+        .await
+        .unwrap();
+    assert_ne!(rnet, net, "the recovery site assigns its own ids");
+    let got = bed
+        .recovery_get(Service::Network, &format!("/v2.0/subnets/{rsub}"))
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json["subnet"]["network_id"], json!(rnet));
+    assert_eq!(got.json["subnet"]["cidr"], "10.9.0.0/24");
+    // Owned by the recovery copy of the tenant's project (adopted by name), not by admin.
+    let rdemo = bed.recovery.project_id("demo").unwrap();
+    assert_eq!(got.json["subnet"]["project_id"], json!(rdemo));
+    let got = bed
+        .recovery_get(Service::Network, &format!("/v2.0/networks/{rnet}"))
+        .await;
+    assert_eq!(got.json["network"]["name"], "app-net");
+
+    // Update and delete follow.
+    let (_, m) = bed
+        .call(
+            &bed.demo,
+            &bed.demo_ctx,
+            &bronze(),
+            Service::Network,
+            Method::PUT,
+            &format!("/v2.0/networks/{net}"),
+            Some(json!({"network": {"name": "renamed"}})),
+        )
+        .await;
+    engine.submit(m).await;
+    let (_, m) = bed
+        .call(
+            &bed.demo,
+            &bed.demo_ctx,
+            &bronze(),
+            Service::Network,
+            Method::DELETE,
+            &format!("/v2.0/subnets/{sub}"),
+            None,
+        )
+        .await;
+    engine.submit(m).await;
+    eventually("subnet deleted", Duration::from_secs(5), || async {
+        bed.recovery_get(Service::Network, &format!("/v2.0/subnets/{rsub}"))
+            .await
+            .status
+            == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert_eq!(recovery_id(&engine, "network", "subnet", &sub).await, None);
+    let got = bed
+        .recovery_get(Service::Network, &format!("/v2.0/networks/{rnet}"))
+        .await;
+    assert_eq!(got.json["network"]["name"], "renamed");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn gold_flavor_is_at_the_recovery_site_when_submit_returns() {
+    let bed = Bed::new().await;
+    let (engine, _) = bed.mem_engine().await;
+    let (resp, m) = bed
+        .call(
+            &bed.admin,
+            &bed.admin_ctx,
+            &gold(GoldFailure::Reject),
+            Service::Compute,
+            Method::POST,
+            "/v2.1/flavors",
+            Some(flavor_body("g.small")),
+        )
+        .await;
+    let fid = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Applied);
+    let got = bed
+        .recovery_get(Service::Compute, &format!("/v2.1/flavors/{fid}"))
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "same id at the recovery site");
+    assert_eq!(got.json["flavor"]["name"], "g.small");
+    assert_eq!(
+        recovery_id(&engine, "compute", "flavor", &fid)
+            .await
+            .as_deref(),
+        Some(fid.as_str())
+    );
+
+    // Extra specs follow inline too.
+    let (_, m) = bed
+        .call(
+            &bed.admin,
+            &bed.admin_ctx,
+            &gold(GoldFailure::Reject),
+            Service::Compute,
+            Method::POST,
+            &format!("/v2.1/flavors/{fid}/os-extra_specs"),
+            Some(json!({"extra_specs": {"hw:cpu_policy": "dedicated"}})),
+        )
+        .await;
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Applied);
+    let got = bed
+        .recovery_get(
+            Service::Compute,
+            &format!("/v2.1/flavors/{fid}/os-extra_specs"),
+        )
+        .await;
+    assert_eq!(got.json["extra_specs"]["hw:cpu_policy"], "dedicated");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn silver_applies_at_the_checkpoint_and_not_before() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let silver = TierChoice {
+        name: "silver".into(),
+        mode: MirrorMode::Periodic {
+            interval: Duration::from_millis(1500),
+        },
+        on_failure: GoldFailure::Degrade,
+    };
+    let (resp, m) = bed
+        .call(
+            &bed.admin,
+            &bed.admin_ctx,
+            &silver,
+            Service::Compute,
+            Method::POST,
+            "/v2.1/flavors",
+            Some(flavor_body("s.small")),
+        )
+        .await;
+    let fid = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    let submitted = Instant::now();
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        bed.recovery_get(Service::Compute, &format!("/v2.1/flavors/{fid}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "a Silver change must wait for its checkpoint"
+    );
+    assert!(engine
+        .checkpoints(Some("silver"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    eventually("silver checkpoint", Duration::from_secs(5), || async {
+        !engine
+            .checkpoints(Some("silver"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    assert!(submitted.elapsed() >= Duration::from_millis(1000));
+    assert_eq!(
+        bed.recovery_get(Service::Compute, &format!("/v2.1/flavors/{fid}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let cps = engine.checkpoints(Some("silver"), None, 10).await.unwrap();
+    assert_eq!(cps[0].last_seq, journal.last_seq().await.unwrap());
+    let status = engine.status().await.unwrap();
+    let s = status.iter().find(|s| s.tier == "silver").unwrap();
+    assert_eq!((s.pending, s.mode.as_str()), (0, "periodic"));
+    assert_eq!(s.last_checkpoint.as_ref().map(|c| c.id), Some(cps[0].id));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    bed.recovery.down().await;
+    let mut nets = Vec::new();
+    for i in 0..5 {
+        let (resp, m) = bed
+            .call(
+                &bed.demo,
+                &bed.demo_ctx,
+                &bronze(),
+                Service::Network,
+                Method::POST,
+                "/v2.0/networks",
+                Some(json!({"network": {"name": format!("q-{i}")}})),
+            )
+            .await;
+        nets.push(resp.json["network"]["id"].as_str().unwrap().to_string());
+        assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    }
+    // A rename of the first network, queued after its create.
+    let (_, m) = bed
+        .call(
+            &bed.demo,
+            &bed.demo_ctx,
+            &bronze(),
+            Service::Network,
+            Method::PUT,
+            &format!("/v2.0/networks/{}", nets[0]),
+            Some(json!({"network": {"name": "q-0-renamed"}})),
+        )
+        .await;
+    engine.submit(m).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let status = engine.status().await.unwrap();
+    let b = status.iter().find(|s| s.tier == "bronze").unwrap();
+    assert_eq!(b.pending, 6, "all queued while down");
+    assert!(
+        b.oldest_pending_age_seconds.unwrap() >= 1.0,
+        "lag grows: {b:?}"
+    );
+    let failed = journal
+        .list(
+            &RecordFilter {
+                state: Some(StateFilter::Failed),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        failed.records.is_empty(),
+        "a down site is retryable, not a failure"
+    );
+
+    bed.recovery.up().await.unwrap();
+    engine.wake();
+    eventually("queue drained", Duration::from_secs(10), || async {
+        journal
+            .tier_lag()
+            .await
+            .unwrap()
+            .get("bronze")
+            .map(|l| l.pending)
+            == Some(0)
+    })
+    .await;
+    let r0 = recovery_id(&engine, "network", "network", &nets[0])
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Network, &format!("/v2.0/networks/{r0}"))
+        .await;
+    assert_eq!(
+        got.json["network"]["name"], "q-0-renamed",
+        "the update applied after its create"
+    );
+    let all = bed.recovery_get(Service::Network, "/v2.0/networks").await;
+    let count = all.json["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["name"].as_str().is_some_and(|s| s.starts_with("q-")))
+        .count();
+    assert_eq!(count, 5, "each network exactly once");
+    // Applied in seq order: applied_at times never decrease along seqs.
+    let page = journal
+        .list(&RecordFilter::default(), None, 100)
+        .await
+        .unwrap();
+    let times: Vec<u64> = page
+        .records
+        .iter()
+        .filter_map(|r| match r.state {
+            RecordState::Applied { at_ms, .. } => Some(at_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(times.len(), 6);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn gold_reject_with_the_recovery_site_down_leaves_nothing_at_the_primary() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed
+        .engine(Arc::new(MemoryStore::new()), Duration::from_secs(2))
+        .await;
+    bed.recovery.down().await;
+    let (resp, m) = bed
+        .call(
+            &bed.admin,
+            &bed.admin_ctx,
+            &gold(GoldFailure::Reject),
+            Service::Compute,
+            Method::POST,
+            "/v2.1/flavors",
+            Some(flavor_body("g.rejected")),
+        )
+        .await;
+    let fid = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    let out = engine.submit(m).await;
+    assert!(matches!(out, MirrorOutcome::Rejected { .. }), "{out:?}");
+    let at_primary = bed
+        .admin
+        .get(&bed.url(
+            &bed.primary,
+            Service::Compute,
+            &format!("/v2.1/flavors/{fid}"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(at_primary.status, StatusCode::NOT_FOUND, "compensated");
+    let rec = journal.get(1).await.unwrap().unwrap();
+    assert!(
+        matches!(&rec.state, RecordState::Failed { reason, .. } if reason.starts_with("rejected")),
+        "{:?}",
+        rec.state
+    );
+    // Nothing applies later either.
+    bed.recovery.up().await.unwrap();
+    engine.wake();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bed.recovery_get(Service::Compute, &format!("/v2.1/flavors/{fid}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn gold_degrade_returns_degraded_then_applies_later() {
+    let bed = Bed::new().await;
+    let (engine, _) = bed
+        .engine(Arc::new(MemoryStore::new()), Duration::from_secs(2))
+        .await;
+    bed.recovery.down().await;
+    let (resp, m) = bed
+        .call(
+            &bed.admin,
+            &bed.admin_ctx,
+            &gold(GoldFailure::Degrade),
+            Service::Compute,
+            Method::POST,
+            "/v2.1/flavors",
+            Some(flavor_body("g.degraded")),
+        )
+        .await;
+    let fid = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    let out = engine.submit(m).await;
+    assert!(matches!(out, MirrorOutcome::Degraded { .. }), "{out:?}");
+    assert_eq!(out.header_value(), Some("degraded"));
+    let at_primary = bed
+        .admin
+        .get(&bed.url(
+            &bed.primary,
+            Service::Compute,
+            &format!("/v2.1/flavors/{fid}"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        at_primary.status,
+        StatusCode::OK,
+        "degrade keeps the primary change"
+    );
+    bed.recovery.up().await.unwrap();
+    engine.wake();
+    eventually(
+        "degraded record applied",
+        Duration::from_secs(10),
+        || async {
+            bed.recovery_get(Service::Compute, &format!("/v2.1/flavors/{fid}"))
+                .await
+                .status
+                == StatusCode::OK
+        },
+    )
+    .await;
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_4xx_fails_with_the_sites_message_and_retry_works_after_the_fix() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    // The recovery site already has a different flavor with the same name: Nova answers 409.
+    let clash = bed
+        .radmin
+        .post(
+            &bed.url(&bed.recovery, Service::Compute, "/v2.1/flavors"),
+            &json!({"flavor": {"name": "clash", "ram": 1, "vcpus": 1, "disk": 1, "id": "other"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(clash.status, StatusCode::OK, "{}", clash.json);
+    let (resp, m) = bed
+        .call(
+            &bed.admin,
+            &bed.admin_ctx,
+            &bronze(),
+            Service::Compute,
+            Method::POST,
+            "/v2.1/flavors",
+            Some(flavor_body("clash")),
+        )
+        .await;
+    let fid = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    engine.submit(m).await;
+    let failed = RecordFilter {
+        state: Some(StateFilter::Failed),
+        ..Default::default()
+    };
+    eventually("record failed", Duration::from_secs(5), || async {
+        !journal
+            .list(&failed, None, 10)
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    })
+    .await;
+    let page = engine.journal_page(&failed, None, 10).await.unwrap();
+    let rec = &page.records[0];
+    match &rec.state {
+        RecordState::Failed { reason, retryable } => {
+            assert!(
+                reason.contains("409") && reason.contains("clash already exists"),
+                "{reason}"
+            );
+            assert!(!retryable);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The operator removes the clash and retries.
+    let del = bed
+        .radmin
+        .delete(&bed.url(&bed.recovery, Service::Compute, "/v2.1/flavors/other"))
+        .await
+        .unwrap();
+    assert!(del.status.is_success());
+    let back = engine.retry(rec.seq).await.unwrap();
+    assert!(back.state.is_pending());
+    eventually("retried record applied", Duration::from_secs(5), || async {
+        bed.recovery_get(Service::Compute, &format!("/v2.1/flavors/{fid}"))
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    engine.shutdown().await;
+}
+
+async fn open_redb(path: &Path) -> Arc<dyn StateStore> {
+    Arc::new(RedbStore::open(path).expect("redb"))
+}
+
+#[tokio::test]
+async fn restart_on_the_same_file_does_not_reapply() {
+    let bed = Bed::new().await;
+    let path = bed.state_path();
+    let store = open_redb(&path).await;
+    let (engine, journal) = bed.engine(store, Duration::from_secs(3)).await;
+    let mut nets = Vec::new();
+    for i in 0..3 {
+        let (resp, m) = bed
+            .call(
+                &bed.demo,
+                &bed.demo_ctx,
+                &bronze(),
+                Service::Network,
+                Method::POST,
+                "/v2.0/networks",
+                Some(json!({"network": {"name": format!("r-{i}")}})),
+            )
+            .await;
+        nets.push(resp.json["network"]["id"].as_str().unwrap().to_string());
+        engine.submit(m).await;
+    }
+    eventually("applied before restart", Duration::from_secs(5), || async {
+        journal
+            .tier_lag()
+            .await
+            .unwrap()
+            .get("bronze")
+            .map(|l| l.pending)
+            == Some(0)
+    })
+    .await;
+    engine.shutdown().await;
+    journal.close().await.unwrap();
+    drop((engine, journal));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    bed.recovery.requests().clear();
+    let store = open_redb(&path).await;
+    let (engine, journal) = bed.engine(store, Duration::from_secs(3)).await;
+    // One more record after the restart, to prove the engine runs.
+    let (resp, m) = bed
+        .call(
+            &bed.demo,
+            &bed.demo_ctx,
+            &bronze(),
+            Service::Network,
+            Method::POST,
+            "/v2.0/networks",
+            Some(json!({"network": {"name": "r-after"}})),
+        )
+        .await;
+    let after = resp.json["network"]["id"].as_str().unwrap().to_string();
+    engine.submit(m).await;
+    eventually("applied after restart", Duration::from_secs(5), || async {
+        recovery_id(&engine, "network", "network", &after)
+            .await
+            .is_some()
+    })
+    .await;
+    let creates = bed.recovery.requests().matching("POST", "/v2.0/networks");
+    assert_eq!(
+        creates.len(),
+        1,
+        "only the new network was sent after the restart"
+    );
+    for n in &nets {
+        assert!(
+            recovery_id(&engine, "network", "network", n)
+                .await
+                .is_some(),
+            "mapping survived the restart"
+        );
+    }
+    assert!(journal.verify().await.unwrap().is_clean());
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pending_create_after_a_crash_adopts_the_copy_instead_of_duplicating() {
+    let bed = Bed::new().await;
+    let path = bed.state_path();
+    // The "crash": the record is journaled and the network reached the recovery site, but
+    // the record was never marked applied (the engine is started only after both).
+    let store = open_redb(&path).await;
+    let journal = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap();
+    let (resp, m) = bed
+        .call(
+            &bed.demo,
+            &bed.demo_ctx,
+            &bronze(),
+            Service::Network,
+            Method::POST,
+            "/v2.0/networks",
+            Some(json!({"network": {"name": "crashy"}})),
+        )
+        .await;
+    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
+    let rdemo = bed.recovery.project_id("demo").unwrap();
+    let copy = bed
+        .radmin
+        .post(
+            &bed.url(&bed.recovery, Service::Network, "/v2.0/networks"),
+            &json!({"network": {"name": "crashy", "project_id": rdemo}}),
+        )
+        .await
+        .unwrap();
+    let copy_id = copy.json["network"]["id"].as_str().unwrap().to_string();
+    journal.close().await.unwrap();
+    drop((journal, store));
+    let store = open_redb(&path).await;
+    // Journal the record through a first engine instance whose worker cannot reach the
+    // recovery site, then restart: the new engine sees it as pending from before start-up.
+    bed.recovery.down().await;
+    let (engine, journal) = bed.engine(store, Duration::from_secs(3)).await;
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    engine.shutdown().await;
+    journal.close().await.unwrap();
+    drop((engine, journal));
+    bed.recovery.up().await.unwrap();
+    let (engine, _journal) = bed
+        .engine(open_redb(&path).await, Duration::from_secs(3))
+        .await;
+    eventually("adopted", Duration::from_secs(5), || async {
+        recovery_id(&engine, "network", "network", &net)
+            .await
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        recovery_id(&engine, "network", "network", &net).await,
+        Some(copy_id)
+    );
+    let all = bed
+        .recovery_get(Service::Network, "/v2.0/networks?name=crashy")
+        .await;
+    assert_eq!(
+        all.json["networks"].as_array().unwrap().len(),
+        1,
+        "no duplicate"
+    );
+    engine.shutdown().await;
+}

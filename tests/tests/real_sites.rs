@@ -1,0 +1,298 @@
+//! The real-services tier: two REAL OpenStack sites (Keystone, Nova, Glance, Cinder, Neutron,
+//! Placement from PyPI, on loopback with SQLite), started once for the whole binary, then
+//! scenarios against them with the real `openstack` CLI and openstacksdk.
+//!
+//! Own `main` (harness = false): every scenario is a list of named steps, printed as they
+//! finish; the run ends with `real_sites: N passed, M failed` and exits non-zero on any
+//! failure. It never skips: a missing prerequisite is a failure with a clear message.
+//!
+//! To add a scenario (e.g. through the gateway), write `fn(&RealTier) -> Vec<StepResult>` and
+//! list it in [`SCENARIOS`]; it shares the one pair of started sites.
+
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use drgw_tests::cli::{self, scenario, write_clouds_yaml, Cli, StepResult, Steps};
+use drgw_tests::realsite::{RealSite, RealSites};
+use serde_json::Value;
+
+/// What every real-tier scenario gets.
+struct RealTier {
+    sites: RealSites,
+    /// The `openstack` CLI with clouds `primary`, `recovery` (admin) and `primary-demo`,
+    /// `recovery-demo` (member of project `demo`), each direct to its site.
+    cli: Cli,
+    /// Scratch space that lives as long as the run (holds the clouds.yaml).
+    #[allow(dead_code)]
+    dir: tempfile::TempDir,
+}
+
+type Scenario = fn(&RealTier) -> Vec<StepResult>;
+
+/// The scenarios, in order.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    (
+        "openstack CLI walk-through, directly at both sites (in parallel)",
+        cli_walkthrough_both_sites,
+    ),
+    (
+        "isolation: a token of one site is refused at the other",
+        isolation,
+    ),
+];
+
+/// [`scenario`] against `primary` and `recovery` at the same time (they are independent).
+fn cli_walkthrough_both_sites(t: &RealTier) -> Vec<StepResult> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = t
+            .sites
+            .sites()
+            .into_iter()
+            .map(|site| s.spawn(|| scenario(&t.cli, &site.name)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![StepResult {
+                        name: "scenario thread".into(),
+                        ok: false,
+                        detail: "panicked".into(),
+                        elapsed: Duration::ZERO,
+                    }]
+                })
+            })
+            .collect()
+    })
+}
+
+/// Statuses of GETs with `cloud`'s token on each URL (`{project_id}` is substituted),
+/// through openstacksdk/requests in the venv's python.
+fn statuses_with_token_of(cli: &Cli, cloud: &str, urls: &[String]) -> anyhow::Result<Value> {
+    const SCRIPT: &str = r#"
+import json, os, requests, openstack
+conn = openstack.connect(cloud=os.environ["CLOUD"])
+tok, pid = conn.session.get_token(), conn.session.get_project_id()
+out = {}
+for u in json.loads(os.environ["URLS"]):
+    r = requests.get(u.replace("{project_id}", pid), headers={"X-Auth-Token": tok}, timeout=60)
+    out[u] = r.status_code
+print(json.dumps(out))
+"#;
+    let urls = serde_json::to_string(urls)?;
+    cli.run_python(SCRIPT, &[("CLOUD", cloud), ("URLS", &urls)])?
+        .ok()?
+        .json()
+}
+
+/// Authenticated URLs of every API service of a site.
+fn api_urls(site: &RealSite) -> Vec<String> {
+    let u = &site.urls;
+    vec![
+        format!("{}/v3/projects", u.identity),
+        format!("{}/v2.1/flavors", u.compute),
+        format!("{}/v2/images", u.image),
+        format!("{}/v3/{{project_id}}/types", u.volume),
+        format!("{}/v2.0/networks", u.network),
+        format!("{}/resource_providers", u.placement),
+    ]
+}
+
+fn isolation(t: &RealTier) -> Vec<StepResult> {
+    let mut s = Steps::new("isolation");
+    let [a, b] = t.sites.sites();
+    for (from, to) in [(a, b), (b, a)] {
+        s.step(
+            &format!(
+                "{} token refused by every {} service, accepted by its own",
+                from.name, to.name
+            ),
+            || {
+                let mut urls = api_urls(from);
+                urls.extend(api_urls(to));
+                let st = statuses_with_token_of(&t.cli, &from.name, &urls)?;
+                for u in api_urls(from) {
+                    ensure!(st[&u] == 200, "own site {u}: {}", st[&u]);
+                }
+                for u in api_urls(to) {
+                    ensure!(
+                        st[&u] == 401,
+                        "other site {u} answered {} (want 401)",
+                        st[&u]
+                    );
+                }
+                Ok(())
+            },
+        );
+        s.step(
+            &format!(
+                "openstack v3token auth: {} token rejected by {} keystone",
+                from.name, to.name
+            ),
+            || {
+                let token =
+                    cli::field(&t.cli.json(&from.name, &["token", "issue"])?, "id")?.to_string();
+                let with_token = |site: &RealSite| {
+                    t.cli.exec_raw(&[
+                        "--os-auth-type",
+                        "v3token",
+                        "--os-token",
+                        &token,
+                        "--os-auth-url",
+                        &site.keystone_url,
+                        "--os-project-name",
+                        "admin",
+                        "--os-project-domain-name",
+                        "Default",
+                        "--os-region-name",
+                        &site.region,
+                        "project",
+                        "list",
+                        "-f",
+                        "json",
+                    ])
+                };
+                with_token(from)?
+                    .ok()
+                    .context("positive control at the issuing site")?;
+                let other = with_token(to)?;
+                ensure!(
+                    !other.success(),
+                    "{} accepted a token of {}: {}",
+                    to.name,
+                    from.name,
+                    other.stdout
+                );
+                // keystone answers a token it cannot decrypt with 404 "Could not recognize Fernet
+                // token" when it is exchanged (v3token auth), 401 when it authenticates a call
+                ensure!(
+                    other.stderr.contains("HTTP 404") || other.stderr.contains("HTTP 401"),
+                    "expected a 401/404 refusal, got: {}",
+                    other.stderr.trim()
+                );
+                Ok(())
+            },
+        );
+    }
+    s.into_results()
+}
+
+/// True if something accepts connections on 127.0.0.1:`port`.
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+fn main() -> ExitCode {
+    let t0 = Instant::now();
+    let mut results: Vec<StepResult> = Vec::new();
+    let mut timings: Vec<(String, Duration)> = Vec::new();
+
+    println!("real_sites: starting two real OpenStack sites (primary :15000 RegionOne, recovery :16000 RegionTwo)");
+    let started = Instant::now();
+    let setup = (|| -> anyhow::Result<RealTier> {
+        let sites = RealSites::start()?;
+        let dir = tempfile::Builder::new()
+            .prefix("drgw-real-sites-")
+            .tempdir()?;
+        let clouds = dir.path().join("clouds.yaml");
+        write_clouds_yaml(&clouds, &sites.direct_clouds())?;
+        let cli = Cli::new(&clouds)?;
+        Ok(RealTier { sites, cli, dir })
+    })();
+    let tier = match setup {
+        Ok(t) => t,
+        Err(e) => {
+            let r = StepResult {
+                name: "start both real sites".into(),
+                ok: false,
+                detail: format!("{e:#}"),
+                elapsed: started.elapsed(),
+            };
+            println!("{r}");
+            println!("real_sites: 0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    timings.push((
+        "venv install (install.sh, cached)".into(),
+        tier.sites.venv_time,
+    ));
+    for site in tier.sites.sites() {
+        timings.push((format!("start {} (fresh)", site.name), site.startup));
+    }
+    timings.push(("start both sites (parallel)".into(), tier.sites.start_time));
+    results.push(StepResult {
+        name: "start both real sites".into(),
+        ok: true,
+        detail: format!("state in {}", tier.sites.state_root().display()),
+        elapsed: started.elapsed(),
+    });
+
+    for (name, run) in SCENARIOS {
+        println!("--- {name}");
+        let t = Instant::now();
+        results.extend(run(&tier));
+        timings.push((format!("scenario: {name}"), t.elapsed()));
+    }
+    let (calls, cli_time) = tier.cli.stats();
+
+    // Stop by PID and check that nothing is left listening.
+    println!("--- stop");
+    let mut s = Steps::new("stop");
+    let ports: Vec<u16> = tier
+        .sites
+        .sites()
+        .iter()
+        .flat_map(|site| (0..6).map(move |o| site.base_port + o))
+        .collect();
+    let RealTier { sites, cli, dir } = tier;
+    drop(cli);
+    let t = Instant::now();
+    s.step(
+        "both sites stopped by PID, state purged, ports free",
+        || {
+            let root = sites.state_root().to_path_buf();
+            sites.stop()?;
+            ensure!(!root.exists(), "{} still exists", root.display());
+            let busy: Vec<u16> = ports.iter().copied().filter(|p| listening(*p)).collect();
+            ensure!(busy.is_empty(), "still listening on {busy:?}");
+            Ok(())
+        },
+    );
+    timings.push(("stop both sites".into(), t.elapsed()));
+    drop(dir);
+    results.extend(s.into_results());
+
+    println!("--- timings");
+    for (what, d) in &timings {
+        println!("  {what:<70} {:>7.1} s", d.as_secs_f64());
+    }
+    if calls > 0 {
+        println!(
+            "  {:<70} {:>7.1} s total, {:.2} s avg over {calls} calls",
+            "openstack CLI / python calls",
+            cli_time.as_secs_f64(),
+            cli_time.as_secs_f64() / calls as f64
+        );
+    }
+    println!(
+        "  {:<70} {:>7.1} s",
+        "whole real tier",
+        t0.elapsed().as_secs_f64()
+    );
+    let (passed, failed) = cli::tally(&results);
+    if failed > 0 {
+        println!("--- failures");
+        for r in results.iter().filter(|r| !r.ok) {
+            println!("{r}");
+        }
+    }
+    println!("real_sites: {passed} passed, {failed} failed");
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
