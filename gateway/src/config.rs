@@ -215,6 +215,7 @@ struct RawGateway {
     shutdown_grace: Option<String>,
     workers: Option<usize>,
     policy_file: Option<PathBuf>,
+    gold_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -273,6 +274,8 @@ pub struct Config {
     /// Tokio worker threads; 0 = one per core.
     pub workers: usize,
     pub policy_file: Option<PathBuf>,
+    /// How long a Gold (sync) change may wait for the recovery site's apply.
+    pub gold_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,
     pub recovery: SiteConfig,
@@ -453,6 +456,12 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         "gateway.shutdown_grace",
         g.shutdown_grace.as_deref(),
         Duration::from_secs(30),
+    );
+    let gold_timeout = duration(
+        errors,
+        "gateway.gold_timeout",
+        g.gold_timeout.as_deref(),
+        Duration::from_secs(10),
     );
     let upstream = UpstreamConfig {
         connect_timeout: duration(
@@ -666,6 +675,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         shutdown_grace,
         workers: g.workers.unwrap_or(0),
         policy_file,
+        gold_timeout,
         upstream,
         primary,
         recovery,

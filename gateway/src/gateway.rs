@@ -9,9 +9,13 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 
 use crate::config::{Config, SiteName};
+use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::metrics::Metrics;
+use crate::mirror::{MirrorDeps, MirrorEngine, MirrorError, MirrorSite, SecretKey};
 use crate::operation::Service;
+use crate::policy::PolicyStage;
 use crate::rewrite::Rewriter;
+use crate::state::{IdMap, RedbStore, StateError, StateStore};
 use crate::token::{KeystoneClient, TokenCache};
 use crate::upstream::{ClientBuildError, UpstreamClient};
 
@@ -46,9 +50,26 @@ fn service_index(service: Service) -> usize {
 /// What the gateway knows about one site at run time.
 pub struct SiteRuntime {
     pub client: UpstreamClient,
-    pub keystone: KeystoneClient,
+    pub keystone: Arc<KeystoneClient>,
     /// Base URL of each service, in `Service::ALL` order.
     bases: Vec<UpstreamBase>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    #[error("state store in {dir}: {source}")]
+    State { dir: String, source: StateError },
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("policy {path}:\n{errors}")]
+    Policy { path: String, errors: String },
+    #[error("mirror engine: {0}")]
+    Mirror(#[from] MirrorError),
+    #[error("mirror secret key: {0}")]
+    SecretKey(String),
 }
 
 /// Shared state of a running gateway.
@@ -56,6 +77,13 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub metrics: Metrics,
     pub tokens: TokenCache,
+    /// The durable state: journal, ID map, usage counters, failover state.
+    pub store: Arc<dyn StateStore>,
+    pub journal: Journal,
+    /// Tier decisions, enforcement and tagging.
+    pub policy: Arc<PolicyStage>,
+    /// Applies journaled changes at the recovery site.
+    pub mirror: MirrorEngine,
     primary: SiteRuntime,
     recovery: SiteRuntime,
     active: ArcSwap<SiteName>,
@@ -63,7 +91,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config, metrics: Metrics) -> Result<Gateway, ClientBuildError> {
+    /// Opens the state store in `state_dir`, loads the policy, and starts the mirror engine.
+    pub async fn start(config: Config, metrics: Metrics) -> Result<Gateway, StartError> {
         let site = |name: SiteName| -> Result<SiteRuntime, ClientBuildError> {
             let cfg = config.site(name);
             let client = UpstreamClient::new(cfg, &config.upstream)?;
@@ -81,7 +110,7 @@ impl Gateway {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SiteRuntime {
-                keystone: KeystoneClient::new(cfg, client.clone()),
+                keystone: Arc::new(KeystoneClient::new(cfg, client.clone())),
                 client,
                 bases,
             })
@@ -90,15 +119,85 @@ impl Gateway {
         let recovery = site(SiteName::Recovery)?;
         let tokens = TokenCache::new(100_000, metrics.proxy.clone());
         let rewriter = Rewriter::new(&config, SiteName::Primary);
+
+        let dir = config.state_dir.clone();
+        let state_error = |source| StartError::State {
+            dir: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            state_error(StateError::Invalid(format!(
+                "cannot create {}: {e}",
+                dir.display()
+            )))
+        })?;
+        let store: Arc<dyn StateStore> = Arc::new(RedbStore::open_in(&dir).map_err(state_error)?);
+        let journal = Journal::open(store.clone(), JournalConfig::default()).await?;
+        let policy = PolicyStage::load(
+            config.policy_file.as_deref(),
+            store.clone(),
+            &metrics.registry,
+        )
+        .await
+        .map_err(|errors| StartError::Policy {
+            path: config
+                .policy_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            errors: drgw_policies::format_errors(&errors),
+        })?;
+        let tiers = policy
+            .current()
+            .tiers()
+            .iter()
+            .map(|t| (t.name.clone(), crate::policy::mirror_mode(t.mode)))
+            .collect();
+        let secret_key = SecretKey::load_or_create(&dir.join("mirror.key"))
+            .map_err(|e| StartError::SecretKey(e.to_string()))?;
+        let mirror_site = |name: SiteName, rt: &SiteRuntime| MirrorSite {
+            client: rt.client.clone(),
+            keystone: rt.keystone.clone(),
+            config: config.site(name).clone(),
+        };
+        let mirror = MirrorEngine::start(MirrorDeps {
+            store: store.clone(),
+            journal: journal.clone(),
+            idmap: IdMap::new(store.clone()),
+            recovery: mirror_site(SiteName::Recovery, &recovery),
+            primary: mirror_site(SiteName::Primary, &primary),
+            registry: &metrics.registry,
+            gold_timeout: config.gold_timeout,
+            tiers,
+            secret_key,
+            shared_identity: false,
+            retry_initial: MirrorDeps::DEFAULT_RETRY_INITIAL,
+            retry_max: MirrorDeps::DEFAULT_RETRY_MAX,
+            tick: MirrorDeps::DEFAULT_TICK,
+            parallel_tenants: MirrorDeps::DEFAULT_PARALLEL_TENANTS,
+        })
+        .await?;
         Ok(Gateway {
             config: Arc::new(config),
             metrics,
             tokens,
+            store,
+            journal,
+            policy: Arc::new(policy),
+            mirror,
             primary,
             recovery,
             active: ArcSwap::from_pointee(SiteName::Primary),
             rewriter: ArcSwap::from_pointee(rewriter),
         })
+    }
+
+    /// Stops the mirror engine and flushes the journal (after the listeners drained).
+    pub async fn shutdown(&self) {
+        self.mirror.shutdown().await;
+        if let Err(e) = self.journal.close().await {
+            tracing::warn!(error = %e, "journal did not close cleanly");
+        }
     }
 
     /// The site every service is routed to now.

@@ -155,7 +155,7 @@ pub fn sandbox_config(
     };
     format!(
         "# drgw sandbox: the gateway in front of two simulated sites (written by `drgw sandbox`).\n\n\
-         [gateway]\nstate_dir = \"{state}\"\n\n{primary}{recovery}{l0}{l1}{l2}{l3}{l4}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+         [gateway]\nstate_dir = \"{state}\"\npolicy_file = \"policy.toml\"\n\n{primary}{recovery}{l0}{l1}{l2}{l3}{l4}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
         state = dir.join("state").display(),
         primary = site("primary", primary),
         recovery = site("recovery", recovery),
@@ -191,6 +191,63 @@ pub fn clouds_yaml(
     )
 }
 
+/// The sandbox's policy: project `demo` defaults to silver and may choose bronze or
+/// silver, project `admin` defaults to gold, silver checkpoints every 5 s.
+pub const SANDBOX_POLICY: &str = include_str!("../../policies/examples/sandbox.toml");
+
+/// Writes `drgw.toml` and its `policy.toml` into `dir`.
+pub fn write_sandbox_files(
+    dir: &Path,
+    ports: GatewayPorts,
+    primary: &SimEndpoints,
+    recovery: &SimEndpoints,
+) -> std::io::Result<PathBuf> {
+    std::fs::write(dir.join("policy.toml"), SANDBOX_POLICY)?;
+    let config_path = dir.join("drgw.toml");
+    std::fs::write(&config_path, sandbox_config(dir, ports, primary, recovery))?;
+    Ok(config_path)
+}
+
+/// Creates the volume types the sandbox policy maps (`standard` and, for gold,
+/// `standard-replicated`) at both sites, as an operator would.
+pub async fn create_volume_types(gw: &crate::gateway::Gateway) -> anyhow::Result<()> {
+    use crate::config::SiteName;
+    use crate::operation::Service;
+    for site in SiteName::ALL {
+        let keystone = &gw.site(site).keystone;
+        let token = keystone.service_token().await?;
+        let project = keystone
+            .validate(&token)
+            .await?
+            .and_then(|ctx| ctx.project_id)
+            .ok_or_else(|| anyhow!("site {site}: the gateway's token has no project"))?;
+        for name in ["standard", "standard-replicated"] {
+            let uri = gw
+                .upstream_uri(
+                    site,
+                    Service::BlockStorage,
+                    &format!("/v3/{project}/types"),
+                    None,
+                )
+                .ok_or_else(|| anyhow!("site {site}: bad volume URL"))?;
+            let req = http::Request::post(uri)
+                .header("x-auth-token", &token)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(crate::body::full(format!(
+                    r#"{{"volume_type": {{"name": "{name}"}}}}"#
+                )))?;
+            let (parts, _) = gw.client(site).send_full(req, 1 << 20).await?;
+            if !parts.status.is_success() && parts.status != http::StatusCode::CONFLICT {
+                bail!(
+                    "site {site}: creating volume type {name} answered {}",
+                    parts.status
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the sandbox until interrupted.
 pub async fn run(dir: &Path, base_port: u16) -> anyhow::Result<i32> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -198,15 +255,11 @@ pub async fn run(dir: &Path, base_port: u16) -> anyhow::Result<i32> {
     let (mut primary_child, primary) = spawn_sim("primary", "RegionOne", base_port + 100).await?;
     let (mut recovery_child, recovery) =
         spawn_sim("recovery", "RegionOne", base_port + 200).await?;
-    let config_path = dir.join("drgw.toml");
-    std::fs::write(
-        &config_path,
-        sandbox_config(
-            &dir,
-            GatewayPorts::from_base(base_port),
-            &primary,
-            &recovery,
-        ),
+    let config_path = write_sandbox_files(
+        &dir,
+        GatewayPorts::from_base(base_port),
+        &primary,
+        &recovery,
     )?;
     let clouds_path = dir.join("clouds.yaml");
     let gateway_identity = format!("http://127.0.0.1:{base_port}");
@@ -216,6 +269,7 @@ pub async fn run(dir: &Path, base_port: u16) -> anyhow::Result<i32> {
     )?;
     let config = Config::load(&config_path).map_err(|e| anyhow!("sandbox config: {e}"))?;
     let bound = BoundGateway::bind(config).await?;
+    create_volume_types(&bound.gateway()).await?;
     println!("drgw sandbox is running (Ctrl-C stops it).");
     println!("  gateway config: {}", config_path.display());
     println!("  clouds.yaml:    {}", clouds_path.display());

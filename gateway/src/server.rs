@@ -35,7 +35,7 @@ pub enum ServeError {
     #[error("TLS for listener {name}: {reason}")]
     Tls { name: String, reason: String },
     #[error(transparent)]
-    Client(#[from] crate::upstream::ClientBuildError),
+    Start(#[from] crate::gateway::StartError),
     #[error("admin token file: {0}")]
     AdminToken(std::io::Error),
 }
@@ -60,7 +60,7 @@ impl BoundGateway {
         let metrics = Metrics::new();
         let admin_token =
             admin::ensure_token_file(&config.admin.token_file).map_err(ServeError::AdminToken)?;
-        let gateway = Arc::new(Gateway::new(config.clone(), metrics)?);
+        let gateway = Arc::new(Gateway::start(config.clone(), metrics).await?);
         let mut listeners = Vec::new();
         for (index, l) in config.listeners.iter().enumerate() {
             let listener =
@@ -150,6 +150,7 @@ impl BoundGateway {
             self.admin_state.clone(),
             stop_rx.clone(),
         )));
+        let watchers = self.gateway.policy.spawn_watchers(stop_rx.clone());
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
@@ -171,6 +172,8 @@ impl BoundGateway {
             }
             Err(_) => tracing::warn!("accept loop still running; not draining"),
         }
+        let _ = watchers.await;
+        self.gateway.shutdown().await;
     }
 }
 

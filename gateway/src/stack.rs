@@ -26,10 +26,15 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::body::{self, ProxyBody};
+use crate::config::SiteName;
 use crate::fault;
 use crate::gateway::Gateway;
+use crate::mutation::{MirrorOutcome, Mutation};
 use crate::operation::{Action, Operation, ResourceType, Service};
-use crate::rewrite::{self, BodyRewrite};
+use crate::policy::{
+    add_tag_to_response, neutron_tag_path, AfterCreate, EvalContext, PolicyVerdict, SiteAccess,
+};
+use crate::rewrite::{self, BodyRewrite, Rewriter};
 use crate::services;
 use crate::token::TokenContext;
 
@@ -116,7 +121,10 @@ pub async fn handle(
 
     // 1. request context
     let req_id = request_id(&parts.headers);
-    let Some(path) = parts.uri.path().strip_prefix(route.prefix.as_str()) else {
+    // The client's URI stays readable while `parts.uri` becomes the upstream one (a cheap,
+    // reference-counted clone).
+    let client_uri = parts.uri.clone();
+    let Some(path) = client_uri.path().strip_prefix(route.prefix.as_str()) else {
         return finish(&gw, service, "other", &req_id, not_found(service));
     };
     let path = if path.is_empty() { "/" } else { path };
@@ -137,17 +145,15 @@ pub async fn handle(
 
     // 2b. tenant: who makes a change (from the token cache; one validation at the active
     // site's Keystone on a miss). Reads skip this: they need no tenant and stay cheap.
-    if op.action.is_mutating() && op.resource != ResourceType::Token {
-        if let Some(ctx) = tenant(&gw, &parts.headers, site).await {
-            tracing::info!(
-                request_id = ?req_id,
-                operation = %op.policy_name(),
-                project = ctx.project_id.as_deref().unwrap_or("-"),
-                user = %ctx.user_id,
-                "mutation"
-            );
-        }
-    }
+    // Image data streams (never buffered); logins are not changes.
+    let protected = op.action.is_mutating()
+        && !matches!(op.resource, ResourceType::Token | ResourceType::ImageData)
+        && json_or_empty(&parts.headers);
+    let tenant_ctx = if protected {
+        tenant(&gw, &parts.headers, site).await
+    } else {
+        None
+    };
 
     // 3. upstream
     let uri = match gw.upstream_uri(site, service, path, parts.uri.query()) {
@@ -174,39 +180,25 @@ pub async fn handle(
     let subject_token = parts.headers.get("x-subject-token").cloned();
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, body::stream(incoming));
 
-    let client = gw.client(site);
-    let sent = Instant::now();
-    let resp = match client.send(upstream_req).await {
+    // 2c. a protected change: the JSON body is read (bounded), the policy decides the tier
+    // (and may refuse or rewrite), and a success is journaled before the tenant hears of it.
+    if let Some(ctx) = tenant_ctx {
+        let change = Change {
+            op: &op,
+            tenant: ctx,
+            path,
+            site,
+            req_id: &req_id,
+        };
+        let resp = protected_change(&gw, change, parts, incoming).await;
+        return finish(&gw, service, action, &req_id, resp);
+    }
+    let upstream_req = Request::from_parts(parts, body::stream(incoming));
+    let resp = match send_upstream(&gw, service, site, &req_id, upstream_req).await {
         Ok(resp) => resp,
-        Err(e) => {
-            gw.metrics
-                .proxy
-                .upstream_errors
-                .with_label_values(&[service.as_str(), e.kind()])
-                .inc();
-            tracing::warn!(service = service.as_str(), site = site.as_str(), error = %e, request_id = ?req_id, "upstream failed");
-            let message = match e.status() {
-                StatusCode::GATEWAY_TIMEOUT => {
-                    format!("The {service} service at site {site} did not answer in time.")
-                }
-                _ => format!("The {service} service at site {site} is unreachable."),
-            };
-            return finish(
-                &gw,
-                service,
-                action,
-                &req_id,
-                native_error(service, e.status(), &message),
-            );
-        }
+        Err(resp) => return finish(&gw, service, action, &req_id, resp),
     };
-    gw.metrics
-        .proxy
-        .upstream_duration
-        .with_label_values(&[service.as_str(), site.as_str()])
-        .observe(sent.elapsed().as_secs_f64());
 
     // 4. response rewrite
     let resp = rewrite_response(&gw, &op, subject_token, resp).await;
@@ -224,13 +216,274 @@ pub async fn handle(
     finish(&gw, service, action, &req_id, resp)
 }
 
+/// Sends a request to the active site; upstream failures become native 502/504 answers.
+async fn send_upstream(
+    gw: &Gateway,
+    service: Service,
+    site: SiteName,
+    req_id: &HeaderValue,
+    req: Request<ProxyBody>,
+) -> Result<Response<Incoming>, Response<ProxyBody>> {
+    let sent = Instant::now();
+    match gw.client(site).send(req).await {
+        Ok(resp) => {
+            gw.metrics
+                .proxy
+                .upstream_duration
+                .with_label_values(&[service.as_str(), site.as_str()])
+                .observe(sent.elapsed().as_secs_f64());
+            Ok(resp)
+        }
+        Err(e) => {
+            gw.metrics
+                .proxy
+                .upstream_errors
+                .with_label_values(&[service.as_str(), e.kind()])
+                .inc();
+            tracing::warn!(service = service.as_str(), site = site.as_str(), error = %e, request_id = ?req_id, "upstream failed");
+            let message = match e.status() {
+                StatusCode::GATEWAY_TIMEOUT => {
+                    format!("The {service} service at site {site} did not answer in time.")
+                }
+                _ => format!("The {service} service at site {site} is unreachable."),
+            };
+            Err(native_error(service, e.status(), &message))
+        }
+    }
+}
+
+/// One protected change in flight.
+struct Change<'a> {
+    op: &'a Operation,
+    tenant: Arc<TokenContext>,
+    /// Path relative to the service's base URL.
+    path: &'a str,
+    site: SiteName,
+    req_id: &'a HeaderValue,
+}
+
+/// The path of a protected change: read and check the JSON body, let the policy decide,
+/// forward, then (on success) tag, count, journal and mirror before answering.
+async fn protected_change(
+    gw: &Gateway,
+    change: Change<'_>,
+    mut parts: http::request::Parts,
+    incoming: Incoming,
+) -> Response<ProxyBody> {
+    let service = change.op.service;
+    let limit = gw.config.max_body_bytes;
+    let raw = match body::read_limited(incoming, limit).await {
+        Ok(raw) => raw,
+        Err(body::ReadBodyError::TooLarge { limit }) => {
+            let message = format!("The request body is larger than {limit} bytes.");
+            return native_error(service, StatusCode::PAYLOAD_TOO_LARGE, &message);
+        }
+        Err(body::ReadBodyError::Broken(_)) => {
+            return native_error(
+                service,
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+            )
+        }
+    };
+    let mut json: Option<Value> = if raw.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice(&raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let message = format!("The request body is not valid JSON: {e}.");
+                return native_error(service, StatusCode::BAD_REQUEST, &message);
+            }
+        }
+    };
+    let mut op = change.op.clone();
+    if op.action == Action::Action && op.action_name.is_none() {
+        op.action_name = json.as_ref().and_then(services::action_name_from_body);
+    }
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let verdict = gw
+        .policy
+        .evaluate(EvalContext {
+            op: &op,
+            method: &parts.method,
+            path: change.path,
+            tenant: &change.tenant,
+            headers: &parts.headers,
+            body: json.as_mut(),
+            failed_over: false,
+            site: Some(SiteAccess::of(gw, change.site)),
+        })
+        .await;
+    if let Some(denied) = verdict.deny_response(service, accept.as_deref()) {
+        tracing::info!(request_id = ?change.req_id, operation = %op.policy_name(), "refused by policy");
+        return denied.map(body::full);
+    }
+    let PolicyVerdict::Allow {
+        tier,
+        after_create,
+        usage,
+    } = verdict
+    else {
+        // Not a change the policy covers: forward the body as it came.
+        let req = Request::from_parts(parts, body::full(raw));
+        return match send_upstream(gw, service, change.site, change.req_id, req).await {
+            Ok(resp) => rewrite_response(gw, &op, None, resp).await,
+            Err(resp) => resp,
+        };
+    };
+    let outbound = match &json {
+        Some(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| raw.to_vec())),
+        None => raw,
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(outbound.len()));
+    let auth_token = parts.headers.get("x-auth-token").cloned();
+    let method = parts.method.clone();
+    let query = parts.uri.query().map(str::to_string);
+    let microversion = microversion(&parts.headers).map(str::to_string);
+    let req = Request::from_parts(parts, body::full(outbound));
+    let resp = match send_upstream(gw, service, change.site, change.req_id, req).await {
+        Ok(resp) => resp,
+        Err(resp) => return resp,
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    strip_hop_by_hop(&mut rparts.headers);
+    let rbytes = match rewrite::buffer_prefix(rbody, gw.response_buffer_limit()).await {
+        rewrite::Buffered::Complete(bytes) => bytes,
+        rewrite::Buffered::Overflow(rest) => {
+            // A mutation answer this large is not JSON we can use; pass it on untouched.
+            rparts.headers.remove(header::CONTENT_LENGTH);
+            return Response::from_parts(rparts, rest);
+        }
+        rewrite::Buffered::Failed(_) => {
+            return native_error(
+                service,
+                StatusCode::BAD_GATEWAY,
+                "The upstream response broke off.",
+            )
+        }
+    };
+    if !rparts.status.is_success() {
+        return finish_buffered(gw, &op, rparts, rbytes, None).await;
+    }
+    let mut rjson: Option<Value> = if is_json(&rparts.headers)
+        && !rparts.headers.contains_key(header::CONTENT_ENCODING)
+        && !rbytes.is_empty()
+    {
+        serde_json::from_slice(&rbytes).ok()
+    } else {
+        None
+    };
+    if let (Some(AfterCreate::NeutronTag { tag }), Some(created)) = (&after_create, rjson.as_mut())
+    {
+        if neutron_tag(gw, change.site, change.path, auth_token, created, tag).await {
+            add_tag_to_response(created, tag);
+        }
+    }
+    gw.policy
+        .record_usage(&change.tenant, &tier, &usage, rjson.as_ref())
+        .await;
+    let location = rparts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mutation = Mutation {
+        op: op.clone(),
+        tenant: change.tenant.clone(),
+        tier: tier.clone(),
+        method,
+        path: change.path.to_string(),
+        query,
+        microversion,
+        request_body: json,
+        status: rparts.status,
+        response_body: rjson.clone(),
+        location,
+    };
+    let outcome = gw.mirror.submit(mutation).await;
+    match &outcome {
+        MirrorOutcome::Rejected { reason } => {
+            let message = format!(
+                "The {} tier requires the recovery site to apply this change first, and it could not: {reason}. Nothing was changed.",
+                tier.name
+            );
+            return native_error(service, StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+        MirrorOutcome::Failed { reason } => {
+            tracing::error!(request_id = ?change.req_id, reason, "change made at the primary but not journaled");
+            let message = format!(
+                "The change could not be recorded for disaster recovery ({reason}); please retry."
+            );
+            return native_error(service, StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+        _ => {}
+    }
+    if let Ok(v) = HeaderValue::from_str(&tier.name) {
+        rparts.headers.insert("x-dr-tier", v);
+    }
+    if let Some(v) = outcome.header_value() {
+        rparts
+            .headers
+            .insert("x-dr-mirror", HeaderValue::from_static(v));
+    }
+    let rbytes = match (&rjson, &after_create) {
+        (Some(v), Some(_)) => {
+            Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| rbytes.to_vec()))
+        }
+        _ => rbytes,
+    };
+    finish_buffered(gw, &op, rparts, rbytes, None).await
+}
+
+/// Tags a resource Neutron just created (Neutron takes no tags in create bodies), with the
+/// tenant's own token, at the same site. False if it could not.
+async fn neutron_tag(
+    gw: &Gateway,
+    site: SiteName,
+    create_path: &str,
+    auth_token: Option<HeaderValue>,
+    created: &Value,
+    tag: &str,
+) -> bool {
+    let Some(tag_path) = neutron_tag_path(create_path, created, tag) else {
+        return false;
+    };
+    let Some(uri) = gw.upstream_uri(site, Service::Network, &tag_path, None) else {
+        return false;
+    };
+    let mut req = Request::put(uri);
+    if let Some(token) = auth_token {
+        req = req.header("x-auth-token", token);
+    }
+    let Ok(req) = req.body(body::empty()) else {
+        return false;
+    };
+    match gw.client(site).send_full(req, 1 << 20).await {
+        Ok((parts, _)) if parts.status.is_success() => true,
+        Ok((parts, _)) => {
+            tracing::warn!(
+                status = parts.status.as_u16(),
+                "Neutron refused the tier tag"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tag the Neutron resource");
+            false
+        }
+    }
+}
+
 /// The token context of the caller, if the token is valid. Keystone trouble is logged and
 /// treated as unknown: the upstream service still validates the token itself.
-async fn tenant(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    site: crate::config::SiteName,
-) -> Option<Arc<TokenContext>> {
+async fn tenant(gw: &Gateway, headers: &HeaderMap, site: SiteName) -> Option<Arc<TokenContext>> {
     let token = headers.get("x-auth-token")?.to_str().ok()?;
     match gw.tokens.context(token, &gw.site(site).keystone).await {
         Ok(ctx) => ctx,
@@ -301,6 +554,12 @@ fn carries_catalog(op: &Operation) -> bool {
         || (op.resource == ResourceType::Token && op.action == Action::Create)
 }
 
+/// True when a request body is JSON or absent (a DELETE): the bodies a protected change
+/// may carry.
+fn json_or_empty(headers: &HeaderMap) -> bool {
+    !headers.contains_key(header::CONTENT_TYPE) || is_json(headers)
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -331,23 +590,7 @@ async fn rewrite_response(
 ) -> Response<ProxyBody> {
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let rewriter = gw.rewriter();
-    if let Some(loc) = parts
-        .headers
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(new) = rewriter.rewrite_url(op.service, loc) {
-            if let Ok(v) = HeaderValue::from_str(&new) {
-                parts.headers.insert(header::LOCATION, v);
-                gw.metrics
-                    .proxy
-                    .rewrites
-                    .with_label_values(&["location"])
-                    .inc();
-            }
-        }
-    }
+    rewrite_location(gw, &gw.rewriter(), op.service, &mut parts.headers);
     // Token revocation: forget the context.
     if op.resource == ResourceType::Token
         && op.action == Action::Delete
@@ -397,6 +640,38 @@ async fn rewrite_response(
             );
         }
     };
+    finish_buffered(gw, op, parts, buffered, subject_token.as_ref()).await
+}
+
+/// Points a `Location` header at the gateway.
+fn rewrite_location(gw: &Gateway, rewriter: &Rewriter, service: Service, headers: &mut HeaderMap) {
+    let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    if let Some(new) = rewriter.rewrite_url(service, loc) {
+        if let Ok(v) = HeaderValue::from_str(&new) {
+            headers.insert(header::LOCATION, v);
+            gw.metrics
+                .proxy
+                .rewrites
+                .with_label_values(&["location"])
+                .inc();
+        }
+    }
+}
+
+/// Rewrites a buffered response body (catalog, links) and fills the token cache from token
+/// responses.
+async fn finish_buffered(
+    gw: &Gateway,
+    op: &Operation,
+    mut parts: http::response::Parts,
+    buffered: Bytes,
+    subject_token: Option<&HeaderValue>,
+) -> Response<ProxyBody> {
+    let rewriter = gw.rewriter();
+    rewrite_location(gw, &rewriter, op.service, &mut parts.headers);
+    let limit = gw.response_buffer_limit();
     let catalog = carries_catalog(op);
     let token_capture = catalog && op.resource == ResourceType::Token && parts.status.is_success();
     let rewrite_kind = if catalog {
@@ -412,14 +687,21 @@ async fn rewrite_response(
         &rewriter,
         limit,
     ) {
-        rewrite::Rewritten::Unchanged => Response::from_parts(parts, body::full(buffered)),
+        rewrite::Rewritten::Unchanged => {
+            // The body may differ from what the upstream declared (a tag added after a
+            // create): the length is always the buffered body's.
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(buffered.len()));
+            Response::from_parts(parts, body::full(buffered))
+        }
         rewrite::Rewritten::Changed {
             bytes,
             json,
             decoded,
         } => {
             if token_capture {
-                capture_token(gw, &parts.headers, subject_token.as_ref(), &json).await;
+                capture_token(gw, &parts.headers, subject_token, &json).await;
             }
             if decoded {
                 parts.headers.remove(header::CONTENT_ENCODING);

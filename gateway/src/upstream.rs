@@ -14,8 +14,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::body::ProxyBody;
+use crate::body::{self, ProxyBody};
 use crate::config::{SiteConfig, UpstreamConfig};
+use http_body::Body as _;
 
 /// Why an upstream call failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -115,18 +116,39 @@ impl UpstreamClient {
         })
     }
 
-    /// Sends a request and waits for the response headers, bounded by the request timeout.
+    /// Sends a request and waits for the response headers. The request timeout runs from
+    /// the moment the request body has been sent: a long upload (image data) is bounded by
+    /// its own progress, not by the timeout.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.request_timeout)),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                if e.is_connect() {
-                    Err(UpstreamError::Connect(error_chain(&e)))
-                } else {
-                    Err(UpstreamError::Reset(error_chain(&e)))
-                }
+        let (req, body_sent) = if req.body().is_end_stream() {
+            (req, None)
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let req = req.map(|inner| {
+                body::stream(SignalOnEnd {
+                    inner,
+                    done: Some(tx),
+                })
+            });
+            (req, Some(rx))
+        };
+        let response = self.client.request(req);
+        tokio::pin!(response);
+        let deadline = async {
+            if let Some(rx) = body_sent {
+                // Err means the body was dropped: the request is over either way.
+                let _ = rx.await;
             }
+            tokio::time::sleep(self.request_timeout).await;
+        };
+        let result = tokio::select! {
+            r = &mut response => r,
+            _ = deadline => return Err(UpstreamError::Timeout(self.request_timeout)),
+        };
+        match result {
+            Ok(resp) => Ok(resp),
+            Err(e) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
+            Err(e) => Err(UpstreamError::Reset(error_chain(&e))),
         }
     }
 
@@ -145,6 +167,38 @@ impl UpstreamClient {
                 .map_err(|_| UpstreamError::Timeout(self.request_timeout))?
                 .map_err(|e| UpstreamError::Reset(e.to_string()))?;
         Ok((parts, bytes))
+    }
+}
+
+/// A request body that reports when it has been sent completely (or dropped).
+struct SignalOnEnd {
+    inner: ProxyBody,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for SignalOnEnd {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) = &polled {
+            if let Some(tx) = self.done.take() {
+                let _ = tx.send(());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Facts<'a> {
     /// What a create adds at the recovery site; [`Resources::ZERO`] for other calls.
     pub demand: Resources,
     /// The tenant's current usage per tier; consulted only when `demand` is not zero.
-    pub usage: &'a dyn UsageLookup,
+    pub usage: &'a (dyn UsageLookup + Sync),
     /// True while the cloud is failed over to the recovery site.
     pub failed_over: bool,
     /// The volume type a volume create asks for.

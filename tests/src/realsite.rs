@@ -289,6 +289,8 @@ impl RealSite {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot run tests/realstack/start-site.sh")?;
+        let script_pid = child.id();
+        register_script(script_pid, true);
         let mut stdout = child.stdout.take().expect("piped");
         let out_reader = std::thread::spawn(move || {
             let mut s = String::new();
@@ -302,7 +304,9 @@ impl RealSite {
             log.push_str(&line);
             log.push('\n');
         }
-        let status = child.wait()?;
+        let status = child.wait();
+        register_script(script_pid, false);
+        let status = status?;
         let _openrc = out_reader.join().unwrap_or_default();
         self.startup = t.elapsed();
         if !status.success() {
@@ -555,6 +559,21 @@ fn registry() -> &'static Mutex<Vec<(PathBuf, String)>> {
     REG.get_or_init(|| Mutex::new(Vec::new()))
 }
 
+/// PIDs of running `start-site.sh` scripts (the signal guard ends them before stopping).
+fn scripts() -> &'static Mutex<Vec<u32>> {
+    static SCRIPTS: OnceLock<Mutex<Vec<u32>>> = OnceLock::new();
+    SCRIPTS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+fn register_script(pid: u32, running: bool) {
+    if let Ok(mut s) = scripts().lock() {
+        s.retain(|p| *p != pid);
+        if running {
+            s.push(pid);
+        }
+    }
+}
+
 fn register(root: &Path, name: &str) {
     if let Ok(mut r) = registry().lock() {
         r.push((root.to_path_buf(), name.to_string()));
@@ -603,6 +622,23 @@ fn install_signal_guard() {
                         _ = term.recv() => {}
                     }
                 });
+                // First end the start-up scripts still running (by PID; their own failure trap
+                // stops what they started), so that no service starts after the stop below.
+                let running: Vec<u32> = scripts().lock().map(|s| s.clone()).unwrap_or_default();
+                for pid in &running {
+                    let _ = Command::new("kill")
+                        .arg("-TERM")
+                        .arg(pid.to_string())
+                        .status();
+                }
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(60)
+                    && running
+                        .iter()
+                        .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
                 let sites: Vec<_> = registry().lock().map(|r| r.clone()).unwrap_or_default();
                 eprintln!(
                     "[realsite] interrupted: stopping {} real site(s)",
@@ -610,6 +646,11 @@ fn install_signal_guard() {
                 );
                 for (root, name) in &sites {
                     stop_by_script(root, name);
+                }
+                for (root, _) in &sites {
+                    if std::env::var("DRGW_REALSTACK_KEEP").map_or(true, |v| v != "1") {
+                        let _ = std::fs::remove_dir_all(root);
+                    }
                 }
                 std::process::exit(130);
             });

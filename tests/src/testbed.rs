@@ -86,11 +86,7 @@ impl GatewayProcess {
         );
         let dir = tempfile::tempdir()?;
         let ports = free_ports();
-        let config_path = dir.path().join("drgw.toml");
-        std::fs::write(
-            &config_path,
-            sandbox::sandbox_config(dir.path(), ports, primary, recovery),
-        )?;
+        let config_path = sandbox::write_sandbox_files(dir.path(), ports, primary, recovery)?;
         let child = tokio::process::Command::new(bin)
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -211,14 +207,12 @@ impl TestBed {
         let primary = Site::start(SiteConfig::named("primary")).await?;
         let recovery = Site::start(SiteConfig::named("recovery")).await?;
         let ports = free_ports();
-        let text = sandbox::sandbox_config(
+        let config_path = sandbox::write_sandbox_files(
             dir.path(),
             ports,
             &sim_endpoints(&primary.endpoints()),
             &sim_endpoints(&recovery.endpoints()),
-        );
-        let config_path = dir.path().join("drgw.toml");
-        std::fs::write(&config_path, text)?;
+        )?;
         let clouds_yaml = dir.path().join("clouds.yaml");
         std::fs::write(
             &clouds_yaml,
@@ -229,6 +223,7 @@ impl TestBed {
             ),
         )?;
         let gateway = RunningGateway::start(config_path).await?;
+        sandbox::create_volume_types(&gateway.gateway).await?;
         Ok(TestBed {
             primary,
             recovery,

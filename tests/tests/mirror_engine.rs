@@ -165,8 +165,7 @@ impl Bed {
     /// Makes the call at the primary as `who` and builds the mutation the gateway would.
     async fn call(
         &self,
-        who: &SimClient,
-        ctx: &Arc<TokenContext>,
+        (who, ctx): (&SimClient, &Arc<TokenContext>),
         tier: &TierChoice,
         svc: Service,
         method: Method,
@@ -260,8 +259,7 @@ async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
     let (engine, _) = bed.mem_engine().await;
     let (resp, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::POST,
@@ -272,7 +270,7 @@ async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
     let net = resp.json["network"]["id"].as_str().unwrap().to_string();
     assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
     let (resp, m) = bed
-        .call(&bed.demo, &bed.demo_ctx, &bronze(), Service::Network, Method::POST, "/v2.0/subnets",
+        .call((&bed.demo, &bed.demo_ctx), &bronze(), Service::Network, Method::POST, "/v2.0/subnets",
             Some(json!({"subnet": {"name": "app-sub", "network_id": net, "cidr": "10.9.0.0/24", "ip_version": 4}})))
         .await;
     let sub = resp.json["subnet"]["id"].as_str().unwrap().to_string();
@@ -308,8 +306,7 @@ async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
     // Update and delete follow.
     let (_, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::PUT,
@@ -320,8 +317,7 @@ async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
     engine.submit(m).await;
     let (_, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::DELETE,
@@ -351,8 +347,7 @@ async fn gold_flavor_is_at_the_recovery_site_when_submit_returns() {
     let (engine, _) = bed.mem_engine().await;
     let (resp, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &gold(GoldFailure::Reject),
             Service::Compute,
             Method::POST,
@@ -377,8 +372,7 @@ async fn gold_flavor_is_at_the_recovery_site_when_submit_returns() {
     // Extra specs follow inline too.
     let (_, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &gold(GoldFailure::Reject),
             Service::Compute,
             Method::POST,
@@ -410,8 +404,7 @@ async fn silver_applies_at_the_checkpoint_and_not_before() {
     };
     let (resp, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &silver,
             Service::Compute,
             Method::POST,
@@ -468,8 +461,7 @@ async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
     for i in 0..5 {
         let (resp, m) = bed
             .call(
-                &bed.demo,
-                &bed.demo_ctx,
+                (&bed.demo, &bed.demo_ctx),
                 &bronze(),
                 Service::Network,
                 Method::POST,
@@ -483,8 +475,7 @@ async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
     // A rename of the first network, queued after its create.
     let (_, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::PUT,
@@ -574,8 +565,7 @@ async fn gold_reject_with_the_recovery_site_down_leaves_nothing_at_the_primary()
     bed.recovery.down().await;
     let (resp, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &gold(GoldFailure::Reject),
             Service::Compute,
             Method::POST,
@@ -624,8 +614,7 @@ async fn gold_degrade_returns_degraded_then_applies_later() {
     bed.recovery.down().await;
     let (resp, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &gold(GoldFailure::Degrade),
             Service::Compute,
             Method::POST,
@@ -683,8 +672,7 @@ async fn a_4xx_fails_with_the_sites_message_and_retry_works_after_the_fix() {
     assert_eq!(clash.status, StatusCode::OK, "{}", clash.json);
     let (resp, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &bronze(),
             Service::Compute,
             Method::POST,
@@ -752,8 +740,7 @@ async fn restart_on_the_same_file_does_not_reapply() {
     for i in 0..3 {
         let (resp, m) = bed
             .call(
-                &bed.demo,
-                &bed.demo_ctx,
+                (&bed.demo, &bed.demo_ctx),
                 &bronze(),
                 Service::Network,
                 Method::POST,
@@ -785,8 +772,7 @@ async fn restart_on_the_same_file_does_not_reapply() {
     // One more record after the restart, to prove the engine runs.
     let (resp, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::POST,
@@ -832,8 +818,7 @@ async fn a_pending_create_after_a_crash_adopts_the_copy_instead_of_duplicating()
         .unwrap();
     let (resp, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::POST,

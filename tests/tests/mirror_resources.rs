@@ -160,8 +160,7 @@ impl Bed {
     /// Makes the call at the primary as `who` and builds the mutation the gateway would.
     async fn call(
         &self,
-        who: &SimClient,
-        ctx: &Arc<TokenContext>,
+        (who, ctx): (&SimClient, &Arc<TokenContext>),
         tier: &TierChoice,
         svc: Service,
         method: Method,
@@ -241,7 +240,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
 
     // Project with tags, user with a password, role assignment by role name.
-    let (resp, m) = bed.call(&bed.admin, &bed.admin_ctx, &g, Service::Identity, Method::POST, "/v3/projects",
+    let (resp, m) = bed.call((&bed.admin, &bed.admin_ctx), &g, Service::Identity, Method::POST, "/v3/projects",
         Some(json!({"project": {"name": "mirrored", "domain_id": "default", "tags": ["dr-tier:gold"]}}))).await;
     let pid = resp.json["project"]["id"].as_str().unwrap().to_string();
     ok(engine.submit(m).await);
@@ -254,7 +253,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     assert_eq!(got.json["project"]["name"], "mirrored");
     assert_eq!(got.json["project"]["tags"], json!(["dr-tier:gold"]));
 
-    let (resp, m) = bed.call(&bed.admin, &bed.admin_ctx, &g, Service::Identity, Method::POST, "/v3/users",
+    let (resp, m) = bed.call((&bed.admin, &bed.admin_ctx), &g, Service::Identity, Method::POST, "/v3/users",
         Some(json!({"user": {"name": "alice", "domain_id": "default", "password": "s3cret-pw", "default_project_id": pid}}))).await;
     let uid = resp.json["user"]["id"].as_str().unwrap().to_string();
     ok(engine.submit(m).await);
@@ -276,8 +275,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     let role = member.json["roles"][0]["id"].as_str().unwrap().to_string();
     let (_, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &g,
             Service::Identity,
             Method::PUT,
@@ -299,7 +297,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
         .expect("mirrored login");
 
     // Keypair of the demo user, created as admin with user_id at 2.10.
-    let (_, m) = bed.call(&bed.demo, &bed.demo_ctx, &g, Service::Compute, Method::POST, "/v2.1/os-keypairs",
+    let (_, m) = bed.call((&bed.demo, &bed.demo_ctx), &g, Service::Compute, Method::POST, "/v2.1/os-keypairs",
         Some(json!({"keypair": {"name": "k1", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMirror test"}}))).await;
     ok(engine.submit(m).await);
     let rdemo_user = bed.recovery.user_id("demo").unwrap();
@@ -319,8 +317,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     // are not duplicated.
     let (resp, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &g,
             Service::Network,
             Method::POST,
@@ -333,7 +330,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
         .unwrap()
         .to_string();
     ok(engine.submit(m).await);
-    let (_, m) = bed.call(&bed.demo, &bed.demo_ctx, &g, Service::Network, Method::POST, "/v2.0/security-group-rules",
+    let (_, m) = bed.call((&bed.demo, &bed.demo_ctx), &g, Service::Network, Method::POST, "/v2.0/security-group-rules",
         Some(json!({"security_group_rule": {"security_group_id": sg, "direction": "ingress", "protocol": "tcp",
             "port_range_min": 443, "port_range_max": 443, "remote_group_id": sg}}))).await;
     ok(engine.submit(m).await);
@@ -361,8 +358,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     // Image metadata with the same id; JSON-patch update; tag.
     let (resp, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &g,
             Service::Image,
             Method::POST,
@@ -387,8 +383,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     assert!(r.status.is_success(), "{}", r.json);
     let mut m = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &g,
             Service::Image,
             Method::PUT,
@@ -417,8 +412,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     let admin_p = bed.admin_ctx.project_id.clone().unwrap();
     let (resp, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &g,
             Service::BlockStorage,
             Method::POST,
@@ -443,8 +437,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     // A server: not created at the recovery site, its spec stored with translated refs.
     let (resp, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &bronze(),
             Service::Network,
             Method::POST,
@@ -481,7 +474,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
         .as_str()
         .unwrap()
         .to_string();
-    let (resp, m) = bed.call(&bed.demo, &bed.demo_ctx, &g, Service::Compute, Method::POST, "/v2.1/servers",
+    let (resp, m) = bed.call((&bed.demo, &bed.demo_ctx), &g, Service::Compute, Method::POST, "/v2.1/servers",
         Some(json!({"server": {"name": "vm", "flavorRef": flavor, "imageRef": active, "networks": [{"uuid": net}]}}))).await;
     let sid = resp.json["server"]["id"].as_str().unwrap().to_string();
     ok(engine.submit(m).await);
@@ -529,8 +522,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     // Deletes remove the copies and the mappings.
     let (_, m) = bed
         .call(
-            &bed.admin,
-            &bed.admin_ctx,
+            (&bed.admin, &bed.admin_ctx),
             &g,
             Service::Identity,
             Method::DELETE,
@@ -542,8 +534,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     assert_eq!(recovery_id(&engine, "identity", "user", &uid).await, None);
     let (_, m) = bed
         .call(
-            &bed.demo,
-            &bed.demo_ctx,
+            (&bed.demo, &bed.demo_ctx),
             &g,
             Service::Compute,
             Method::DELETE,

@@ -45,9 +45,11 @@ async fn server_quotas_count_the_flavor_and_rules_see_the_domain_name() {
         &sim_endpoints(&recovery.endpoints()),
     );
     let config = Config::parse(&text, dir.path()).expect("config");
-    let gw = Gateway::new(config, Metrics::new()).expect("gateway");
     let policy_file = dir.path().join("policy.toml");
     std::fs::write(&policy_file, POLICY).expect("write");
+    let gw = Gateway::start(config, Metrics::new())
+        .await
+        .expect("gateway");
     let metrics = Metrics::new();
     let stage = PolicyStage::load(
         Some(&policy_file),
