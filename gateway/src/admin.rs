@@ -21,6 +21,8 @@ use tokio::sync::watch;
 use crate::body::{self, ProxyBody};
 use crate::config::SiteName;
 use crate::gateway::Gateway;
+use crate::journal::{RecordFilter, StateFilter, TenantRef};
+use crate::state::IdMapFilter;
 use crate::operation::Service;
 
 /// State shared by admin requests.
@@ -181,7 +183,121 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
             )
         }
         (&Method::GET, "/v1/status") => json_response(StatusCode::OK, status(gw).await),
+        (&Method::POST, "/v1/policies/reload") => {
+            let (code, body) = gw.policy.reload_response();
+            json_response(code, body)
+        }
+        (&Method::GET, "/v1/journal") => journal_page(gw, req.uri().query()).await,
+        (&Method::GET, "/v1/checkpoints") => {
+            let q = Query::parse(req.uri().query());
+            match gw
+                .mirror
+                .checkpoints(q.get("tier"), q.number("after"), q.number("limit").unwrap_or(100) as usize)
+                .await
+            {
+                Ok(list) => json_response(StatusCode::OK, json!({"checkpoints": list})),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        (&Method::GET, "/v1/idmap") => idmap(gw, req.uri().query()).await,
+        (&Method::POST, path) if path.starts_with("/v1/journal/") && path.ends_with("/retry") => {
+            let seq = path
+                .trim_start_matches("/v1/journal/")
+                .trim_end_matches("/retry")
+                .parse::<u64>();
+            match seq {
+                Ok(seq) => match gw.mirror.retry(seq).await {
+                    Ok(record) => json_response(StatusCode::OK, json!({"record": record})),
+                    Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+                },
+                Err(_) => error(StatusCode::BAD_REQUEST, "The journal sequence number is not a number."),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, "No such admin resource."),
+    }
+}
+
+/// A parsed query string (`a=b&c=d`; values are ids and names, used as they come).
+struct Query<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Query<'a> {
+    fn parse(query: Option<&'a str>) -> Query<'a> {
+        Query(
+            query
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split_once('=').unwrap_or((p, "")))
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, v)| *k == key && !v.is_empty()).map(|(_, v)| *v)
+    }
+
+    fn number(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(|v| v.parse().ok())
+    }
+}
+
+/// `GET /v1/journal?state=&tenant=&tier=&after=&limit=`
+async fn journal_page(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> {
+    let q = Query::parse(query);
+    let state = match q.get("state") {
+        None => None,
+        Some("pending") => Some(StateFilter::Pending),
+        Some("applied") => Some(StateFilter::Applied),
+        Some("failed") => Some(StateFilter::Failed),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("state `{other}` is not one of pending, applied, failed"),
+            )
+        }
+    };
+    let filter = RecordFilter {
+        state,
+        tenant: q.get("tenant").map(|p| TenantRef {
+            project_id: p.to_string(),
+            domain_id: q.get("domain").unwrap_or("").to_string(),
+        }),
+        tier: q.get("tier").map(str::to_string),
+    };
+    let limit = q.number("limit").unwrap_or(100) as usize;
+    match gw.mirror.journal_page(&filter, q.number("after"), limit).await {
+        Ok(page) => json_response(
+            StatusCode::OK,
+            json!({"records": page.records, "next_after": page.next_after}),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `GET /v1/idmap?service=&type=&primary_id=`
+async fn idmap(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> {
+    let q = Query::parse(query);
+    match (q.get("service"), q.get("type"), q.get("primary_id")) {
+        (Some(service), Some(kind), Some(id)) => match gw.mirror.idmap_lookup(service, kind, id).await {
+            Ok(Some(m)) => json_response(StatusCode::OK, json!({"mapping": m})),
+            Ok(None) => error(StatusCode::NOT_FOUND, "No mapping for that primary id."),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        },
+        (service, kind, None) => {
+            let filter = IdMapFilter {
+                service: service.map(str::to_string),
+                resource_type: kind.map(str::to_string),
+            };
+            let limit = q.number("limit").unwrap_or(100) as usize;
+            match gw.mirror.idmap_list(&filter, None, limit).await {
+                Ok(list) => json_response(StatusCode::OK, json!({"mappings": list})),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "A look-up by primary_id needs service and type too.",
+        ),
     }
 }
 
@@ -225,10 +341,15 @@ async fn status(gw: &Gateway) -> serde_json::Value {
             .collect();
         sites.insert(site.as_str().to_string(), json!({"services": services}));
     }
+    let tiers = match gw.mirror.status().await {
+        Ok(tiers) => serde_json::to_value(tiers).unwrap_or_default(),
+        Err(e) => json!({"error": e.to_string()}),
+    };
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "active_site": gw.active_site().as_str(),
         "sites": sites,
+        "tiers": tiers,
     })
 }
 

@@ -39,6 +39,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check or explain DR policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The mirror journal of a running gateway.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// Start two simulated sites and the gateway in front of them, on 127.0.0.1.
     Sandbox {
         /// Where drgw.toml, clouds.yaml and the state go.
@@ -48,6 +58,55 @@ pub enum Command {
         /// network, then admin at +9); the simulated sites use +100 and +200.
         #[arg(long, default_value_t = 19000)]
         base_port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and print every error with its key.
+    Check { file: PathBuf },
+    /// Print the rule that matches a project and the decision for an operation.
+    Explain {
+        /// drgw.toml (its `gateway.policy_file` is read) or a policy file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Project name or id (`Domain/project` also works).
+        #[arg(long)]
+        project: String,
+        /// e.g. `compute:create_server`.
+        #[arg(long)]
+        operation: String,
+        /// The tier the tenant asks for, if any.
+        #[arg(long)]
+        tier: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// List journal records (newest state), paged by sequence number.
+    List {
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
+        /// pending, applied or failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Project id.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        tier: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a failed record back to pending.
+    Retry {
+        seq: u64,
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
     },
 }
 
@@ -97,6 +156,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Status { config, json } => status(&config, json).await,
         Command::Sandbox { dir, base_port } => crate::sandbox::run(&dir, base_port).await,
+        Command::Policy { command } => {
+            let (code, text) = match command {
+                PolicyCommand::Check { file } => crate::policy::cli::check_file(&file),
+                PolicyCommand::Explain {
+                    config,
+                    project,
+                    operation,
+                    tier,
+                } => crate::policy::cli::explain(&config, &project, &operation, tier.as_deref()),
+            };
+            println!("{text}");
+            Ok(code)
+        }
+        Command::Journal { command } => journal(command).await,
     }
 }
 
@@ -124,9 +197,18 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Calls the admin API of the gateway that `config` describes.
+/// Calls the admin API of the gateway that `config` describes (GET).
 pub async fn admin_get(
     config: &Path,
+    path: &str,
+) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
+    admin_call(config, http::Method::GET, path).await
+}
+
+/// Calls the admin API of the gateway that `config` describes.
+pub async fn admin_call(
+    config: &Path,
+    method: http::Method,
     path: &str,
 ) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
@@ -135,7 +217,9 @@ pub async fn admin_get(
     let client: hyper_util::client::legacy::Client<_, crate::body::ProxyBody> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let req = http::Request::get(format!("http://{}{path}", cfg.admin.listen))
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", cfg.admin.listen))
         .header(
             http::header::AUTHORIZATION,
             format!("Bearer {}", token.trim()),
@@ -189,5 +273,88 @@ async fn status(config: &Path, json: bool) -> anyhow::Result<i32> {
             }
         }
     }
+    if let Some(tiers) = value["tiers"].as_array() {
+        println!();
+        println!("{:<8} {:<9} {:>8} {:>16}  LAST CHECKPOINT", "TIER", "MODE", "PENDING", "OLDEST PENDING");
+        for t in tiers {
+            let age = t["oldest_pending_age_seconds"]
+                .as_f64()
+                .map(|a| format!("{a:.1} s"))
+                .unwrap_or_else(|| "-".into());
+            let checkpoint = match &t["last_checkpoint"] {
+                serde_json::Value::Null => "-".to_string(),
+                c => format!("#{} at seq {}", c["id"], c["last_seq"]),
+            };
+            println!(
+                "{:<8} {:<9} {:>8} {:>16}  {}",
+                t["tier"].as_str().unwrap_or(""),
+                t["mode"].as_str().unwrap_or(""),
+                t["pending"],
+                age,
+                checkpoint
+            );
+        }
+    }
     Ok(0)
+}
+
+async fn journal(command: JournalCommand) -> anyhow::Result<i32> {
+    match command {
+        JournalCommand::List {
+            config,
+            state,
+            tenant,
+            tier,
+            limit,
+            json,
+        } => {
+            let mut query = format!("limit={limit}");
+            for (key, value) in [("state", state), ("tenant", tenant), ("tier", tier)] {
+                if let Some(v) = value {
+                    query.push_str(&format!("&{key}={v}"));
+                }
+            }
+            let (code, value) = admin_get(&config, &format!("/v1/journal?{query}")).await?;
+            if !code.is_success() {
+                eprintln!("admin API answered {code}: {value}");
+                return Ok(1);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(0);
+            }
+            println!(
+                "{:>8} {:<8} {:<10} {:<24} {:<8} {:<36} STATE",
+                "SEQ", "TIER", "SERVICE", "RESOURCE", "ACTION", "PRIMARY ID"
+            );
+            for r in value["records"].as_array().into_iter().flatten() {
+                let state = match r["state"]["state"].as_str().or_else(|| r["state"].as_str()) {
+                    Some(s) => s.to_string(),
+                    None => r["state"].to_string(),
+                };
+                println!(
+                    "{:>8} {:<8} {:<10} {:<24} {:<8} {:<36} {}",
+                    r["seq"],
+                    r["tier"].as_str().unwrap_or(""),
+                    r["service"].as_str().unwrap_or(""),
+                    r["resource_type"].as_str().unwrap_or(""),
+                    r["action"].as_str().unwrap_or(""),
+                    r["primary_id"].as_str().unwrap_or("-"),
+                    state
+                );
+            }
+            Ok(0)
+        }
+        JournalCommand::Retry { seq, config } => {
+            let (code, value) =
+                admin_call(&config, http::Method::POST, &format!("/v1/journal/{seq}/retry")).await?;
+            if code.is_success() {
+                println!("record {seq} is pending again");
+                Ok(0)
+            } else {
+                eprintln!("admin API answered {code}: {value}");
+                Ok(1)
+            }
+        }
+    }
 }

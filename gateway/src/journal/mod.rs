@@ -173,7 +173,11 @@ impl RecordFilter {
             Some(StateFilter::Failed) => matches!(r.state, RecordState::Failed { .. }),
         };
         state_ok
-            && self.tenant.as_ref().is_none_or(|t| *t == r.tenant)
+            && self.tenant.as_ref().is_none_or(|t| {
+                // An empty domain matches the project in any domain.
+                t.project_id == r.tenant.project_id
+                    && (t.domain_id.is_empty() || t.domain_id == r.tenant.domain_id)
+            })
             && self.tier.as_ref().is_none_or(|t| *t == r.tier)
     }
 }
