@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -380,9 +380,12 @@ async fn protected_change(
     } else {
         None
     };
+    // The tag's own path, once Neutron accepted it (mirrored right after the create).
+    let mut tagged: Option<String> = None;
     if let (Some(AfterCreate::NeutronTag { tag }), Some(created)) = (&after_create, rjson.as_mut())
     {
-        if neutron_tag(gw, change.site, change.path, auth_token, created, tag).await {
+        tagged = neutron_tag(gw, change.site, change.path, auth_token, created, tag).await;
+        if tagged.is_some() {
             add_tag_to_response(created, tag);
         }
     }
@@ -407,7 +410,28 @@ async fn protected_change(
         response_body: rjson.clone(),
         location,
     };
+    let tag_mutation = tagged.map(|tag_path| Mutation {
+        op: services::classify(Service::Network, &Method::PUT, &tag_path, None, None),
+        method: Method::PUT,
+        path: tag_path,
+        query: None,
+        request_body: None,
+        status: StatusCode::CREATED,
+        response_body: None,
+        location: None,
+        ..mutation.clone()
+    });
     let outcome = gw.mirror.submit(mutation).await;
+    if let (Some(tag_mutation), false) = (
+        tag_mutation,
+        matches!(outcome, MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. }),
+    ) {
+        // The tag follows its resource, in order, in the same tier.
+        let tag_outcome = gw.mirror.submit(tag_mutation).await;
+        if let MirrorOutcome::Failed { reason } | MirrorOutcome::Rejected { reason } = tag_outcome {
+            tracing::warn!(request_id = ?change.req_id, reason, "the tier tag could not be journaled");
+        }
+    }
     match &outcome {
         MirrorOutcome::Rejected { reason } => {
             let message = format!(
@@ -443,7 +467,7 @@ async fn protected_change(
 }
 
 /// Tags a resource Neutron just created (Neutron takes no tags in create bodies), with the
-/// tenant's own token, at the same site. False if it could not.
+/// tenant's own token, at the same site. Returns the tag's path, or `None` if it could not.
 async fn neutron_tag(
     gw: &Gateway,
     site: SiteName,
@@ -451,32 +475,26 @@ async fn neutron_tag(
     auth_token: Option<HeaderValue>,
     created: &Value,
     tag: &str,
-) -> bool {
-    let Some(tag_path) = neutron_tag_path(create_path, created, tag) else {
-        return false;
-    };
-    let Some(uri) = gw.upstream_uri(site, Service::Network, &tag_path, None) else {
-        return false;
-    };
+) -> Option<String> {
+    let tag_path = neutron_tag_path(create_path, created, tag)?;
+    let uri = gw.upstream_uri(site, Service::Network, &tag_path, None)?;
     let mut req = Request::put(uri);
     if let Some(token) = auth_token {
         req = req.header("x-auth-token", token);
     }
-    let Ok(req) = req.body(body::empty()) else {
-        return false;
-    };
+    let req = req.body(body::empty()).ok()?;
     match gw.client(site).send_full(req, 1 << 20).await {
-        Ok((parts, _)) if parts.status.is_success() => true,
+        Ok((parts, _)) if parts.status.is_success() => Some(tag_path),
         Ok((parts, _)) => {
             tracing::warn!(
                 status = parts.status.as_u16(),
                 "Neutron refused the tier tag"
             );
-            false
+            None
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot tag the Neutron resource");
-            false
+            None
         }
     }
 }
