@@ -22,7 +22,8 @@ struct Mapping {
 pub struct UrlMap {
     /// Longest upstream path first, so that the first match is the longest prefix.
     mappings: Vec<Mapping>,
-    /// Distinct lowercase upstream hosts, for [`UrlMap::contains_upstream`].
+    /// Distinct lowercase upstream authorities (`host[:port]`, as URLs spell them), for
+    /// [`UrlMap::contains_upstream`].
     hosts: Vec<Vec<u8>>,
 }
 
@@ -63,9 +64,9 @@ impl UrlMap {
         mappings.sort_by_key(|m| std::cmp::Reverse(m.upstream.path().len()));
         let mut hosts: Vec<Vec<u8>> = Vec::new();
         for m in &mappings {
-            let host = m.upstream.host().as_bytes();
-            if !hosts.iter().any(|h| h == host) {
-                hosts.push(host.to_vec());
+            let authority = authority_of(m.upstream.as_str());
+            if !hosts.contains(&authority) {
+                hosts.push(authority);
             }
         }
         UrlMap { mappings, hosts }
@@ -122,9 +123,11 @@ impl UrlMap {
     }
 
     /// A cheap pre-check on a raw body: false only if no upstream URL can occur in it, so
-    /// that the caller may skip parsing. Looks for any upstream host, ASCII
-    /// case-insensitively; this also finds URLs written with JSON's `\/` escape. (A host
-    /// spelt with `\u` escapes is not found; no real service writes one.)
+    /// that the caller may skip parsing. Looks for any upstream authority (`host[:port]`),
+    /// ASCII case-insensitively; an authority has no `/`, so this also finds URLs written
+    /// with JSON's `\/` escape. (A host spelt with `\u` escapes is not found; no real
+    /// service writes one.) Runs at memchr speed: the body of every JSON response passes
+    /// here.
     pub fn contains_upstream(&self, bytes: &[u8]) -> bool {
         self.hosts
             .iter()
@@ -132,14 +135,34 @@ impl UrlMap {
     }
 }
 
+/// The lowercase authority (`host[:port]`) of an absolute base URL.
+fn authority_of(url: &str) -> Vec<u8> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Drop user info, as URLs in bodies never carry it.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    authority.to_ascii_lowercase().into_bytes()
+}
+
 /// Whether `haystack` contains `needle` (given in lowercase), ASCII case-insensitively.
+/// Candidate positions come from a SIMD scan for the first byte in either case.
 fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
     let Some(&first) = needle.first() else {
         return true;
     };
-    haystack.windows(needle.len()).any(|window| {
-        window[0].to_ascii_lowercase() == first && window.eq_ignore_ascii_case(needle)
-    })
+    if needle.len() > haystack.len() {
+        return false;
+    }
+    let last_start = haystack.len() - needle.len();
+    let matches_at =
+        |i: usize| i <= last_start && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle);
+    let upper = first.to_ascii_uppercase();
+    if upper == first {
+        memchr::memchr_iter(first, haystack).any(matches_at)
+    } else {
+        memchr::memchr2_iter(first, upper, haystack).any(matches_at)
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +170,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn pre_check_needs_the_authority_not_just_the_host() {
+        let m = UrlMap::new([(
+            ServiceKind::Compute,
+            "http://127.0.0.1:18080",
+            "http://gw:8774",
+        )]);
+        assert!(!m.contains_upstream(br#"{"href": "http://127.0.0.1/v2.1/flavors/1"}"#));
+        assert!(m.contains_upstream(br#"{"href": "http://127.0.0.1:18080/v2.1/flavors/1"}"#));
+        assert!(m.contains_upstream(br#"{"href": "http:\/\/127.0.0.1:18080\/v2.1"}"#));
+        let named = UrlMap::new([(
+            ServiceKind::Compute,
+            "http://Nova.Example:8774",
+            "http://gw:8774",
+        )]);
+        assert!(named.contains_upstream(b"see HTTP://NOVA.EXAMPLE:8774/v2.1"));
+        assert!(!named.contains_upstream(b"nova.example:8775"));
+    }
 
     fn map() -> UrlMap {
         UrlMap::new([

@@ -20,20 +20,30 @@ use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
 use crate::config::SiteName;
+use crate::failover::{FailoverController, Site};
 use crate::gateway::Gateway;
 use crate::journal::{RecordFilter, StateFilter, TenantRef};
-use crate::state::IdMapFilter;
 use crate::operation::Service;
+use crate::state::IdMapFilter;
 
 /// State shared by admin requests.
 pub struct AdminState {
     gateway: Arc<Gateway>,
+    failover: Arc<FailoverController>,
     token: String,
 }
 
 impl AdminState {
-    pub fn new(gateway: Arc<Gateway>, token: String) -> AdminState {
-        AdminState { gateway, token }
+    pub fn new(
+        gateway: Arc<Gateway>,
+        failover: Arc<FailoverController>,
+        token: String,
+    ) -> AdminState {
+        AdminState {
+            gateway,
+            failover,
+            token,
+        }
     }
 }
 
@@ -192,7 +202,11 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
             let q = Query::parse(req.uri().query());
             match gw
                 .mirror
-                .checkpoints(q.get("tier"), q.number("after"), q.number("limit").unwrap_or(100) as usize)
+                .checkpoints(
+                    q.get("tier"),
+                    q.number("after"),
+                    q.number("limit").unwrap_or(100) as usize,
+                )
                 .await
             {
                 Ok(list) => json_response(StatusCode::OK, json!({"checkpoints": list})),
@@ -200,6 +214,28 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
             }
         }
         (&Method::GET, "/v1/idmap") => idmap(gw, req.uri().query()).await,
+        (&Method::GET, "/v1/failover") => {
+            json_response(StatusCode::OK, json!(state.failover.status()))
+        }
+        (&Method::POST, "/v1/failover") | (&Method::POST, "/v1/failback") => {
+            let failback = req.uri().path() == "/v1/failback";
+            switch(&state.failover, failback, req).await
+        }
+        (&Method::POST, "/v1/drill") => {
+            let report = state.failover.drill().await;
+            json_response(
+                StatusCode::OK,
+                json!({"report": report.to_json(), "table": report.to_table(), "clean": report.is_clean()}),
+            )
+        }
+        (&Method::GET, path) if path.starts_with("/v1/failovers/") => {
+            let id = path.trim_start_matches("/v1/failovers/");
+            match state.failover.report(id).await {
+                Ok(Some(report)) => json_response(StatusCode::OK, json!(report)),
+                Ok(None) => error(StatusCode::NOT_FOUND, "No failover report with that id."),
+                Err(e) => error(e.http_status(), &e.to_string()),
+            }
+        }
         (&Method::POST, path) if path.starts_with("/v1/journal/") && path.ends_with("/retry") => {
             let seq = path
                 .trim_start_matches("/v1/journal/")
@@ -210,10 +246,83 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
                     Ok(record) => json_response(StatusCode::OK, json!({"record": record})),
                     Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
                 },
-                Err(_) => error(StatusCode::BAD_REQUEST, "The journal sequence number is not a number."),
+                Err(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    "The journal sequence number is not a number.",
+                ),
             }
         }
         _ => error(StatusCode::NOT_FOUND, "No such admin resource."),
+    }
+}
+
+/// `POST /v1/failover {"to": "recovery", "mode": "planned"|"forced", "drain_timeout_s": 60}`
+/// and `POST /v1/failback {"mode": ...}`.
+async fn switch(
+    fo: &FailoverController,
+    failback: bool,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let body = match crate::body::read_limited(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let args: serde_json::Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("The body is not JSON: {e}"),
+                )
+            }
+        }
+    };
+    let forced = match args["mode"].as_str().unwrap_or("planned") {
+        "planned" => false,
+        "forced" | "force" => true,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("mode `{other}` is neither planned nor forced"),
+            )
+        }
+    };
+    let drain = Duration::from_secs(args["drain_timeout_s"].as_u64().unwrap_or(60));
+    let result = if failback {
+        if forced {
+            fo.failback_forced().await
+        } else {
+            fo.failback_planned(drain).await
+        }
+    } else {
+        let to = match args["to"].as_str().unwrap_or("recovery") {
+            "recovery" => Site::Recovery,
+            "primary" => Site::Primary,
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("site `{other}` is neither primary nor recovery"),
+                )
+            }
+        };
+        if forced {
+            fo.forced(to).await
+        } else {
+            fo.planned(to, drain).await
+        }
+    };
+    match result {
+        Ok(report) => json_response(
+            StatusCode::OK,
+            json!({"report": report, "text": report.to_text()}),
+        ),
+        Err(e) => json_response(
+            e.http_status(),
+            json!({"error": e.to_string(), "kind": e.kind()}),
+        ),
     }
 }
 
@@ -233,7 +342,10 @@ impl<'a> Query<'a> {
     }
 
     fn get(&self, key: &str) -> Option<&'a str> {
-        self.0.iter().find(|(k, v)| *k == key && !v.is_empty()).map(|(_, v)| *v)
+        self.0
+            .iter()
+            .find(|(k, v)| *k == key && !v.is_empty())
+            .map(|(_, v)| *v)
     }
 
     fn number(&self, key: &str) -> Option<u64> {
@@ -265,7 +377,11 @@ async fn journal_page(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> 
         tier: q.get("tier").map(str::to_string),
     };
     let limit = q.number("limit").unwrap_or(100) as usize;
-    match gw.mirror.journal_page(&filter, q.number("after"), limit).await {
+    match gw
+        .mirror
+        .journal_page(&filter, q.number("after"), limit)
+        .await
+    {
         Ok(page) => json_response(
             StatusCode::OK,
             json!({"records": page.records, "next_after": page.next_after}),
@@ -278,11 +394,13 @@ async fn journal_page(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> 
 async fn idmap(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> {
     let q = Query::parse(query);
     match (q.get("service"), q.get("type"), q.get("primary_id")) {
-        (Some(service), Some(kind), Some(id)) => match gw.mirror.idmap_lookup(service, kind, id).await {
-            Ok(Some(m)) => json_response(StatusCode::OK, json!({"mapping": m})),
-            Ok(None) => error(StatusCode::NOT_FOUND, "No mapping for that primary id."),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        },
+        (Some(service), Some(kind), Some(id)) => {
+            match gw.mirror.idmap_lookup(service, kind, id).await {
+                Ok(Some(m)) => json_response(StatusCode::OK, json!({"mapping": m})),
+                Ok(None) => error(StatusCode::NOT_FOUND, "No mapping for that primary id."),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
         (service, kind, None) => {
             let filter = IdMapFilter {
                 service: service.map(str::to_string),

@@ -49,6 +49,39 @@ pub enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Switch every service to a site (planned: freeze writes, drain, flip; forced: flip
+    /// now and report what was not applied).
+    Failover {
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "recovery")]
+        to: String,
+        #[arg(long, conflicts_with = "force")]
+        planned: bool,
+        #[arg(long)]
+        force: bool,
+        /// Seconds a planned switch may wait for the journal to drain.
+        #[arg(long, default_value_t = 60)]
+        drain_timeout: u64,
+    },
+    /// Switch back to the primary site.
+    Failback {
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
+        #[arg(long, conflicts_with = "force")]
+        planned: bool,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = 60)]
+        drain_timeout: u64,
+    },
+    /// Check that every protected resource's mirror exists at the recovery site.
+    Drill {
+        #[arg(long, default_value = "/etc/drgw/drgw.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start two simulated sites and the gateway in front of them, on 127.0.0.1.
     Sandbox {
         /// Where drgw.toml, clouds.yaml and the state go.
@@ -170,6 +203,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(code)
         }
         Command::Journal { command } => journal(command).await,
+        Command::Failover {
+            config,
+            to,
+            force,
+            drain_timeout,
+            ..
+        } => {
+            let body = serde_json::json!({
+                "to": to,
+                "mode": if force { "forced" } else { "planned" },
+                "drain_timeout_s": drain_timeout,
+            });
+            switch(&config, "/v1/failover", body).await
+        }
+        Command::Failback {
+            config,
+            force,
+            drain_timeout,
+            ..
+        } => {
+            let body = serde_json::json!({
+                "mode": if force { "forced" } else { "planned" },
+                "drain_timeout_s": drain_timeout,
+            });
+            switch(&config, "/v1/failback", body).await
+        }
+        Command::Drill { config, json } => {
+            let (code, value) = admin_call(&config, http::Method::POST, "/v1/drill", None).await?;
+            if !code.is_success() {
+                eprintln!("admin API answered {code}: {value}");
+                return Ok(1);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("{}", value["table"].as_str().unwrap_or(&value.to_string()));
+            }
+            Ok(if value["clean"].as_bool().unwrap_or(false) {
+                0
+            } else {
+                1
+            })
+        }
     }
 }
 
@@ -202,7 +278,7 @@ pub async fn admin_get(
     config: &Path,
     path: &str,
 ) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
-    admin_call(config, http::Method::GET, path).await
+    admin_call(config, http::Method::GET, path, None).await
 }
 
 /// Calls the admin API of the gateway that `config` describes.
@@ -210,6 +286,7 @@ pub async fn admin_call(
     config: &Path,
     method: http::Method,
     path: &str,
+    body: Option<serde_json::Value>,
 ) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
     let cfg = Config::load(config).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     let token = std::fs::read_to_string(&cfg.admin.token_file)
@@ -224,7 +301,11 @@ pub async fn admin_call(
             http::header::AUTHORIZATION,
             format!("Bearer {}", token.trim()),
         )
-        .body(crate::body::empty())?;
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(match body {
+            Some(v) => crate::body::full(v.to_string()),
+            None => crate::body::empty(),
+        })?;
     let resp = client.request(req).await.map_err(|e| {
         anyhow::anyhow!(
             "admin listener {}: {}",
@@ -275,7 +356,10 @@ async fn status(config: &Path, json: bool) -> anyhow::Result<i32> {
     }
     if let Some(tiers) = value["tiers"].as_array() {
         println!();
-        println!("{:<8} {:<9} {:>8} {:>16}  LAST CHECKPOINT", "TIER", "MODE", "PENDING", "OLDEST PENDING");
+        println!(
+            "{:<8} {:<9} {:>8} {:>16}  LAST CHECKPOINT",
+            "TIER", "MODE", "PENDING", "OLDEST PENDING"
+        );
         for t in tiers {
             let age = t["oldest_pending_age_seconds"]
                 .as_f64()
@@ -346,8 +430,13 @@ async fn journal(command: JournalCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         JournalCommand::Retry { seq, config } => {
-            let (code, value) =
-                admin_call(&config, http::Method::POST, &format!("/v1/journal/{seq}/retry")).await?;
+            let (code, value) = admin_call(
+                &config,
+                http::Method::POST,
+                &format!("/v1/journal/{seq}/retry"),
+                None,
+            )
+            .await?;
             if code.is_success() {
                 println!("record {seq} is pending again");
                 Ok(0)
@@ -356,5 +445,16 @@ async fn journal(command: JournalCommand) -> anyhow::Result<i32> {
                 Ok(1)
             }
         }
+    }
+}
+
+async fn switch(config: &Path, path: &str, body: serde_json::Value) -> anyhow::Result<i32> {
+    let (code, value) = admin_call(config, http::Method::POST, path, Some(body)).await?;
+    if code.is_success() {
+        println!("{}", value["text"].as_str().unwrap_or(&value.to_string()));
+        Ok(0)
+    } else {
+        eprintln!("{}", value["error"].as_str().unwrap_or(&value.to_string()));
+        Ok(1)
     }
 }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod failover;
 pub mod fault;
 pub mod gateway;
 pub mod journal;

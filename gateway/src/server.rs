@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, AdminState};
 use crate::body::{self, ProxyBody};
 use crate::config::{Config, TlsFiles};
+use crate::failover::FailoverController;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::stack::{self, ConnInfo, ServiceRoute};
@@ -36,6 +37,8 @@ pub enum ServeError {
     Tls { name: String, reason: String },
     #[error(transparent)]
     Start(#[from] crate::gateway::StartError),
+    #[error("failover state: {0}")]
+    Failover(String),
     #[error("admin token file: {0}")]
     AdminToken(std::io::Error),
 }
@@ -49,6 +52,7 @@ struct BoundListener {
 /// A gateway whose sockets are bound, ready to serve.
 pub struct BoundGateway {
     gateway: Arc<Gateway>,
+    failover: Arc<FailoverController>,
     listeners: Vec<BoundListener>,
     admin: TcpListener,
     admin_state: Arc<AdminState>,
@@ -104,8 +108,18 @@ impl BoundGateway {
                 addr: config.admin.listen,
                 source,
             })?;
-        let admin_state = Arc::new(AdminState::new(gateway.clone(), admin_token));
+        let failover = Arc::new(FailoverController::new(gateway.clone()));
+        failover
+            .load()
+            .await
+            .map_err(|e| ServeError::Failover(e.to_string()))?;
+        let admin_state = Arc::new(AdminState::new(
+            gateway.clone(),
+            failover.clone(),
+            admin_token,
+        ));
         Ok(BoundGateway {
+            failover,
             gateway,
             listeners,
             admin,
@@ -129,6 +143,10 @@ impl BoundGateway {
         self.gateway.clone()
     }
 
+    pub fn failover(&self) -> Arc<FailoverController> {
+        self.failover.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and waits (up to the
     /// configured grace period) for in-flight requests to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -141,6 +159,7 @@ impl BoundGateway {
             tasks.push(tokio::spawn(accept_loop(
                 l,
                 self.gateway.clone(),
+                self.failover.clone(),
                 stop_rx.clone(),
                 graceful.clone(),
             )));
@@ -212,12 +231,13 @@ fn pick_route(routes: &[Arc<ServiceRoute>], path: &str) -> Option<Arc<ServiceRou
 
 async fn dispatch(
     gw: Arc<Gateway>,
+    fo: Arc<FailoverController>,
     routes: Arc<Vec<Arc<ServiceRoute>>>,
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     match pick_route(&routes, req.uri().path()) {
-        Some(route) => Ok(stack::handle(gw, route, conn, req).await),
+        Some(route) => Ok(stack::handle(gw, fo, route, conn, req).await),
         None => {
             let mut resp = Response::new(body::full(
                 r#"{"error": {"code": 404, "title": "Not Found", "message": "No OpenStack service is served under this path."}}"#,
@@ -235,6 +255,7 @@ async fn dispatch(
 async fn accept_loop(
     l: BoundListener,
     gw: Arc<Gateway>,
+    fo: Arc<FailoverController>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
 ) {
@@ -260,6 +281,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
+        let fo = fo.clone();
         let routes = l.routes.clone();
         let builder = builder.clone();
         let tls = l.tls.clone();
@@ -270,7 +292,7 @@ async fn accept_loop(
                 tls: tls.is_some(),
             };
             let svc = hyper::service::service_fn(move |req| {
-                dispatch(gw.clone(), routes.clone(), conn_info, req)
+                dispatch(gw.clone(), fo.clone(), routes.clone(), conn_info, req)
             });
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::body::{self, ProxyBody};
 use crate::config::SiteName;
+use crate::failover::FailoverController;
 use crate::fault;
 use crate::gateway::Gateway;
 use crate::mutation::{MirrorOutcome, Mutation};
@@ -111,6 +112,7 @@ fn microversion(headers: &HeaderMap) -> Option<&str> {
 /// the fronted service's native error format.
 pub async fn handle(
     gw: Arc<Gateway>,
+    fo: Arc<FailoverController>,
     route: Arc<ServiceRoute>,
     conn: ConnInfo,
     req: Request<Incoming>,
@@ -141,6 +143,17 @@ pub async fn handle(
         microversion(&parts.headers),
     );
     let action = op.action.as_str();
+
+    // 2a. failover guard: while a switch drains, writes get 503 + Retry-After in the
+    // native format and reads go on (an atomic load when nothing is switching).
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if let Some(frozen) = fo.guard_accept(&op, accept) {
+        return finish(&gw, service, action, &req_id, frozen.map(body::full));
+    }
+    let _in_flight = op.action.is_mutating().then(|| fo.track_write());
     let site = gw.active_site();
 
     // 2b. tenant: who makes a change (from the token cache; one validation at the active
@@ -421,10 +434,21 @@ async fn protected_change(
         location: None,
         ..mutation.clone()
     });
-    let outcome = gw.mirror.submit(mutation).await;
+    // While failed over, the recovery site is where changes happen; mirroring them back
+    // (reverse replication) is not built yet, so nothing is journaled toward it.
+    let failed_over = change.site != SiteName::Primary;
+    let tag_mutation = tag_mutation.filter(|_| !failed_over);
+    let outcome = if failed_over {
+        MirrorOutcome::NotMirrored
+    } else {
+        gw.mirror.submit(mutation).await
+    };
     if let (Some(tag_mutation), false) = (
         tag_mutation,
-        matches!(outcome, MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. }),
+        matches!(
+            outcome,
+            MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. }
+        ),
     ) {
         // The tag follows its resource, in order, in the same tier.
         let tag_outcome = gw.mirror.submit(tag_mutation).await;

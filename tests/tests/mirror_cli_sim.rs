@@ -14,7 +14,10 @@ use http::Method;
 use serde_json::{json, Value};
 
 /// Polls `probe` until it returns Some, for up to `limit`.
-async fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<(T, Duration)> {
+async fn eventually<T>(
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<(T, Duration)> {
     let start = Instant::now();
     loop {
         if let Some(v) = probe() {
@@ -32,7 +35,11 @@ fn recovery_network(bed: &TestBed, name: &str) -> Option<Value> {
         .requests()
         .matching("POST", "/v2.0/networks")
         .into_iter()
-        .find(|r| r.body.as_ref().is_some_and(|b| b["network"]["name"] == name))
+        .find(|r| {
+            r.body
+                .as_ref()
+                .is_some_and(|b| b["network"]["name"] == name)
+        })
         .and_then(|r| r.body)
 }
 
@@ -41,73 +48,177 @@ async fn gold_silver_bronze_reach_the_recovery_site() {
     let bed = TestBed::start().await.expect("test bed");
     let cli = Arc::new(OpenStackCli::new(&bed.clouds_yaml).expect("the real openstack CLI"));
     let mut demo = SimClient::new();
-    demo.login(&format!("{}/v3", bed.gateway_url("identity")), "demo", "demo", "demo")
-        .await
-        .expect("demo logs in through the gateway");
+    demo.login(
+        &format!("{}/v3", bed.gateway_url("identity")),
+        "demo",
+        "demo",
+        "demo",
+    )
+    .await
+    .expect("demo logs in through the gateway");
     let network_url = bed.gateway_url("network");
 
     // Silver (demo's default): journaled at once, applied at the next 5 s checkpoint.
     let created = demo
-        .post(&format!("{network_url}/v2.0/networks"), &json!({"network": {"name": "silver-net"}}))
+        .post(
+            &format!("{network_url}/v2.0/networks"),
+            &json!({"network": {"name": "silver-net"}}),
+        )
         .await
         .unwrap();
     assert_eq!(created.status, 201, "{}", created.json);
     assert_eq!(created.header("x-dr-tier"), Some("silver"));
     assert_eq!(created.header("x-dr-mirror"), Some("queued"));
-    assert!(recovery_network(&bed, "silver-net").is_none(), "silver must wait for its checkpoint");
-    let (_, waited) = eventually(Duration::from_secs(12), || recovery_network(&bed, "silver-net"))
-        .await
-        .expect("silver network applied at a checkpoint");
-    println!("silver network applied {:.1} s after the create", waited.as_secs_f64());
-    let (code, checkpoints) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/checkpoints?tier=silver").await.unwrap();
+    assert!(
+        recovery_network(&bed, "silver-net").is_none(),
+        "silver must wait for its checkpoint"
+    );
+    let (_, waited) = eventually(Duration::from_secs(12), || {
+        recovery_network(&bed, "silver-net")
+    })
+    .await
+    .expect("silver network applied at a checkpoint");
+    println!(
+        "silver network applied {:.1} s after the create",
+        waited.as_secs_f64()
+    );
+    let (code, checkpoints) =
+        drgw::cli::admin_get(&bed.gateway.config_path, "/v1/checkpoints?tier=silver")
+            .await
+            .unwrap();
     assert!(code.is_success());
-    assert!(!checkpoints["checkpoints"].as_array().unwrap().is_empty(), "a silver checkpoint was recorded: {checkpoints}");
+    assert!(
+        !checkpoints["checkpoints"].as_array().unwrap().is_empty(),
+        "a silver checkpoint was recorded: {checkpoints}"
+    );
 
     // Bronze on request (X-DR-Tier): applied in the background within seconds.
     let bronze = demo
-        .send(Method::POST, &format!("{network_url}/v2.0/networks"), Some(&json!({"network": {"name": "bronze-net"}})), &[("x-dr-tier", "bronze")])
+        .send(
+            Method::POST,
+            &format!("{network_url}/v2.0/networks"),
+            Some(&json!({"network": {"name": "bronze-net"}})),
+            &[("x-dr-tier", "bronze")],
+        )
         .await
         .unwrap();
     assert_eq!(bronze.status, 201, "{}", bronze.json);
     assert_eq!(bronze.header("x-dr-tier"), Some("bronze"));
-    let (_, waited) = eventually(Duration::from_secs(5), || recovery_network(&bed, "bronze-net"))
-        .await
-        .expect("bronze network applied within seconds");
-    println!("bronze network applied {:.2} s after the create", waited.as_secs_f64());
+    let (_, waited) = eventually(Duration::from_secs(5), || {
+        recovery_network(&bed, "bronze-net")
+    })
+    .await
+    .expect("bronze network applied within seconds");
+    println!(
+        "bronze network applied {:.2} s after the create",
+        waited.as_secs_f64()
+    );
 
     let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         // Gold (the admin project): identity and flavors are at the recovery site when the
         // call returns.
         cli.json("drgw-admin", &["project", "create", "mirror-proj"])?;
-        cli.json("drgw-admin", &["user", "create", "--project", "mirror-proj", "--password", "s3cret", "mirror-user"])?;
-        cli.run("drgw-admin", &["role", "add", "--user", "mirror-user", "--project", "mirror-proj", "member"])?;
-        let assignments = cli.json("recovery", &["role", "assignment", "list", "--user", "mirror-user", "--project", "mirror-proj", "--names"])?;
+        cli.json(
+            "drgw-admin",
+            &[
+                "user",
+                "create",
+                "--project",
+                "mirror-proj",
+                "--password",
+                "s3cret",
+                "mirror-user",
+            ],
+        )?;
+        cli.run(
+            "drgw-admin",
+            &[
+                "role",
+                "add",
+                "--user",
+                "mirror-user",
+                "--project",
+                "mirror-proj",
+                "member",
+            ],
+        )?;
+        let assignments = cli.json(
+            "recovery",
+            &[
+                "role",
+                "assignment",
+                "list",
+                "--user",
+                "mirror-user",
+                "--project",
+                "mirror-proj",
+                "--names",
+            ],
+        )?;
         let text = assignments.to_string();
-        anyhow::ensure!(text.contains("member") && text.contains("mirror-proj"), "role assignment at the recovery site: {assignments}");
+        anyhow::ensure!(
+            text.contains("member") && text.contains("mirror-proj"),
+            "role assignment at the recovery site: {assignments}"
+        );
         let project = cli.json("recovery", &["project", "show", "mirror-proj"])?;
-        anyhow::ensure!(project.to_string().contains("dr-tier:gold"), "project tag mirrored: {project}");
+        anyhow::ensure!(
+            project.to_string().contains("dr-tier:gold"),
+            "project tag mirrored: {project}"
+        );
 
         // References are translated: the silver subnet points at the recovery copy of its
         // network (whose id differs).
         let primary_net = cli.json("drgw", &["network", "show", "silver-net"])?;
-        cli.json("drgw", &["subnet", "create", "--network", "silver-net", "--subnet-range", "10.9.0.0/24", "silver-sub"])?;
+        cli.json(
+            "drgw",
+            &[
+                "subnet",
+                "create",
+                "--network",
+                "silver-net",
+                "--subnet-range",
+                "10.9.0.0/24",
+                "silver-sub",
+            ],
+        )?;
         let recovery_net = cli.json("recovery", &["network", "show", "silver-net"])?;
-        anyhow::ensure!(recovery_net["id"] != primary_net["id"], "ids differ per site");
-        anyhow::ensure!(recovery_net.to_string().contains("dr-tier:silver"), "tier tag mirrored: {recovery_net}");
+        anyhow::ensure!(
+            recovery_net["id"] != primary_net["id"],
+            "ids differ per site"
+        );
+        anyhow::ensure!(
+            recovery_net.to_string().contains("dr-tier:silver"),
+            "tier tag mirrored: {recovery_net}"
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         let subnet = loop {
             let out = cli.exec("recovery", &["subnet", "show", "silver-sub", "-f", "json"])?;
             if out.success() {
                 break out.json()?;
             }
-            anyhow::ensure!(Instant::now() < deadline, "silver subnet never reached the recovery site");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "silver subnet never reached the recovery site"
+            );
             std::thread::sleep(Duration::from_millis(500));
         };
-        anyhow::ensure!(subnet["network_id"] == recovery_net["id"], "subnet's network translated: {subnet}");
+        anyhow::ensure!(
+            subnet["network_id"] == recovery_net["id"],
+            "subnet's network translated: {subnet}"
+        );
         anyhow::ensure!(subnet["cidr"] == "10.9.0.0/24", "same attributes: {subnet}");
 
         // Updates and deletes follow (bronze: within seconds).
-        cli.run("drgw", &["network", "set", "--description", "renamed by the tenant", "bronze-net"])?;
+        cli.run(
+            "drgw",
+            &[
+                "network",
+                "set",
+                "--description",
+                "renamed by the tenant",
+                "bronze-net",
+            ],
+        )?;
         cli.run("drgw", &["network", "delete", "bronze-net"])?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -115,7 +226,10 @@ async fn gold_silver_bronze_reach_the_recovery_site() {
             if !out.success() {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "bronze delete never reached the recovery site");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "bronze delete never reached the recovery site"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
         Ok(())
@@ -125,7 +239,13 @@ async fn gold_silver_bronze_reach_the_recovery_site() {
     result.unwrap_or_else(|e| panic!("{e:#}"));
 
     // Nothing is left pending or failed.
-    let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed").await.unwrap();
-    assert_eq!(failed["records"].as_array().map(Vec::len), Some(0), "failed records: {failed}");
+    let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed")
+        .await
+        .unwrap();
+    assert_eq!(
+        failed["records"].as_array().map(Vec::len),
+        Some(0),
+        "failed records: {failed}"
+    );
     bed.stop().await;
 }

@@ -41,7 +41,159 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "isolation: a token of one site is refused at the other",
         isolation,
     ),
+    (
+        "the same walk-through through the gateway (policy, tagging, mirroring to the real recovery site)",
+        through_gateway,
+    ),
 ];
+
+/// The base URLs of a real site in the form the gateway's sandbox configuration takes.
+fn endpoints(site: &RealSite) -> drgw::sandbox::SimEndpoints {
+    let u = &site.urls;
+    drgw::sandbox::SimEndpoints {
+        identity: u.identity.clone(),
+        compute: u.compute.clone(),
+        image: u.image.clone(),
+        volume: u.volume.clone(),
+        network: u.network.clone(),
+    }
+}
+
+/// The gateway (in this process, the sandbox's configuration and policy: admin is gold,
+/// demo silver) in front of the two real sites; the CLI walk-through through it, then what
+/// the tenant sees (catalog) and what the recovery site received (gold at once, silver at
+/// the next checkpoint).
+fn through_gateway(t: &RealTier) -> Vec<StepResult> {
+    let mut s = Steps::new("gateway");
+    let setup = (|| -> anyhow::Result<_> {
+        let rt = tokio::runtime::Runtime::new()?;
+        let dir = tempfile::tempdir()?;
+        let [primary, recovery] = t.sites.sites();
+        let ports = drgw_tests::testbed::free_ports();
+        let config = drgw::sandbox::write_sandbox_files(
+            dir.path(),
+            ports,
+            &endpoints(primary),
+            &endpoints(recovery),
+        )?;
+        let gw = rt.block_on(drgw_tests::testbed::RunningGateway::start(config))?;
+        rt.block_on(drgw::sandbox::create_volume_types(&gw.gateway))?;
+        let auth = format!("http://127.0.0.1:{}/v3", ports.identity);
+        let mut clouds = t.sites.direct_clouds();
+        clouds.push(primary.admin_cloud("gw").via("gw", &auth));
+        clouds.push(primary.demo_cloud("gw-demo").via("gw-demo", &auth));
+        let path = dir.path().join("clouds.yaml");
+        write_clouds_yaml(&path, &clouds)?;
+        let cli = Cli::new(&path)?;
+        Ok((rt, dir, gw, cli, ports))
+    })();
+    let (rt, _dir, mut gw, cli, ports) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            s.step(
+                "start the gateway in front of the real sites",
+                || -> anyhow::Result<()> { Err(e) },
+            );
+            return s.into_results();
+        }
+    };
+    let mut results = scenario(&cli, "gw");
+    let gateway_ports = [
+        ports.identity,
+        ports.compute,
+        ports.image,
+        ports.volume,
+        ports.network,
+    ];
+    s.step(
+        "catalog through the gateway: every URL of the five services is the gateway's",
+        || {
+            let catalog = cli.json("gw", &["catalog", "list"])?;
+            let mut seen = 0;
+            for entry in catalog.as_array().into_iter().flatten() {
+                if entry["Type"] == "placement" {
+                    continue;
+                }
+                for ep in entry["Endpoints"].as_array().into_iter().flatten() {
+                    let url = ep["url"].as_str().unwrap_or("");
+                    ensure!(
+                        gateway_ports
+                            .iter()
+                            .any(|p| url.starts_with(&format!("http://127.0.0.1:{p}"))),
+                        "{} endpoint {url} bypasses the gateway",
+                        entry["Type"]
+                    );
+                    seen += 1;
+                }
+            }
+            ensure!(seen >= 15, "only {seen} endpoints");
+            Ok(())
+        },
+    );
+    s.step(
+        "gold (admin) flavor is at the real recovery site when the create returns",
+        || {
+            let name = format!("gw-gold-{:06x}", rand::random::<u32>() & 0xffffff);
+            let flavor = cli.json(
+                "gw",
+                &[
+                    "flavor", "create", "--vcpus", "1", "--ram", "256", "--disk", "1", &name,
+                ],
+            )?;
+            let mirrored = cli.json("recovery", &["flavor", "show", &name])?;
+            ensure!(
+                mirrored["id"] == flavor["id"],
+                "same id at the recovery site: {mirrored}"
+            );
+            cli.run("gw", &["flavor", "delete", &name])?;
+            Ok(())
+        },
+    );
+    s.step(
+        "silver (demo) network reaches the real recovery site at a checkpoint, tagged",
+        || {
+            let name = format!("gw-silver-{:06x}", rand::random::<u32>() & 0xffffff);
+            let net = cli.json("gw-demo", &["network", "create", &name])?;
+            ensure!(
+                net.to_string().contains("dr-tier:silver"),
+                "tagged at the primary: {net}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let out = cli.exec("recovery", &["network", "show", &name, "-f", "json"])?;
+                if out.success() {
+                    let mirrored = out.json()?;
+                    ensure!(
+                        mirrored["id"] != net["id"],
+                        "the recovery copy has its own id"
+                    );
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "not at the recovery site after 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(())
+        },
+    );
+    let (code, failed) = rt
+        .block_on(drgw::cli::admin_get(
+            &gw.config_path,
+            "/v1/journal?state=failed",
+        ))
+        .unwrap_or((http::StatusCode::INTERNAL_SERVER_ERROR, Value::Null));
+    s.step("no mirror record failed", || {
+        ensure!(code.is_success(), "admin API: {code}");
+        let records = failed["records"].as_array().map(Vec::len).unwrap_or(0);
+        ensure!(records == 0, "failed records: {failed}");
+        Ok(())
+    });
+    rt.block_on(gw.stop());
+    results.extend(s.into_results());
+    results
+}
 
 /// [`scenario`] against `primary` and `recovery` at the same time (they are independent).
 fn cli_walkthrough_both_sites(t: &RealTier) -> Vec<StepResult> {
