@@ -1,6 +1,7 @@
 //! drgw test bed: the OpenStack simulator, the real-site harness and shared test helpers.
 
 pub mod cli;
+pub mod contract;
 pub mod realsite;
 pub mod sim;
 pub mod testbed;

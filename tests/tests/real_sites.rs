@@ -45,7 +45,72 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "the same walk-through through the gateway (policy, tagging, mirroring to the real recovery site)",
         through_gateway,
     ),
+    (
+        "contract: the simulator answers like the real services (status and JSON keys)",
+        contract,
+    ),
 ];
+
+/// The same raw API calls against the real primary and a simulated site, compared call by
+/// call (status code and JSON key structure); prints the count and every difference.
+fn contract(t: &RealTier) -> Vec<StepResult> {
+    let mut s = Steps::new("contract");
+    s.step_noted("real vs simulator", |note| {
+        let rt = tokio::runtime::Runtime::new()?;
+        let [primary, _] = t.sites.sites();
+        let u = &primary.urls;
+        let real_site = drgw_tests::contract::ContractSite {
+            identity: u.identity.clone(),
+            compute: u.compute.clone(),
+            image: u.image.clone(),
+            volume: u.volume.clone(),
+            network: u.network.clone(),
+        };
+        let real = rt.block_on(drgw_tests::contract::run(&real_site))?;
+        let sim = rt.block_on(async {
+            let site = drgw_tests::sim::Site::start(drgw_tests::sim::SiteConfig::named("contract"))
+                .await?;
+            let e = site.endpoints();
+            let sim_site = drgw_tests::contract::ContractSite {
+                identity: e.identity,
+                compute: e.compute,
+                image: e.image,
+                volume: e.volume,
+                network: e.network,
+            };
+            let obs = drgw_tests::contract::run(&sim_site).await;
+            site.shutdown().await;
+            obs
+        })?;
+        let report = drgw_tests::contract::compare(&real, &sim);
+        println!(
+            "contract: {} calls compared, {} unexplained differences, {} explained",
+            report.calls,
+            report.differences.len(),
+            report.explained.len()
+        );
+        for d in report.differences.iter().chain(&report.explained) {
+            println!("  {d}");
+        }
+        *note = format!(
+            "{} calls, {} differences",
+            report.calls,
+            report.differences.len()
+        );
+        ensure!(report.calls >= 25, "only {} calls compared", report.calls);
+        let status_diffs: Vec<&String> = report
+            .differences
+            .iter()
+            .filter(|d| d.contains(": status "))
+            .collect();
+        ensure!(
+            status_diffs.is_empty(),
+            "status codes differ: {status_diffs:?}"
+        );
+        Ok(())
+    });
+    s.into_results()
+}
 
 /// The base URLs of a real site in the form the gateway's sandbox configuration takes.
 fn endpoints(site: &RealSite) -> drgw::sandbox::SimEndpoints {
