@@ -1002,12 +1002,10 @@ fn policy_check_and_explain() {
         &fake_endpoints(),
         &fake_endpoints(),
     );
+    // The sandbox configuration names its own policy.toml; point it at the example.
     let text = text.replacen(
-        "[gateway]",
-        &format!(
-            "[gateway]\npolicy_file = {:?}",
-            sandbox_policy().display().to_string()
-        ),
+        "policy_file = \"policy.toml\"",
+        &format!("policy_file = {:?}", sandbox_policy().display().to_string()),
         1,
     );
     std::fs::write(&config, text).expect("write");

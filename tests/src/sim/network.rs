@@ -696,6 +696,29 @@ fn create_one(
     auth: &Auth,
     body: Map<String, Value>,
 ) -> Result<Value, Reply> {
+    // neutron-lib's convert_to_boolean: booleans, "true"/"false", "1"/"0", 1/0.
+    for k in [
+        "admin_state_up",
+        "shared",
+        "port_security_enabled",
+        "router:external",
+        "enable_dhcp",
+    ] {
+        if let Some(v) = body.get(k) {
+            let ok = matches!(v, Value::Bool(_))
+                || matches!(
+                    v.as_str().map(str::to_ascii_lowercase).as_deref(),
+                    Some("true" | "false" | "1" | "0")
+                )
+                || matches!(v.as_u64(), Some(0 | 1));
+            if !ok {
+                return Err(bad(format!(
+                    "Invalid input for {k}. Reason: '{}' cannot be converted to boolean.",
+                    v.as_str().map_or(v.to_string(), str::to_string)
+                )));
+            }
+        }
+    }
     let project = body
         .get("project_id")
         .or(body.get("tenant_id"))
