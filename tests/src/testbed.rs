@@ -14,12 +14,22 @@ use tokio::task::JoinHandle;
 
 use crate::sim::{Endpoints, Site, SiteConfig, SiteHandle};
 
-/// A free port on 127.0.0.1 (bound, then released for the caller to bind).
+/// A free port on 127.0.0.1 for the caller to bind: below the kernel's ephemeral range (so
+/// that no outgoing connection takes it in between), checked by binding it, and never
+/// handed out twice in one process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The simulator's endpoints in the form the gateway's sandbox module takes.

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use drgw_tests::cli::OpenStackCli;
-use drgw_tests::testbed::{drgw_binary, free_port};
+use drgw_tests::testbed::drgw_binary;
 
 #[test]
 fn sandbox_runs_and_the_cli_uses_it() {
@@ -17,10 +17,15 @@ fn sandbox_runs_and_the_cli_uses_it() {
         bin.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    // Ten consecutive free ports for the gateway, and room for the sites at +100/+200.
+    // Ten free ports for the gateway (base..+9) and ten for each simulated site (+100,
+    // +200), below the kernel's ephemeral range so that no client socket takes one.
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
     let base = loop {
-        let p = free_port();
-        if p < 60000 && (0..10).all(|o| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok()) {
+        let p = 20_000 + (rand::random::<u16>() % 900) * 10;
+        if [0u16, 100, 200]
+            .iter()
+            .all(|off| (0..10).all(|o| free(p + off + o)))
+        {
             break p;
         }
     };
