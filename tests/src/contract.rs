@@ -7,20 +7,11 @@
 
 use std::collections::BTreeSet;
 
+use drgw::sandbox::SimEndpoints;
 use http::Method;
 use serde_json::{json, Value};
 
 use crate::sim::client::{SimClient, SimResponse};
-
-/// Base URLs of a site (no version path), and its admin/demo passwords.
-#[derive(Debug, Clone)]
-pub struct ContractSite {
-    pub identity: String,
-    pub compute: String,
-    pub image: String,
-    pub volume: String,
-    pub network: String,
-}
 
 /// One compared call.
 #[derive(Debug, Clone)]
@@ -63,7 +54,7 @@ pub fn key_paths(value: &Value) -> BTreeSet<String> {
 pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// Runs the scenario against one site; returns one observation per call.
-pub async fn run(site: &ContractSite) -> anyhow::Result<Vec<Observation>> {
+pub async fn run(site: &SimEndpoints) -> anyhow::Result<Vec<Observation>> {
     let mut out = Vec::new();
     let mut admin = SimClient::new();
     let login = admin

@@ -58,26 +58,11 @@ fn contract(t: &RealTier) -> Vec<StepResult> {
     s.step_noted("real vs simulator", |note| {
         let rt = tokio::runtime::Runtime::new()?;
         let [primary, _] = t.sites.sites();
-        let u = &primary.urls;
-        let real_site = drgw_tests::contract::ContractSite {
-            identity: u.identity.clone(),
-            compute: u.compute.clone(),
-            image: u.image.clone(),
-            volume: u.volume.clone(),
-            network: u.network.clone(),
-        };
-        let real = rt.block_on(drgw_tests::contract::run(&real_site))?;
+        let real = rt.block_on(drgw_tests::contract::run(&endpoints(primary)))?;
         let sim = rt.block_on(async {
             let site = drgw_tests::sim::Site::start(drgw_tests::sim::SiteConfig::named("contract"))
                 .await?;
-            let e = site.endpoints();
-            let sim_site = drgw_tests::contract::ContractSite {
-                identity: e.identity,
-                compute: e.compute,
-                image: e.image,
-                volume: e.volume,
-                network: e.network,
-            };
+            let sim_site = drgw_tests::testbed::sim_endpoints(&site.endpoints());
             let obs = drgw_tests::contract::run(&sim_site).await;
             site.shutdown().await;
             obs
