@@ -61,6 +61,15 @@ struct KindTarget {
 #[derive(Debug, Clone, Default)]
 pub struct CatalogTarget {
     kinds: Vec<KindTarget>,
+    /// The region fronted endpoints are presented in, see [`CatalogTarget::with_region`].
+    region: Option<RegionRename>,
+}
+
+/// Renames the region of fronted endpoints: `from` (any region when `None`) → `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RegionRename {
+    from: Option<String>,
+    to: String,
 }
 
 impl CatalogTarget {
@@ -91,7 +100,23 @@ impl CatalogTarget {
             strip.sort_by_key(|b| std::cmp::Reverse(b.path().len()));
             kinds.push(KindTarget { kind, base, strip });
         }
-        CatalogTarget { kinds }
+        CatalogTarget {
+            kinds,
+            region: None,
+        }
+    }
+
+    /// Presents the fronted endpoints of region `from` (of every region when `None`) in
+    /// region `to`: `region` and `region_id` become `to`. After a failover the recovery
+    /// site's Keystone names its own region, while the tenants' clients were configured with
+    /// the primary's (`region_name` in clouds.yaml); without this they would find no
+    /// endpoint in the catalog. Endpoints of services that are not fronted keep theirs.
+    pub fn with_region(mut self, from: Option<&str>, to: &str) -> CatalogTarget {
+        self.region = Some(RegionRename {
+            from: from.map(str::to_string),
+            to: to.to_string(),
+        });
+        self
     }
 
     /// Whether catalog entries of `kind` are rewritten.
@@ -260,6 +285,9 @@ fn rewrite_endpoint(
     target: &CatalogTarget,
 ) -> RewriteStats {
     let mut stats = RewriteStats::default();
+    if let (Some(rename), Some(_), Value::Object(fields)) = (&target.region, kind, &mut *endpoint) {
+        rename_region(fields, rename);
+    }
     let url = match endpoint.get_mut("url") {
         Some(Value::String(url)) => url,
         _ => {
@@ -276,6 +304,29 @@ fn rewrite_endpoint(
         None => stats.untouched = 1,
     }
     stats
+}
+
+/// Applies a [`RegionRename`] to one endpoint (`region` and `region_id`, where present).
+fn rename_region(fields: &mut serde_json::Map<String, Value>, rename: &RegionRename) {
+    let current = fields
+        .get("region_id")
+        .or_else(|| fields.get("region"))
+        .and_then(Value::as_str);
+    let applies = match (&rename.from, current) {
+        (None, _) => true,
+        (Some(from), Some(current)) => from == current,
+        (Some(_), None) => false,
+    };
+    if !applies {
+        return;
+    }
+    for key in ["region", "region_id"] {
+        if let Some(v) = fields.get_mut(key) {
+            if v.is_string() {
+                *v = Value::String(rename.to.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +354,39 @@ mod tests {
             ),
             (ServiceKind::Image, "", vec!["http://127.0.0.1:15002"]),
         ])
+    }
+
+    #[test]
+    fn region_of_fronted_endpoints_is_renamed() {
+        let t = routed().with_region(Some("RegionTwo"), "RegionOne");
+        let mut catalog = json!([
+            {"type": "compute", "endpoints": [
+                {"interface": "public", "region": "RegionTwo", "region_id": "RegionTwo",
+                 "url": "http://127.0.0.1:15001/v2.1"},
+                {"interface": "public", "region": "Elsewhere", "region_id": "Elsewhere",
+                 "url": "http://127.0.0.1:15001/v2.1"}
+            ]},
+            {"type": "placement", "endpoints": [
+                {"interface": "public", "region": "RegionTwo", "region_id": "RegionTwo",
+                 "url": "http://127.0.0.1:15009"}
+            ]}
+        ]);
+        rewrite_catalog(&mut catalog, &t);
+        let compute = &catalog[0]["endpoints"];
+        assert_eq!(compute[0]["region"], "RegionOne");
+        assert_eq!(compute[0]["region_id"], "RegionOne");
+        // Another region, and a service the gateway does not front, keep theirs.
+        assert_eq!(compute[1]["region_id"], "Elsewhere");
+        assert_eq!(catalog[1]["endpoints"][0]["region"], "RegionTwo");
+
+        let any = routed().with_region(None, "RegionOne");
+        let mut list = json!({"endpoints": [
+            {"region_id": "X", "url": "http://127.0.0.1:15001/v2.1", "service_id": "s"}
+        ]});
+        rewrite_token_response(&mut list, &any);
+        assert_eq!(list["endpoints"][0]["region_id"], "RegionOne");
+        // No `region` key: none is added.
+        assert!(list["endpoints"][0].get("region").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 
 use crate::config::{Config, SiteName};
+use crate::failover::StableIds;
 use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorDeps, MirrorEngine, MirrorError, MirrorSite, SecretKey};
@@ -84,6 +85,8 @@ pub struct Gateway {
     pub policy: Arc<PolicyStage>,
     /// Applies journaled changes at the recovery site.
     pub mirror: MirrorEngine,
+    /// Tenants' IDs across sites (armed from the first failover on).
+    pub stable_ids: StableIds,
     primary: SiteRuntime,
     recovery: SiteRuntime,
     active: ArcSwap<SiteName>,
@@ -177,6 +180,7 @@ impl Gateway {
             parallel_tenants: MirrorDeps::DEFAULT_PARALLEL_TENANTS,
         })
         .await?;
+        let stable_ids = StableIds::new(IdMap::new(store.clone()));
         Ok(Gateway {
             config: Arc::new(config),
             metrics,
@@ -185,6 +189,7 @@ impl Gateway {
             journal,
             policy: Arc::new(policy),
             mirror,
+            stable_ids,
             primary,
             recovery,
             active: ArcSwap::from_pointee(SiteName::Primary),
@@ -207,6 +212,9 @@ impl Gateway {
 
     /// Switches every service to `site` (requests that start afterwards go there).
     pub fn set_active_site(&self, site: SiteName) {
+        if site != SiteName::Primary {
+            self.stable_ids.arm();
+        }
         self.rewriter
             .store(Arc::new(Rewriter::new(&self.config, site)));
         self.active.store(Arc::new(site));

@@ -83,7 +83,14 @@ impl Rewriter {
                 .collect();
             target_bases.push((kind(service), base, known));
         }
-        let catalog = CatalogTarget::new(target_bases);
+        let mut catalog = CatalogTarget::new(target_bases);
+        // Tenants' clients name the primary's region; the recovery Keystone names its own.
+        if let Some(region) = config.site(SiteName::Primary).region.as_deref() {
+            let active_region = config.site(active).region.as_deref();
+            if active != SiteName::Primary && active_region != Some(region) {
+                catalog = catalog.with_region(active_region, region);
+            }
+        }
         Rewriter {
             links,
             per_service,

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::body::{self, ProxyBody};
 use crate::config::SiteName;
-use crate::failover::FailoverController;
+use crate::failover::{ids, CollectingLookup, FailoverController};
 use crate::fault;
 use crate::gateway::Gateway;
 use crate::mutation::{MirrorOutcome, Mutation};
@@ -133,13 +133,29 @@ pub async fn handle(
     if !path.starts_with('/') {
         return finish(&gw, service, "other", &req_id, not_found(service));
     }
+    let site = gw.active_site();
+
+    // 1a. stable IDs (armed from the first failover on): the IDs the tenant knows become
+    // the active site's, in the path and the query, before anything reads them.
+    let translated = if gw.stable_ids.armed() {
+        match stable_target(&gw, site, service, path, client_uri.query()).await {
+            Ok(t) => Some(t),
+            Err(resp) => return finish(&gw, service, "other", &req_id, resp),
+        }
+    } else {
+        None
+    };
+    let (path, query) = match &translated {
+        Some((p, q)) => (p.as_str(), q.as_deref()),
+        None => (path, client_uri.query()),
+    };
 
     // 2. classify
     let op = services::classify(
         service,
         &parts.method,
         path,
-        parts.uri.query(),
+        query,
         microversion(&parts.headers),
     );
     let action = op.action.as_str();
@@ -154,7 +170,6 @@ pub async fn handle(
         return finish(&gw, service, action, &req_id, frozen.map(body::full));
     }
     let _in_flight = op.action.is_mutating().then(|| fo.track_write());
-    let site = gw.active_site();
 
     // 2b. tenant: who makes a change (from the token cache; one validation at the active
     // site's Keystone on a miss). Reads skip this: they need no tenant and stay cheap.
@@ -169,7 +184,7 @@ pub async fn handle(
     };
 
     // 3. upstream
-    let uri = match gw.upstream_uri(site, service, path, parts.uri.query()) {
+    let uri = match gw.upstream_uri(site, service, path, query) {
         Some(u) => u,
         None => {
             let resp = native_error(
@@ -310,6 +325,13 @@ async fn protected_change(
             }
         }
     };
+    if gw.stable_ids.armed() {
+        if let Some(v) = json.as_mut() {
+            if let Err(resp) = stable_request_body(gw, change.site, service, v).await {
+                return resp;
+            }
+        }
+    }
     let mut op = change.op.clone();
     if op.action == Action::Action && op.action_name.is_none() {
         op.action_name = json.as_ref().and_then(services::action_name_from_body);
@@ -715,6 +737,11 @@ async fn finish_buffered(
     rewrite_location(gw, &rewriter, op.service, &mut parts.headers);
     let limit = gw.response_buffer_limit();
     let catalog = carries_catalog(op);
+    let buffered = if gw.stable_ids.armed() && !catalog {
+        stable_response_body(gw, op, &parts, buffered).await
+    } else {
+        buffered
+    };
     let token_capture = catalog && op.resource == ResourceType::Token && parts.status.is_success();
     let rewrite_kind = if catalog {
         BodyRewrite::Catalog
@@ -777,6 +804,101 @@ async fn capture_token(
         if let Some(ctx) = crate::token::TokenContext::from_token_body(json, gw.active_site()) {
             gw.tokens.remember(token, ctx).await;
         }
+    }
+}
+
+/// A failure to read the ID map: the gateway cannot tell which resource a tenant means, so
+/// it refuses rather than act on the wrong one.
+fn idmap_unavailable(service: Service, e: &crate::state::StateError) -> Response<ProxyBody> {
+    tracing::error!(error = %e, "cannot read the ID map");
+    native_error(
+        service,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The gateway cannot read its ID map; retry shortly.",
+    )
+}
+
+/// The path and query with the tenant's IDs replaced by the active site's.
+async fn stable_target(
+    gw: &Gateway,
+    site: SiteName,
+    service: Service,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(String, Option<String>), Response<ProxyBody>> {
+    let collection = ids::path_collection(service, path);
+    let asked = CollectingLookup::new();
+    ids::translate_request_path(service, path, &asked);
+    if let Some(q) = query {
+        ids::translate_request_query(q, collection, &asked);
+    }
+    let lookup = gw
+        .stable_ids
+        .resolve(site, asked)
+        .await
+        .map_err(|e| idmap_unavailable(service, &e))?;
+    let new_path = ids::translate_request_path(service, path, &lookup);
+    let new_query = query.map(|q| {
+        ids::translate_request_query(q, collection, &lookup).unwrap_or_else(|| q.to_string())
+    });
+    Ok((new_path, new_query))
+}
+
+/// Replaces the tenant's IDs in a request body by the active site's.
+async fn stable_request_body(
+    gw: &Gateway,
+    site: SiteName,
+    service: Service,
+    json: &mut Value,
+) -> Result<(), Response<ProxyBody>> {
+    let asked = CollectingLookup::new();
+    ids::translate_request_body(json, &asked);
+    let lookup = gw
+        .stable_ids
+        .resolve(site, asked)
+        .await
+        .map_err(|e| idmap_unavailable(service, &e))?;
+    ids::translate_request_body(json, &lookup);
+    Ok(())
+}
+
+/// A JSON response with the active site's IDs replaced by the ones the tenant knows.
+/// Compressed or non-JSON bodies pass unchanged; so does a body whose IDs cannot be looked
+/// up (logged): the tenant still gets its answer.
+async fn stable_response_body(
+    gw: &Gateway,
+    op: &Operation,
+    parts: &http::response::Parts,
+    buffered: Bytes,
+) -> Bytes {
+    if !parts.status.is_success()
+        || !is_json(&parts.headers)
+        || parts.headers.contains_key(header::CONTENT_ENCODING)
+        || buffered.is_empty()
+    {
+        return buffered;
+    }
+    let Ok(mut json) = serde_json::from_slice::<Value>(&buffered) else {
+        return buffered;
+    };
+    // Glance answers with the image itself, unwrapped.
+    let root = (op.service == Service::Image && op.resource == ResourceType::Image)
+        .then_some(("image", "image"));
+    let asked = CollectingLookup::new();
+    ids::translate_response_ids(&mut json, root, &asked);
+    let lookup = match gw.stable_ids.resolve(gw.active_site(), asked).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the ID map; response IDs left as they are");
+            return buffered;
+        }
+    };
+    if lookup.is_empty() || ids::translate_response_ids(&mut json, root, &lookup) == 0 {
+        return buffered;
+    }
+    match serde_json::to_vec(&json) {
+        Ok(v) => Bytes::from(v),
+        Err(_) => buffered,
     }
 }
 

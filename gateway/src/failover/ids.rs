@@ -1,37 +1,92 @@
-//! Stable IDs after a failover, as pure functions: tenants keep using the primary IDs they
-//! know, and the gateway translates them through the ID map.
+//! Stable IDs after a failover, as pure functions: tenants keep using the IDs they know,
+//! and the gateway translates them through the ID map.
 //!
-//! - [`translate_request_path`]: primary IDs in a request path → recovery IDs (each ID
-//!   segment after a known collection, Cinder's/legacy Nova's `/{project_id}` segment).
-//! - [`translate_response_ids`]: recovery IDs in a JSON response → primary IDs (`id` of a
-//!   known resource wrapper, and well-known reference fields such as `network_id`).
+//! The ID a tenant knows is the one its resource got at the site where it was created (its
+//! *origin*): a resource created before the failover is known by its primary ID, one created
+//! during it by its recovery ID (also after failback, when reverse replication gave it a
+//! primary copy). Two directions, seen from the active site:
+//! - requests, tenant → site: [`translate_request_path`] (each ID segment after a known
+//!   collection, Cinder's/legacy Nova's `/{project_id}` segment), [`translate_request_query`]
+//!   (filters such as `network_id=`), [`translate_request_body`] (references such as a
+//!   subnet's `network_id` or a server's `networks[].uuid`);
+//! - responses, site → tenant: [`translate_response_ids`] (`id` of a known resource
+//!   wrapper, and well-known reference fields).
 //!
-//! An ID without a mapping is left as it is: a resource created after the failover keeps
-//! its recovery ID (it has no primary one), and a name is not an ID. Look-ups go through
-//! [`IdLookup`] (service and resource type spelled as in the ID map: `network`/`subnet`,
-//! `volume`/`volume_type`, `identity`/`project`, ...); the request path prefetches what it
-//! needs asynchronously (see [`request_path_ids`]) or uses an in-memory map
-//! ([`StaticIdLookup`]).
+//! An ID without a mapping is left as it is: a resource created at the active site keeps
+//! its ID there, and a name is not an ID. Look-ups go through [`IdLookup`] (service and
+//! resource type spelled as in the ID map: `network`/`subnet`, `volume`/`volume_type`,
+//! `identity`/`project`, ...). The functions are synchronous: the request path first runs
+//! them with a [`CollectingLookup`] to learn which IDs it needs, fetches those mappings
+//! from the state store at once, then runs them again with the [`StaticIdLookup`] it built.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
 use crate::operation::Service;
 
-/// ID-map look-ups in both directions.
+/// ID-map look-ups in both directions, relative to the active site.
 pub trait IdLookup {
-    /// The recovery ID of a primary ID.
-    fn to_recovery(&self, service: &str, resource_type: &str, id: &str) -> Option<String>;
-    /// The primary ID of a recovery ID.
-    fn to_primary(&self, service: &str, resource_type: &str, id: &str) -> Option<String>;
+    /// The active site's ID of an ID the tenant knows (requests).
+    fn to_site(&self, service: &str, resource_type: &str, id: &str) -> Option<String>;
+    /// The ID the tenant knows of an active site's ID (responses).
+    fn to_tenant(&self, service: &str, resource_type: &str, id: &str) -> Option<String>;
+}
+
+/// Which way an ID is translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// Tenant's ID → the active site's.
+    ToSite,
+    /// The active site's ID → the tenant's.
+    ToTenant,
+}
+
+/// An [`IdLookup`] that knows nothing and remembers what it was asked: running a translation
+/// with it lists the mappings the real translation needs.
+#[derive(Debug, Default)]
+pub struct CollectingLookup {
+    wanted: RefCell<BTreeSet<(Direction, String, String, String)>>,
+}
+
+impl CollectingLookup {
+    pub fn new() -> CollectingLookup {
+        CollectingLookup::default()
+    }
+
+    /// The look-ups asked for so far, each once.
+    pub fn into_wanted(self) -> Vec<(Direction, String, String, String)> {
+        self.wanted.into_inner().into_iter().collect()
+    }
+
+    fn ask(&self, direction: Direction, service: &str, resource_type: &str, id: &str) {
+        self.wanted.borrow_mut().insert((
+            direction,
+            service.to_string(),
+            resource_type.to_string(),
+            id.to_string(),
+        ));
+    }
+}
+
+impl IdLookup for CollectingLookup {
+    fn to_site(&self, service: &str, resource_type: &str, id: &str) -> Option<String> {
+        self.ask(Direction::ToSite, service, resource_type, id);
+        None
+    }
+
+    fn to_tenant(&self, service: &str, resource_type: &str, id: &str) -> Option<String> {
+        self.ask(Direction::ToTenant, service, resource_type, id);
+        None
+    }
 }
 
 /// An in-memory [`IdLookup`].
 #[derive(Debug, Clone, Default)]
 pub struct StaticIdLookup {
-    forward: HashMap<(String, String, String), String>,
-    reverse: HashMap<(String, String, String), String>,
+    to_site: HashMap<(String, String, String), String>,
+    to_tenant: HashMap<(String, String, String), String>,
 }
 
 impl StaticIdLookup {
@@ -40,38 +95,53 @@ impl StaticIdLookup {
         StaticIdLookup::default()
     }
 
-    /// Adds one mapping.
-    pub fn insert(&mut self, service: &str, resource_type: &str, primary: &str, recovery: &str) {
-        self.forward.insert(
-            (service.into(), resource_type.into(), primary.into()),
-            recovery.into(),
+    /// Adds one pair: the tenant knows the resource as `tenant_id`, the active site as
+    /// `site_id`.
+    pub fn insert(&mut self, service: &str, resource_type: &str, tenant_id: &str, site_id: &str) {
+        self.to_site.insert(
+            (service.into(), resource_type.into(), tenant_id.into()),
+            site_id.into(),
         );
-        self.reverse.insert(
-            (service.into(), resource_type.into(), recovery.into()),
-            primary.into(),
+        self.to_tenant.insert(
+            (service.into(), resource_type.into(), site_id.into()),
+            tenant_id.into(),
         );
     }
-}
 
-impl From<&[crate::state::IdMapping]> for StaticIdLookup {
-    fn from(mappings: &[crate::state::IdMapping]) -> StaticIdLookup {
-        let mut l = StaticIdLookup::new();
-        for m in mappings {
-            l.insert(&m.service, &m.resource_type, &m.primary_id, &m.recovery_id);
-        }
-        l
+    /// Adds one answer of one direction only.
+    pub fn insert_one(
+        &mut self,
+        direction: Direction,
+        service: &str,
+        resource_type: &str,
+        from: &str,
+        to: &str,
+    ) {
+        let map = match direction {
+            Direction::ToSite => &mut self.to_site,
+            Direction::ToTenant => &mut self.to_tenant,
+        };
+        map.insert(
+            (service.into(), resource_type.into(), from.into()),
+            to.into(),
+        );
+    }
+
+    /// Whether no mapping is known.
+    pub fn is_empty(&self) -> bool {
+        self.to_site.is_empty() && self.to_tenant.is_empty()
     }
 }
 
 impl IdLookup for StaticIdLookup {
-    fn to_recovery(&self, service: &str, resource_type: &str, id: &str) -> Option<String> {
-        self.forward
+    fn to_site(&self, service: &str, resource_type: &str, id: &str) -> Option<String> {
+        self.to_site
             .get(&(service.into(), resource_type.into(), id.into()))
             .cloned()
     }
 
-    fn to_primary(&self, service: &str, resource_type: &str, id: &str) -> Option<String> {
-        self.reverse
+    fn to_tenant(&self, service: &str, resource_type: &str, id: &str) -> Option<String> {
+        self.to_tenant
             .get(&(service.into(), resource_type.into(), id.into()))
             .cloned()
     }
@@ -177,7 +247,7 @@ pub fn translate_request_path(service: Service, path: &str, lookup: &dyn IdLooku
         .map(str::to_string)
         .collect();
     for pid in ids {
-        if let Some(r) = lookup.to_recovery(pid.service, pid.resource_type, &pid.id) {
+        if let Some(r) = lookup.to_site(pid.service, pid.resource_type, &pid.id) {
             if let Some(s) = segs.get_mut(pid.segment) {
                 *s = r;
             }
@@ -230,53 +300,91 @@ fn reference(key: &str) -> Option<(&'static str, &'static str)> {
         "project_id" | "tenant_id" | "default_project_id" | "owner" => ("identity", "project"),
         "user_id" => ("identity", "user"),
         "volume_type_id" => ("volume", "volume_type"),
+        "volume_id" => ("volume", "volume"),
+        "snapshot_id" => ("volume", "snapshot"),
         "image_id" | "imageRef" => ("image", "image"),
         "flavorRef" => ("compute", "flavor"),
         _ => return None,
     })
 }
 
-fn back(v: &mut Value, t: (&str, &str), lookup: &dyn IdLookup) -> usize {
-    if let Some(id) = v.as_str() {
-        if let Some(p) = lookup.to_primary(t.0, t.1, id) {
-            *v = Value::String(p);
-            return 1;
+fn map_one(v: &mut Value, t: (&str, &str), dir: Direction, lookup: &dyn IdLookup) -> usize {
+    let Some(id) = v.as_str() else {
+        return 0;
+    };
+    let found = match dir {
+        Direction::ToSite => lookup.to_site(t.0, t.1, id),
+        Direction::ToTenant => lookup.to_tenant(t.0, t.1, id),
+    };
+    match found {
+        Some(other) => {
+            *v = Value::String(other);
+            1
         }
+        None => 0,
     }
-    0
 }
 
-fn walk(v: &mut Value, ctx: Option<(&'static str, &'static str)>, lookup: &dyn IdLookup) -> usize {
+/// The resource type a block device's `uuid` names, from its `source_type`.
+fn block_device_source(
+    device: &serde_json::Map<String, Value>,
+) -> Option<(&'static str, &'static str)> {
+    Some(match device.get("source_type").and_then(Value::as_str)? {
+        "image" => ("image", "image"),
+        "volume" => ("volume", "volume"),
+        "snapshot" => ("volume", "snapshot"),
+        _ => return None,
+    })
+}
+
+fn walk(
+    v: &mut Value,
+    ctx: Option<(&'static str, &'static str)>,
+    dir: Direction,
+    lookup: &dyn IdLookup,
+) -> usize {
     let mut n = 0;
     match v {
         Value::Object(o) => {
+            let device = block_device_source(o);
             for (k, val) in o.iter_mut() {
+                let k = k.as_str();
                 if k == "id" {
                     if let Some(t) = ctx {
-                        n += back(val, t, lookup);
+                        n += map_one(val, t, dir, lookup);
                     }
                 } else if let Some(t) = reference(k) {
-                    n += back(val, t, lookup);
-                } else if k == "security_groups"
-                    && val
-                        .as_array()
-                        .is_some_and(|a| a.iter().all(Value::is_string))
+                    n += map_one(val, t, dir, lookup);
+                } else if let Some(ids) = wrapper(k).and_then(|t| string_array(val).map(|a| (t, a)))
                 {
-                    if let Some(a) = val.as_array_mut() {
-                        for e in a {
-                            n += back(e, ("network", "security_group"), lookup);
-                        }
+                    // A list of IDs: a port's `security_groups`, a network's `subnets`.
+                    let (t, ids) = ids;
+                    for e in ids {
+                        n += map_one(e, t, dir, lookup);
                     }
+                } else if k == "uuid" && ctx == Some(NOVA_NETWORKS) {
+                    n += map_one(val, ("network", "network"), dir, lookup);
+                } else if k == "port" && ctx == Some(NOVA_NETWORKS) {
+                    n += map_one(val, ("network", "port"), dir, lookup);
+                } else if k == "uuid" && device.is_some() {
+                    n += map_one(val, device.unwrap_or(("", "")), dir, lookup);
+                } else if k == "volume_type" && val.is_string() {
+                    // A name or an ID: only a mapped ID changes.
+                    n += map_one(val, ("volume", "volume_type"), dir, lookup);
+                } else if k == "source_volid" {
+                    n += map_one(val, ("volume", "volume"), dir, lookup);
+                } else if k == "networks" && ctx == Some(("compute", "server")) {
+                    n += walk(val, Some(NOVA_NETWORKS), dir, lookup);
                 } else if let Some(t) = wrapper(k) {
-                    n += walk(val, Some(t), lookup);
+                    n += walk(val, Some(t), dir, lookup);
                 } else {
-                    n += walk(val, None, lookup);
+                    n += walk(val, None, dir, lookup);
                 }
             }
         }
         Value::Array(a) => {
             for e in a {
-                n += walk(e, ctx, lookup);
+                n += walk(e, ctx, dir, lookup);
             }
         }
         _ => {}
@@ -284,17 +392,89 @@ fn walk(v: &mut Value, ctx: Option<(&'static str, &'static str)>, lookup: &dyn I
     n
 }
 
-/// Replaces recovery IDs in a response body by the primary IDs the tenant knows: the `id`
-/// inside a known wrapper (`{"network": {...}}`, `{"networks": [...]}`, or the body itself
-/// when `root` says what it is, e.g. Glance's unwrapped image), and reference fields
+/// The elements of a non-empty array of strings.
+fn string_array(v: &mut Value) -> Option<&mut Vec<Value>> {
+    match v {
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => Some(a),
+        _ => None,
+    }
+}
+
+/// The context of a server create's `networks` list (its `uuid` is a network, `port` a
+/// port); never an ID-map type.
+const NOVA_NETWORKS: (&str, &str) = ("compute", "server.networks");
+
+/// Replaces the IDs a tenant knows in a request body by the active site's: reference fields
+/// (`network_id`, `subnet_id` in `fixed_ips`, a port's `security_groups`, a router's
+/// `external_gateway_info.network_id`, a server's `flavorRef`, `imageRef`,
+/// `networks[].uuid`/`port` and `block_device_mapping_v2[].uuid`, a volume's `volume_type`,
+/// `snapshot_id`, `source_volid`, ...). Returns how many IDs were replaced.
+pub fn translate_request_body(json: &mut Value, lookup: &dyn IdLookup) -> usize {
+    walk(json, None, Direction::ToSite, lookup)
+}
+
+/// Replaces active-site IDs in a response body by the IDs the tenant knows: the `id` inside
+/// a known wrapper (`{"network": {...}}`, `{"networks": [...]}`, or the body itself when
+/// `root` says what it is, e.g. Glance's unwrapped image), and reference fields
 /// (`network_id`, `project_id`, a port's `security_groups`, ...). Returns how many IDs were
-/// replaced. Unmapped IDs stay (resources created after the failover).
+/// replaced. Unmapped IDs stay (resources created at the active site).
 pub fn translate_response_ids(
     json: &mut Value,
     root: Option<(&'static str, &'static str)>,
     lookup: &dyn IdLookup,
 ) -> usize {
-    walk(json, root, lookup)
+    walk(json, root, Direction::ToTenant, lookup)
+}
+
+/// A query string with the IDs a tenant knows in filters (`network_id=`, `project_id=`,
+/// `device_id=`, ...) replaced by the active site's; `None` when nothing changed. `id=`
+/// filters name the collection's own type, given by `collection`.
+pub fn translate_request_query(
+    query: &str,
+    collection: Option<(&'static str, &'static str)>,
+    lookup: &dyn IdLookup,
+) -> Option<String> {
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let Some((k, v)) = pair.split_once('=') else {
+                return pair.to_string();
+            };
+            let t = if k == "id" { collection } else { reference(k) };
+            let Some(t) = t else {
+                return pair.to_string();
+            };
+            // IDs never need percent-encoding; an encoded value is not one of ours.
+            if v.is_empty() || v.contains('%') {
+                return pair.to_string();
+            }
+            match lookup.to_site(t.0, t.1, v) {
+                Some(new) => {
+                    changed = true;
+                    format!("{k}={new}")
+                }
+                None => pair.to_string(),
+            }
+        })
+        .collect();
+    changed.then(|| parts.join("&"))
+}
+
+/// The ID-map type of the collection a path lists (its last segment), for `id=` filters and
+/// for unwrapped single-resource bodies (Glance images).
+pub fn path_collection(service: Service, path: &str) -> Option<(&'static str, &'static str)> {
+    let p = path.split_once('?').map_or(path, |(p, _)| p);
+    let mut segs = p.trim_end_matches('/').rsplit('/');
+    let last = segs.next()?;
+    if let Some(t) = collection(service, last) {
+        return Some(t);
+    }
+    // `/v2/images/{id}`: a single image, Glance's body is the image itself.
+    match (service, segs.next()) {
+        (Service::Image, Some("images")) => Some(("image", "image")),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +529,113 @@ mod tests {
             translate_request_path(Service::Identity, "/v3/projects/pproj", &l),
             "/v3/projects/rproj"
         );
+    }
+
+    #[test]
+    fn request_bodies_translate_references() {
+        let mut l = lookup();
+        l.insert("compute", "flavor", "pflv", "rflv");
+        l.insert("network", "port", "pport", "rport");
+        l.insert("volume", "volume", "pvol", "rvol");
+        let mut server = json!({"server": {
+            "name": "vm", "flavorRef": "pflv", "imageRef": "pimg",
+            "networks": [{"uuid": "pnet"}, {"port": "pport"}],
+            "security_groups": [{"name": "default"}],
+            "block_device_mapping_v2": [
+                {"source_type": "volume", "uuid": "pvol", "boot_index": 0},
+                {"source_type": "blank", "uuid": "pvol"}
+            ]
+        }});
+        assert_eq!(translate_request_body(&mut server, &l), 5);
+        let s = &server["server"];
+        assert_eq!(s["flavorRef"], "rflv");
+        assert_eq!(s["imageRef"], "rimg");
+        assert_eq!(s["networks"], json!([{"uuid": "rnet"}, {"port": "rport"}]));
+        assert_eq!(s["block_device_mapping_v2"][0]["uuid"], "rvol");
+        // A blank device's uuid names nothing the map knows.
+        assert_eq!(s["block_device_mapping_v2"][1]["uuid"], "pvol");
+
+        let mut port = json!({"port": {"network_id": "pnet", "security_groups": ["psg"],
+            "fixed_ips": [{"subnet_id": "psub"}]}});
+        assert_eq!(translate_request_body(&mut port, &l), 3);
+        assert_eq!(port["port"]["security_groups"], json!(["rsg"]));
+
+        let mut router = json!({"router": {"external_gateway_info": {"network_id": "pnet"}}});
+        translate_request_body(&mut router, &l);
+        assert_eq!(
+            router["router"]["external_gateway_info"]["network_id"],
+            "rnet"
+        );
+
+        // A volume type given by name stays a name.
+        let mut volume = json!({"volume": {"size": 1, "volume_type": "gold"}});
+        assert_eq!(translate_request_body(&mut volume, &l), 0);
+        let mut volume = json!({"volume": {"size": 1, "volume_type": "ptype"}});
+        assert_eq!(translate_request_body(&mut volume, &l), 1);
+        assert_eq!(volume["volume"]["volume_type"], "rtype");
+    }
+
+    #[test]
+    fn query_filters_translate() {
+        let l = lookup();
+        assert_eq!(
+            translate_request_query("network_id=pnet&name=pnet&limit=5", None, &l).as_deref(),
+            Some("network_id=rnet&name=pnet&limit=5")
+        );
+        assert_eq!(
+            translate_request_query("id=psub&id=other", Some(("network", "subnet")), &l).as_deref(),
+            Some("id=rsub&id=other")
+        );
+        assert_eq!(translate_request_query("fields=id&flag", None, &l), None);
+        assert_eq!(
+            path_collection(Service::Network, "/v2.0/subnets"),
+            Some(("network", "subnet"))
+        );
+        assert_eq!(
+            path_collection(Service::Image, "/v2/images/abc"),
+            Some(("image", "image"))
+        );
+        assert_eq!(path_collection(Service::Network, "/v2.0/subnets/x"), None);
+    }
+
+    #[test]
+    fn collecting_lists_what_a_translation_needs() {
+        let c = CollectingLookup::new();
+        let mut body = json!({"subnets": [{"id": "a", "network_id": "n"}, {"id": "b"}]});
+        translate_response_ids(&mut body, None, &c);
+        translate_request_path(Service::Network, "/v2.0/networks/n", &c);
+        let wanted = c.into_wanted();
+        assert_eq!(
+            wanted,
+            vec![
+                (
+                    Direction::ToSite,
+                    "network".into(),
+                    "network".into(),
+                    "n".into()
+                ),
+                (
+                    Direction::ToTenant,
+                    "network".into(),
+                    "network".into(),
+                    "n".into()
+                ),
+                (
+                    Direction::ToTenant,
+                    "network".into(),
+                    "subnet".into(),
+                    "a".into()
+                ),
+                (
+                    Direction::ToTenant,
+                    "network".into(),
+                    "subnet".into(),
+                    "b".into()
+                ),
+            ]
+        );
+        // Nothing was changed while collecting.
+        assert_eq!(body["subnets"][0]["id"], "a");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod health;
 pub mod ids;
 mod metrics;
 pub mod rpo;
+pub mod stable;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,9 +52,13 @@ pub use drgw_catalog::failover::{
 };
 pub use drill::{DrillEntry, DrillGroup, DrillOutcome, DrillReport};
 pub use health::{AutoFailoverConfig, AutoFailoverDetector, HealthConfig};
-pub use ids::{translate_request_path, translate_response_ids, IdLookup, StaticIdLookup};
+pub use ids::{
+    translate_request_body, translate_request_path, translate_request_query,
+    translate_response_ids, CollectingLookup, IdLookup, StaticIdLookup,
+};
 pub use metrics::FailoverMetrics;
 pub use rpo::{LostRecord, RpoReport, TenantLoss, TierLoss};
+pub use stable::StableIds;
 
 use crate::config::SiteName;
 use crate::gateway::Gateway;
@@ -328,9 +333,13 @@ impl FailoverController {
             );
             self.transition(Transition::Abort, None).await?;
         }
-        self.gw.set_active_site(site_name(
-            self.current.load().persisted.status.active_site(),
-        ));
+        let status = self.current.load().persisted.status;
+        if status.epoch() > 0 {
+            // Resources may have been created at the other site: their tenants know them
+            // by the IDs they got there.
+            self.gw.stable_ids.arm();
+        }
+        self.gw.set_active_site(site_name(status.active_site()));
         self.publish_metrics();
         Ok(self.status())
     }

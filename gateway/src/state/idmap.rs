@@ -174,6 +174,58 @@ impl IdMap {
         }
     }
 
+    /// The whole mapping of a primary resource.
+    pub async fn get_by_primary(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        let k = key(service, resource_type, primary_id)?;
+        match self.store.get(IDMAP_FORWARD, &k).await? {
+            Some(v) => Ok(Some(decode(IDMAP_FORWARD, &k, &v.value, false)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole mapping of a recovery resource.
+    pub async fn get_by_recovery(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        let k = key(service, resource_type, recovery_id)?;
+        match self.store.get(IDMAP_REVERSE, &k).await? {
+            Some(v) => Ok(Some(decode(IDMAP_REVERSE, &k, &v.value, true)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The mappings of many resources at once, from one snapshot, in the order asked:
+    /// `(service, resource_type, id)` where `id` is a recovery ID when `by_recovery`, else a
+    /// primary ID.
+    pub async fn get_many(
+        &self,
+        by_recovery: bool,
+        resources: &[(String, String, String)],
+    ) -> Result<Vec<Option<IdMapping>>, StateError> {
+        let ns = if by_recovery {
+            IDMAP_REVERSE
+        } else {
+            IDMAP_FORWARD
+        };
+        let keys = resources
+            .iter()
+            .map(|(service, rt, id)| key(service, rt, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = self.store.get_many(ns, &keys).await?;
+        keys.iter()
+            .zip(values)
+            .map(|(k, v)| v.map(|v| decode(ns, k, &v.value, by_recovery)).transpose())
+            .collect()
+    }
+
     /// Removes the mapping of a primary resource (both directions); returns what was removed.
     pub async fn remove(
         &self,

@@ -1,0 +1,281 @@
+//! Failover and failback end to end, as operators and tenants see them: two simulated
+//! sites, the gateway with the sandbox policy, the real `openstack` CLI for the tenant and
+//! the `drgw` binary for the operator.
+//!
+//! A tenant creates protected resources of every tier; `drgw failover --to recovery
+//! --planned`; the catalog still points at the gateway (routed mode); the tenant shows,
+//! lists, updates and deletes its resources by the IDs it got from the primary, and creates
+//! new ones; `drgw failback --planned`; the tenant's IDs still work.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drgw_tests::cli::OpenStackCli;
+use drgw_tests::testbed::{drgw_binary, TestBed};
+use serde_json::Value;
+
+/// Runs the operator's `drgw` command against the bed's gateway; returns its stdout.
+fn drgw(config: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(drgw_binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "drgw {args:?} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+/// Polls the CLI until `cloud` shows `what`, for up to `limit`.
+fn shown_eventually(
+    cli: &OpenStackCli,
+    cloud: &str,
+    what: &[&str],
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut args = what.to_vec();
+        args.extend(["-f", "json"]);
+        let out = cli.exec(cloud, &args)?;
+        if out.success() {
+            return out.json();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what:?} never appeared at {cloud}: {}",
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn id(v: &Value) -> anyhow::Result<String> {
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no id in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_failover_and_failback_keep_the_tenants_ids() {
+    let bed = TestBed::start().await.expect("test bed");
+    let cli = Arc::new(OpenStackCli::new(&bed.clouds_yaml).expect("the real openstack CLI"));
+    let config = bed.gateway.config_path.clone();
+    let gateway_urls: Vec<String> = ["identity", "compute", "network", "volume", "image"]
+        .iter()
+        .map(|s| bed.gateway_url(s))
+        .collect();
+
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        // Every tier: Gold (the admin project's flavor), Silver (demo's default: a network
+        // and its subnet), Bronze (asked for with the tier tag).
+        let flavor = cli.json(
+            "drgw-admin",
+            &[
+                "flavor",
+                "create",
+                "--ram",
+                "512",
+                "--disk",
+                "1",
+                "--vcpus",
+                "1",
+                "fo-flavor",
+            ],
+        )?;
+        let net = cli.json("drgw", &["network", "create", "fo-net"])?;
+        let net_id = id(&net)?;
+        let sub = cli.json(
+            "drgw",
+            &[
+                "subnet",
+                "create",
+                "--network",
+                &net_id,
+                "--subnet-range",
+                "10.44.0.0/24",
+                "fo-sub",
+            ],
+        )?;
+        let sub_id = id(&sub)?;
+        // Bronze: created Silver, then re-tiered by replacing its tags. (`network create
+        // --tag dr-tier:bronze` sends the create and then the resource's tags plus the new
+        // one, which names two tiers: the gateway refuses that as ambiguous.)
+        let bronze = cli.json("drgw", &["network", "create", "fo-bronze"])?;
+        cli.run(
+            "drgw",
+            &[
+                "network",
+                "set",
+                "--no-tag",
+                "--tag",
+                "dr-tier:bronze",
+                "fo-bronze",
+            ],
+        )?;
+        let bronze_id = id(&bronze)?;
+        let sg = cli.json("drgw", &["security", "group", "create", "fo-sg"])?;
+        let sg_id = id(&sg)?;
+
+        // Before the switch, everything is at the recovery site under its own IDs.
+        let rec_net = shown_eventually(
+            &cli,
+            "recovery",
+            &["network", "show", "fo-net"],
+            Duration::from_secs(15),
+        )?;
+        let rec_net_id = id(&rec_net)?;
+        anyhow::ensure!(rec_net_id != net_id, "each site has its own network ID");
+        shown_eventually(
+            &cli,
+            "recovery",
+            &["subnet", "show", "fo-sub"],
+            Duration::from_secs(15),
+        )?;
+        shown_eventually(
+            &cli,
+            "recovery",
+            &["network", "show", "fo-bronze"],
+            Duration::from_secs(15),
+        )?;
+        shown_eventually(
+            &cli,
+            "recovery",
+            &["security", "group", "show", "fo-sg"],
+            Duration::from_secs(15),
+        )?;
+        shown_eventually(
+            &cli,
+            "recovery",
+            &["flavor", "show", "fo-flavor"],
+            Duration::from_secs(1),
+        )?;
+
+        // The operator switches.
+        let started = Instant::now();
+        let report = drgw(&config, &["failover", "--to", "recovery", "--planned"])?;
+        println!(
+            "planned failover took {:.2} s:\n{report}",
+            started.elapsed().as_secs_f64()
+        );
+        let status = drgw(&config, &["status"])?;
+        anyhow::ensure!(
+            status.contains("recovery"),
+            "status after failover: {status}"
+        );
+
+        // Routed mode: the catalog still names only the gateway.
+        let catalog = cli.json("drgw", &["catalog", "list"])?;
+        let text = catalog.to_string();
+        for url in gateway_urls.iter().skip(1) {
+            anyhow::ensure!(text.contains(url.as_str()), "catalog lacks {url}: {text}");
+        }
+        for entry in catalog.as_array().into_iter().flatten() {
+            for line in entry["Endpoints"].as_str().unwrap_or("").lines() {
+                if let Some(url) = line
+                    .split_whitespace()
+                    .last()
+                    .filter(|u| u.starts_with("http"))
+                {
+                    anyhow::ensure!(
+                        gateway_urls.iter().any(|g| url.starts_with(g.as_str())),
+                        "catalog entry bypasses the gateway: {line}"
+                    );
+                }
+            }
+        }
+
+        // The tenant's old IDs: show, list, filter, update, delete.
+        let shown = cli.json("drgw", &["network", "show", &net_id])?;
+        anyhow::ensure!(
+            shown["id"] == net_id.as_str(),
+            "old ID shown as is: {shown}"
+        );
+        anyhow::ensure!(shown["name"] == "fo-net", "{shown}");
+        anyhow::ensure!(
+            shown["subnets"].to_string().contains(&sub_id),
+            "the network's subnets use the old IDs: {shown}"
+        );
+        let sub_shown = cli.json("drgw", &["subnet", "show", &sub_id])?;
+        anyhow::ensure!(
+            sub_shown["network_id"] == net_id.as_str(),
+            "references use the old IDs: {sub_shown}"
+        );
+        let listed = cli.json("drgw", &["network", "list"])?;
+        let listed_ids: Vec<&str> = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["ID"].as_str())
+            .collect();
+        anyhow::ensure!(
+            listed_ids.contains(&net_id.as_str()) && !listed_ids.contains(&rec_net_id.as_str()),
+            "the list shows the old IDs: {listed_ids:?}"
+        );
+        let filtered = cli.json("drgw", &["subnet", "list", "--network", &net_id])?;
+        anyhow::ensure!(
+            filtered.to_string().contains(&sub_id),
+            "filter by the old network ID: {filtered}"
+        );
+        cli.run(
+            "drgw",
+            &[
+                "network",
+                "set",
+                "--description",
+                "changed while failed over",
+                &net_id,
+            ],
+        )?;
+        let at_recovery = cli.json("recovery", &["network", "show", &rec_net_id])?;
+        anyhow::ensure!(
+            at_recovery["description"] == "changed while failed over",
+            "the update reached the recovery copy: {at_recovery}"
+        );
+        cli.run("drgw", &["security", "group", "delete", &sg_id])?;
+        let gone = cli.exec("recovery", &["security", "group", "show", "fo-sg"])?;
+        anyhow::ensure!(
+            !gone.success(),
+            "deleted by its old ID at the recovery site"
+        );
+        let flavor_shown = cli.json("drgw-admin", &["flavor", "show", &id(&flavor)?])?;
+        anyhow::ensure!(flavor_shown["name"] == "fo-flavor", "{flavor_shown}");
+        let bronze_shown = cli.json("drgw", &["network", "show", &bronze_id])?;
+        anyhow::ensure!(bronze_shown["id"] == bronze_id.as_str(), "{bronze_shown}");
+
+        // New resources keep the recovery site's IDs.
+        let new_net = cli.json("drgw", &["network", "create", "fo-new"])?;
+        let new_id = id(&new_net)?;
+        let direct = cli.json("recovery", &["network", "show", "fo-new"])?;
+        anyhow::ensure!(
+            direct["id"] == new_id.as_str(),
+            "created after failover: {direct}"
+        );
+        let new_shown = cli.json("drgw", &["network", "show", &new_id])?;
+        anyhow::ensure!(new_shown["name"] == "fo-new", "{new_shown}");
+
+        // The operator fails back; the tenant's IDs still work.
+        let started = Instant::now();
+        let report = drgw(&config, &["failback", "--planned"])?;
+        println!(
+            "planned failback took {:.2} s:\n{report}",
+            started.elapsed().as_secs_f64()
+        );
+        let shown = cli.json("drgw", &["network", "show", &net_id])?;
+        anyhow::ensure!(shown["name"] == "fo-net", "after failback: {shown}");
+        let sub_shown = cli.json("drgw", &["subnet", "show", &sub_id])?;
+        anyhow::ensure!(sub_shown["network_id"] == net_id.as_str(), "{sub_shown}");
+        Ok(())
+    })
+    .await
+    .expect("CLI thread");
+    result.unwrap_or_else(|e| panic!("{e:#}"));
+    bed.stop().await;
+}
