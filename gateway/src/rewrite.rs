@@ -39,6 +39,9 @@ pub struct Rewriter {
     per_service: Vec<UrlMap>,
     /// Where catalog entries point (routed: the gateway; direct: the active site).
     catalog: CatalogTarget,
+    /// Direct mode: catalog bodies keep the active site's URLs, so only identity links in
+    /// them are pointed at the gateway.
+    direct: bool,
 }
 
 impl Rewriter {
@@ -95,6 +98,7 @@ impl Rewriter {
             links,
             per_service,
             catalog,
+            direct: config.catalog_mode == CatalogMode::Direct,
         }
     }
 
@@ -192,7 +196,11 @@ pub fn rewrite_body(
     if what == BodyRewrite::Catalog {
         changed += drgw_catalog::rewrite_token_response(&mut json, &rewriter.catalog).rewritten;
     }
-    changed += rewriter.rewrite_json_links(service, &mut json);
+    changed += if what == BodyRewrite::Catalog && rewriter.direct {
+        rewriter.own(Service::Identity).rewrite_json_links(&mut json)
+    } else {
+        rewriter.rewrite_json_links(service, &mut json)
+    };
     if changed == 0 {
         return Rewritten::Unchanged;
     }

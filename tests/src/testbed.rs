@@ -213,6 +213,12 @@ pub struct TestBed {
 
 impl TestBed {
     pub async fn start() -> anyhow::Result<TestBed> {
+        TestBed::start_with(|config| config).await
+    }
+
+    /// Like [`TestBed::start`], with the gateway's configuration text passed through `edit`
+    /// first (e.g. to set `catalog_mode`).
+    pub async fn start_with(edit: impl FnOnce(String) -> String) -> anyhow::Result<TestBed> {
         let dir = tempfile::tempdir()?;
         let primary = Site::start(SiteConfig::named("primary")).await?;
         let recovery = Site::start(SiteConfig::named("recovery")).await?;
@@ -223,6 +229,8 @@ impl TestBed {
             &sim_endpoints(&primary.endpoints()),
             &sim_endpoints(&recovery.endpoints()),
         )?;
+        let text = std::fs::read_to_string(&config_path)?;
+        std::fs::write(&config_path, edit(text))?;
         let clouds_yaml = dir.path().join("clouds.yaml");
         std::fs::write(
             &clouds_yaml,

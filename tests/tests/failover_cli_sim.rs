@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drgw_tests::cli::OpenStackCli;
+use drgw_tests::sim::SiteHandle;
 use drgw_tests::testbed::{drgw_binary, TestBed};
 use serde_json::Value;
 
@@ -177,19 +178,13 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         for url in gateway_urls.iter().skip(1) {
             anyhow::ensure!(text.contains(url.as_str()), "catalog lacks {url}: {text}");
         }
-        for entry in catalog.as_array().into_iter().flatten() {
-            for line in entry["Endpoints"].as_str().unwrap_or("").lines() {
-                if let Some(url) = line
-                    .split_whitespace()
-                    .last()
-                    .filter(|u| u.starts_with("http"))
-                {
-                    anyhow::ensure!(
-                        gateway_urls.iter().any(|g| url.starts_with(g.as_str())),
-                        "catalog entry bypasses the gateway: {line}"
-                    );
-                }
-            }
+        let urls = catalog_urls(&cli, "drgw")?;
+        anyhow::ensure!(urls.len() >= 15, "5 services x 3 interfaces: {urls:?}");
+        for (kind, url) in &urls {
+            anyhow::ensure!(
+                gateway_urls.iter().any(|g| url.starts_with(g.as_str())),
+                "catalog entry of {kind} bypasses the gateway: {url}"
+            );
         }
 
         // The tenant's old IDs: show, list, filter, update, delete.
@@ -272,6 +267,79 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         anyhow::ensure!(shown["name"] == "fo-net", "after failback: {shown}");
         let sub_shown = cli.json("drgw", &["subnet", "show", &sub_id])?;
         anyhow::ensure!(sub_shown["network_id"] == net_id.as_str(), "{sub_shown}");
+        Ok(())
+    })
+    .await
+    .expect("CLI thread");
+    result.unwrap_or_else(|e| panic!("{e:#}"));
+    bed.stop().await;
+}
+
+/// The catalog's URL of each service type, from `openstack catalog list`.
+fn catalog_urls(cli: &OpenStackCli, cloud: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let catalog = cli.json(cloud, &["catalog", "list"])?;
+    let mut out = Vec::new();
+    for entry in catalog.as_array().into_iter().flatten() {
+        let kind = entry["Type"].as_str().unwrap_or("").to_string();
+        for ep in entry["Endpoints"].as_array().into_iter().flatten() {
+            if let Some(url) = ep["url"].as_str() {
+                out.push((kind.clone(), url.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Direct mode: the gateway fronts Keystone only; catalogs name the active site's real
+/// endpoints, and after a failover the recovery site's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_mode_catalog_follows_the_active_site() {
+    let bed = TestBed::start_with(|config| {
+        config.replacen("[gateway]\n", "[gateway]\ncatalog_mode = \"direct\"\n", 1)
+    })
+    .await
+    .expect("test bed");
+    let cli = Arc::new(OpenStackCli::new(&bed.clouds_yaml).expect("the real openstack CLI"));
+    let config = bed.gateway.config_path.clone();
+    let identity = bed.gateway_url("identity");
+    let site_urls = |site: &SiteHandle| {
+        let e = site.endpoints();
+        vec![
+            ("compute".to_string(), e.compute),
+            ("network".to_string(), e.network),
+            ("block-storage".to_string(), e.volume),
+            ("image".to_string(), e.image),
+        ]
+    };
+    let primary = site_urls(&bed.primary);
+    let recovery = site_urls(&bed.recovery);
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let check = |urls: &[(String, String)], site: &[(String, String)], label: &str| {
+            for (kind, base) in site {
+                anyhow::ensure!(
+                    urls.iter()
+                        .any(|(k, u)| k == kind && u.starts_with(base.as_str())),
+                    "{label}: no {kind} endpoint under {base}: {urls:?}"
+                );
+            }
+            anyhow::ensure!(
+                urls.iter()
+                    .filter(|(k, _)| k == "identity")
+                    .all(|(_, u)| u.starts_with(identity.as_str())),
+                "{label}: identity stays the gateway's: {urls:?}"
+            );
+            Ok(())
+        };
+        check(&catalog_urls(&cli, "drgw")?, &primary, "before failover")?;
+        drgw(&config, &["failover", "--to", "recovery", "--planned"])?;
+        let after = catalog_urls(&cli, "drgw")?;
+        check(&after, &recovery, "after failover")?;
+        // The tenant works directly against the recovery site.
+        let net = cli.json("drgw", &["network", "create", "direct-net"])?;
+        let direct = cli.json("recovery", &["network", "show", "direct-net"])?;
+        anyhow::ensure!(direct["id"] == net["id"], "{direct}");
+        drgw(&config, &["failback", "--planned"])?;
+        check(&catalog_urls(&cli, "drgw")?, &primary, "after failback")?;
         Ok(())
     })
     .await

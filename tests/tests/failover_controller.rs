@@ -381,6 +381,18 @@ async fn forced_failover_reports_exactly_the_pending_records() {
     // Applied before the outage: not part of the loss.
     let early = network(&bed, &tenant, "early-bronze", "bronze").await;
     mapped(&bed, &early, Duration::from_secs(10)).await;
+    // Gold (the admin project): applied before its create returned.
+    let mut admin = SimClient::new();
+    admin
+        .login(
+            &format!("{}/v3", bed.gateway_url("identity")),
+            "admin",
+            "secret",
+            "admin",
+        )
+        .await
+        .expect("admin logs in through the gateway");
+    let gold = network(&bed, &admin, "gold-before", "gold").await;
 
     bed.recovery.down().await;
     let mut lost = BTreeSet::new();
@@ -436,6 +448,29 @@ async fn forced_failover_reports_exactly_the_pending_records() {
         .render()
         .contains("drgw_failovers_total{kind=\"forced_failover\"} 1"));
     bed.recovery.up().await.expect("recovery up");
+
+    // Gold lost nothing: the admin, now served by the recovery site, finds its network by
+    // the ID the primary gave it.
+    let mut admin = SimClient::new();
+    admin
+        .login(
+            &format!("{}/v3", bed.gateway_url("identity")),
+            "admin",
+            "secret",
+            "admin",
+        )
+        .await
+        .expect("admin logs in at the recovery site through the gateway");
+    let shown = admin
+        .get(&format!(
+            "{}/v2.0/networks/{gold}",
+            bed.gateway_url("network")
+        ))
+        .await
+        .expect("show");
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.json);
+    assert_eq!(shown.json["network"]["name"], "gold-before");
+    assert_eq!(shown.json["network"]["id"], gold.as_str());
     bed.primary.up().await.expect("primary up");
     bed.stop().await;
 }
