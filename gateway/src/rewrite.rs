@@ -197,7 +197,9 @@ pub fn rewrite_body(
         changed += drgw_catalog::rewrite_token_response(&mut json, &rewriter.catalog).rewritten;
     }
     changed += if what == BodyRewrite::Catalog && rewriter.direct {
-        rewriter.own(Service::Identity).rewrite_json_links(&mut json)
+        rewriter
+            .own(Service::Identity)
+            .rewrite_json_links(&mut json)
     } else {
         rewriter.rewrite_json_links(service, &mut json)
     };

@@ -108,7 +108,12 @@ pub struct KeystoneClient {
     credentials: Option<Credentials>,
     client: UpstreamClient,
     service_token: Mutex<Option<(String, SystemTime)>>,
+    /// Project-scoped tokens of the service account, by project id.
+    project_tokens: Mutex<std::collections::HashMap<String, (String, SystemTime)>>,
 }
+
+/// The role the service account grants itself in a project it must act in.
+pub const SERVICE_PROJECT_ROLE: &str = "member";
 
 impl KeystoneClient {
     pub fn new(site: &SiteConfig, client: UpstreamClient) -> KeystoneClient {
@@ -118,6 +123,7 @@ impl KeystoneClient {
             credentials: site.credentials.clone(),
             client,
             service_token: Mutex::new(None),
+            project_tokens: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -133,13 +139,38 @@ impl KeystoneClient {
             .credentials
             .as_ref()
             .ok_or(TokenError::NoCredentials(self.site))?;
+        let scope = serde_json::json!({"project": {
+            "name": creds.project_name, "domain": {"name": creds.project_domain_name}}});
+        let (token, expires) = match self.password_token(scope).await? {
+            Ok(t) => t,
+            Err(status) => {
+                return Err(TokenError::ServiceAuth {
+                    site: self.site,
+                    status,
+                })
+            }
+        };
+        *guard = Some((token.clone(), expires));
+        Ok(token)
+    }
+
+    /// Authenticates the service account with `scope`: the token and its expiry, or the
+    /// status Keystone refused it with.
+    async fn password_token(
+        &self,
+        scope: Value,
+    ) -> Result<Result<(String, SystemTime), StatusCode>, TokenError> {
+        let creds = self
+            .credentials
+            .as_ref()
+            .ok_or(TokenError::NoCredentials(self.site))?;
         let password = creds
             .resolve_password()
             .map_err(|_| TokenError::NoCredentials(self.site))?;
         let body = serde_json::json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": creds.username, "domain": {"name": creds.user_domain_name}, "password": password}}},
-            "scope": {"project": {"name": creds.project_name, "domain": {"name": creds.project_domain_name}}}
+            "scope": scope
         }});
         let req = Request::builder()
             .method(Method::POST)
@@ -149,10 +180,7 @@ impl KeystoneClient {
             .map_err(|_| TokenError::NoCredentials(self.site))?;
         let (parts, bytes) = self.client.send_full(req, 4 << 20).await?;
         if parts.status != StatusCode::CREATED {
-            return Err(TokenError::ServiceAuth {
-                site: self.site,
-                status: parts.status,
-            });
+            return Ok(Err(parts.status));
         }
         let token = parts
             .headers
@@ -165,8 +193,89 @@ impl KeystoneClient {
             .and_then(|v| TokenContext::from_token_body(&v, self.site))
             .map(|c| c.expires_at)
             .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(600));
-        *guard = Some((token.clone(), expires));
-        Ok(token)
+        Ok(Ok((token, expires)))
+    }
+
+    /// A token of the gateway's service account scoped to `project_id`, for acting inside a
+    /// tenant's project (services such as Nova create in the token's project). The account
+    /// grants itself the [`SERVICE_PROJECT_ROLE`] there first if it has no role yet. Reused
+    /// until a minute before it expires.
+    pub async fn project_token(&self, project_id: &str) -> Result<String, TokenError> {
+        let mut cache = self.project_tokens.lock().await;
+        if let Some((token, expires)) = cache.get(project_id) {
+            if *expires > SystemTime::now() + Duration::from_secs(60) {
+                return Ok(token.clone());
+            }
+        }
+        let scope = serde_json::json!({"project": {"id": project_id}});
+        let mut granted = false;
+        loop {
+            match self.password_token(scope.clone()).await? {
+                Ok((token, expires)) => {
+                    cache.insert(project_id.to_string(), (token.clone(), expires));
+                    return Ok(token);
+                }
+                Err(StatusCode::UNAUTHORIZED) if !granted => {
+                    self.grant_self(project_id).await?;
+                    granted = true;
+                }
+                Err(status) => {
+                    return Err(TokenError::ServiceAuth {
+                        site: self.site,
+                        status,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Grants the service account [`SERVICE_PROJECT_ROLE`] in `project_id`.
+    async fn grant_self(&self, project_id: &str) -> Result<(), TokenError> {
+        let token = self.service_token().await?;
+        let me = self
+            .validate(&token)
+            .await?
+            .ok_or(TokenError::Unexpected(StatusCode::UNAUTHORIZED))?;
+        let (status, roles) = self
+            .call(
+                &token,
+                Method::GET,
+                &format!("/v3/roles?name={SERVICE_PROJECT_ROLE}"),
+            )
+            .await?;
+        let role = roles
+            .pointer("/roles/0/id")
+            .and_then(Value::as_str)
+            .ok_or(TokenError::Unexpected(status))?
+            .to_string();
+        let path = format!(
+            "/v3/projects/{project_id}/users/{}/roles/{role}",
+            me.user_id
+        );
+        let (status, _) = self.call(&token, Method::PUT, &path).await?;
+        if !status.is_success() {
+            return Err(TokenError::Unexpected(status));
+        }
+        tracing::info!(site = %self.site, project_id, "service account granted itself a role in the project");
+        Ok(())
+    }
+
+    /// One bodiless Keystone call with `token`.
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+    ) -> Result<(StatusCode, Value), TokenError> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("x-auth-token", token)
+            .body(body::empty())
+            .map_err(|_| TokenError::Unexpected(StatusCode::BAD_REQUEST))?;
+        let (parts, bytes): (_, Bytes) = self.client.send_full(req, 4 << 20).await?;
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((parts.status, json))
     }
 
     /// Validates `token` at this site: `Ok(None)` when Keystone says it is not valid.

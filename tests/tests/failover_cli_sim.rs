@@ -74,7 +74,7 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         .map(|s| bed.gateway_url(s))
         .collect();
 
-    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
         // Every tier: Gold (the admin project's flavor), Silver (demo's default: a network
         // and its subnet), Bronze (asked for with the tier tag).
         let flavor = cli.json(
@@ -125,6 +125,74 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         let sg = cli.json("drgw", &["security", "group", "create", "fo-sg"])?;
         let sg_id = id(&sg)?;
 
+        // Gold workloads, restored at the recovery site by the failover: a server booted
+        // from an image both sites hold (uploaded to each directly, same ID), and a volume.
+        // A server whose image exists at the recovery site only as mirrored metadata (no
+        // data: Glance keeps it queued) cannot be restored, and the report says why. Silver
+        // workloads are not restored (the sandbox policy restores Gold only).
+        let image_file = tempfile::NamedTempFile::new()?;
+        std::fs::write(image_file.path(), vec![7u8; 64 << 10])?;
+        let file = image_file.path().to_string_lossy().into_owned();
+        let public_id = "6c2b1d53-5f61-4e43-9d52-3b1d8f0c7a11";
+        for cloud in ["primary", "recovery"] {
+            cli.json(
+                cloud,
+                &[
+                    "image",
+                    "create",
+                    "--id",
+                    public_id,
+                    "--file",
+                    &file,
+                    "--disk-format",
+                    "raw",
+                    "--container-format",
+                    "bare",
+                    "--public",
+                    "fo-public",
+                ],
+            )?;
+        }
+        let admin_net = cli.json("drgw-admin", &["network", "create", "fo-admin-net"])?;
+        let admin_net_id = id(&admin_net)?;
+        let queued_image = cli.json(
+            "drgw-admin",
+            &[
+                "image",
+                "create",
+                "--file",
+                &file,
+                "--disk-format",
+                "raw",
+                "--container-format",
+                "bare",
+                "fo-image",
+            ],
+        )?;
+        let server = |name: &str, image: &str| {
+            cli.json(
+                "drgw-admin",
+                &[
+                    "server",
+                    "create",
+                    "--flavor",
+                    "fo-flavor",
+                    "--image",
+                    image,
+                    "--network",
+                    &admin_net_id,
+                    name,
+                ],
+            )
+        };
+        let vm_id = id(&server("fo-vm", public_id)?)?;
+        let stuck_id = id(&server("fo-vm-stuck", &id(&queued_image)?)?)?;
+        let vol_id = id(&cli.json("drgw-admin", &["volume", "create", "--size", "1", "fo-vol"])?)?;
+        let silver_vol_id = id(&cli.json(
+            "drgw",
+            &["volume", "create", "--size", "1", "fo-silver-vol"],
+        )?)?;
+
         // Before the switch, everything is at the recovery site under its own IDs.
         let rec_net = shown_eventually(
             &cli,
@@ -166,6 +234,19 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
             "planned failover took {:.2} s:\n{report}",
             started.elapsed().as_secs_f64()
         );
+        anyhow::ensure!(
+            report.contains("workloads restored: 2, failed: 1"),
+            "the report counts the restored workloads: {report}"
+        );
+        anyhow::ensure!(
+            report.contains(&stuck_id) && report.contains("not active"),
+            "the report names the workload that failed and why: {report}"
+        );
+        let report_id = report
+            .split_whitespace()
+            .nth(1)
+            .map(|s| s.trim_end_matches(':').to_string())
+            .unwrap_or_default();
         let status = drgw(&config, &["status"])?;
         anyhow::ensure!(
             status.contains("recovery"),
@@ -245,6 +326,24 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         let bronze_shown = cli.json("drgw", &["network", "show", &bronze_id])?;
         anyhow::ensure!(bronze_shown["id"] == bronze_id.as_str(), "{bronze_shown}");
 
+        // Restored workloads answer to the IDs the primary gave them.
+        let vm = cli.json("drgw-admin", &["server", "show", &vm_id])?;
+        anyhow::ensure!(vm["id"] == vm_id.as_str() && vm["name"] == "fo-vm", "{vm}");
+        let at_recovery = cli.json("recovery", &["server", "show", "fo-vm"])?;
+        anyhow::ensure!(
+            at_recovery["id"] != vm_id.as_str(),
+            "restored under a new ID"
+        );
+        let vol = cli.json("drgw-admin", &["volume", "show", &vol_id])?;
+        anyhow::ensure!(
+            vol["id"] == vol_id.as_str() && vol["name"] == "fo-vol",
+            "{vol}"
+        );
+        let silver = cli.exec("drgw", &["volume", "show", &silver_vol_id])?;
+        anyhow::ensure!(!silver.success(), "silver workloads are not restored");
+        let stuck = cli.exec("recovery", &["server", "show", "fo-vm-stuck"])?;
+        anyhow::ensure!(!stuck.success(), "the failed restore left nothing behind");
+
         // New resources keep the recovery site's IDs.
         let new_net = cli.json("drgw", &["network", "create", "fo-new"])?;
         let new_id = id(&new_net)?;
@@ -267,11 +366,39 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         anyhow::ensure!(shown["name"] == "fo-net", "after failback: {shown}");
         let sub_shown = cli.json("drgw", &["subnet", "show", &sub_id])?;
         anyhow::ensure!(sub_shown["network_id"] == net_id.as_str(), "{sub_shown}");
-        Ok(())
+        Ok(report_id)
     })
     .await
     .expect("CLI thread");
-    result.unwrap_or_else(|e| panic!("{e:#}"));
+    let report_id = result.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The kept report lists each workload's outcome.
+    let (code, kept) = drgw::cli::admin_get(
+        &bed.gateway.config_path,
+        &format!("/v1/failovers/{report_id}"),
+    )
+    .await
+    .expect("admin API");
+    assert!(code.is_success(), "{kept}");
+    let workloads = kept["restore"]["workloads"].as_array().expect("workloads");
+    let outcomes: Vec<(&str, &str)> = workloads
+        .iter()
+        .map(|w| {
+            (
+                w["resource_type"].as_str().unwrap_or(""),
+                w["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("server", "restored"),
+            ("server", "failed"),
+            ("volume", "restored")
+        ],
+        "{kept}"
+    );
     bed.stop().await;
 }
 

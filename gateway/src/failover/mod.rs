@@ -35,6 +35,7 @@ pub mod drill;
 pub mod health;
 pub mod ids;
 mod metrics;
+pub mod restore;
 pub mod rpo;
 pub mod stable;
 
@@ -57,6 +58,7 @@ pub use ids::{
     translate_response_ids, CollectingLookup, IdLookup, StaticIdLookup,
 };
 pub use metrics::FailoverMetrics;
+pub use restore::{RestoreReport, RestoredWorkload};
 pub use rpo::{LostRecord, RpoReport, TenantLoss, TierLoss};
 pub use stable::StableIds;
 
@@ -229,6 +231,10 @@ pub struct FailoverReport {
     pub epoch: u64,
     /// What had not been applied at the recovery site (forced switches).
     pub rpo: Option<RpoReport>,
+    /// Workloads restored at the recovery site after a failover to it (`None` while the
+    /// restore runs, and for failbacks).
+    #[serde(default)]
+    pub restore: Option<RestoreReport>,
 }
 
 impl FailoverReport {
@@ -254,6 +260,9 @@ impl FailoverReport {
         }
         if let Some(rpo) = &self.rpo {
             out.push_str(&rpo.to_table());
+        }
+        if let Some(restore) = &self.restore {
+            out.push_str(&restore.to_text());
         }
         out
     }
@@ -628,8 +637,10 @@ impl FailoverController {
             flip_ms,
             epoch: done.epoch(),
             rpo: None,
+            restore: None,
         };
         self.keep_report(&report).await;
+        let report = self.restore_after(report).await;
         tracing::info!(
             kind = kind.as_str(),
             %from,
@@ -752,9 +763,10 @@ impl FailoverController {
             flip_ms,
             epoch: done.epoch(),
             rpo: Some(rpo),
+            restore: None,
         };
         self.keep_report(&report).await;
-        Ok(report)
+        Ok(self.restore_after(report).await)
     }
 
     /// Aborts a planned switch in progress (the old site stays active, writes unfreeze).
@@ -762,6 +774,30 @@ impl FailoverController {
         let _op = self.try_begin()?;
         self.transition(Transition::Abort, None).await?;
         Ok(self.status())
+    }
+
+    /// After a failover to the recovery site: restores the protected workloads of the tiers
+    /// that ask for it, and keeps the report again with the outcome. Writes are unfrozen by
+    /// then: tenants work while their workloads come back.
+    async fn restore_after(&self, mut report: FailoverReport) -> FailoverReport {
+        let failover = matches!(
+            report.kind,
+            ReportKind::PlannedFailover | ReportKind::ForcedFailover
+        );
+        if !failover || report.to != Site::Recovery {
+            return report;
+        }
+        let restored = restore::restore_workloads(&self.gw).await;
+        tracing::info!(
+            restored = restored.restored,
+            failed = restored.failed,
+            skipped = restored.skipped,
+            "workload restore finished"
+        );
+        report.restore = Some(restored);
+        report.finished_at_ms = now_ms();
+        self.keep_report(&report).await;
+        report
     }
 
     async fn keep_report(&self, report: &FailoverReport) {
