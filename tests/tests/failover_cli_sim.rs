@@ -106,22 +106,19 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
             ],
         )?;
         let sub_id = id(&sub)?;
-        // Bronze: created Silver, then re-tiered by replacing its tags. (`network create
-        // --tag dr-tier:bronze` sends the create and then the resource's tags plus the new
-        // one, which names two tiers: the gateway refuses that as ambiguous.)
-        let bronze = cli.json("drgw", &["network", "create", "fo-bronze"])?;
-        cli.run(
+        // Bronze, asked for with the tier tag (the CLI creates, then puts the tags it saw
+        // plus the new one: the gateway reads that as a re-tier).
+        let bronze = cli.json(
             "drgw",
-            &[
-                "network",
-                "set",
-                "--no-tag",
-                "--tag",
-                "dr-tier:bronze",
-                "fo-bronze",
-            ],
+            &["network", "create", "--tag", "dr-tier:bronze", "fo-bronze"],
         )?;
         let bronze_id = id(&bronze)?;
+        let at_primary = cli.json("primary", &["network", "show", &bronze_id])?;
+        let tags = at_primary["tags"].to_string();
+        anyhow::ensure!(
+            tags.contains("dr-tier:bronze") && !tags.contains("dr-tier:silver"),
+            "one tier tag, the one asked for: {at_primary}"
+        );
         let sg = cli.json("drgw", &["security", "group", "create", "fo-sg"])?;
         let sg_id = id(&sg)?;
 

@@ -348,12 +348,7 @@ impl PolicyStage {
         };
 
         // What tier is asked for, and what the resource already has.
-        let body = ctx.body;
-        let asked = request::requested_tier(kind, body.as_deref(), ctx.headers);
-        let asked = match asked {
-            Ok(a) => a,
-            Err(e) => return self.deny("-", StatusCode::BAD_REQUEST, e.to_string()),
-        };
+        let mut body = ctx.body;
         let is_create = action == Action::Create;
         let footprint = match (&target, is_create) {
             (
@@ -362,7 +357,29 @@ impl PolicyStage {
                 }),
                 false,
             ) => self.usage.footprint(*kind, id).await,
+            // Replacing a Neutron resource's tags: the footprint is its parent's.
+            (None, false) if op.resource == ResourceType::NetworkTag => {
+                let parent = crate::services::network::tag_parent(ctx.path)
+                    .and_then(ProtectedKind::from_resource_type);
+                match (parent, op.target_id()) {
+                    (Some(parent), Some(id)) => self.usage.footprint(parent, id).await,
+                    _ => None,
+                }
+            }
             _ => None,
+        };
+        // A replace-all tag set carries the resource's current tier tag next to the new one
+        // (the openstack CLI sends the tags it saw plus the added one): the new one is asked,
+        // and the old tag is dropped from the set.
+        if let (Some(f), Some(b)) = (&footprint, body.as_deref_mut()) {
+            if let Some(new) = request::settle_retier(kind, b, &f.tier) {
+                tracing::debug!(from = %f.tier, to = %new, "tag set re-tiers the resource");
+            }
+        }
+        let asked = request::requested_tier(kind, body.as_deref(), ctx.headers);
+        let asked = match asked {
+            Ok(a) => a,
+            Err(e) => return self.deny("-", StatusCode::BAD_REQUEST, e.to_string()),
         };
         let (requested, resource_tier) = if is_create {
             (asked, None)

@@ -310,6 +310,61 @@ pub fn body_tier(
     Ok(found)
 }
 
+/// A tag set naming exactly two tiers, one of them `current` (the resource's tier): the
+/// other is the one asked for. Rewrites the body's tier tags to just that one and returns
+/// it; `None` (body untouched) in every other case.
+pub fn settle_retier(
+    kind: Option<ProtectedKind>,
+    body: &mut Value,
+    current: &str,
+) -> Option<String> {
+    let mut tiers: Vec<String> = Vec::new();
+    let mut seen = |object: &Value| {
+        for tag in object
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if let Some(tier) = tag.strip_prefix(TIER_TAG_PREFIX) {
+                if !tiers.iter().any(|t| t.eq_ignore_ascii_case(tier)) {
+                    tiers.push(tier.to_string());
+                }
+            }
+        }
+    };
+    seen(body);
+    if let Some(inner) = kind
+        .and_then(ProtectedKind::body_key)
+        .and_then(|k| body.get(k))
+    {
+        seen(inner);
+    }
+    if tiers.len() != 2 || !tiers.iter().any(|t| t.eq_ignore_ascii_case(current)) {
+        return None;
+    }
+    let new = tiers
+        .into_iter()
+        .find(|t| !t.eq_ignore_ascii_case(current))?;
+    let tag = format!("{TIER_TAG_PREFIX}{new}");
+    if let Some(obj) = body.as_object_mut() {
+        if obj.get("tags").is_some_and(Value::is_array) {
+            set_tier_tag(obj, Some(&tag));
+        }
+    }
+    if let Some(obj) = kind
+        .and_then(ProtectedKind::body_key)
+        .and_then(|k| body.get_mut(k))
+        .and_then(Value::as_object_mut)
+    {
+        if obj.get("tags").is_some_and(Value::is_array) {
+            set_tier_tag(obj, Some(&tag));
+        }
+    }
+    Some(new)
+}
+
 /// Records one place that names a tier; two places must agree.
 fn note(found: &mut Option<String>, value: Option<&str>) -> Result<(), TierRequestError> {
     let text = value
@@ -496,4 +551,37 @@ pub fn add_tag_to_response(response: &mut Value, tag: &str) -> bool {
     };
     set_tier_tag(inner, Some(tag));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_tag_set_with_the_current_and_a_new_tier_asks_for_the_new_one() {
+        let mut body = json!({"tags": ["web", "dr-tier:silver", "dr-tier:bronze"]});
+        assert_eq!(
+            settle_retier(Some(ProtectedKind::Network), &mut body, "Silver").as_deref(),
+            Some("bronze")
+        );
+        assert_eq!(body, json!({"tags": ["web", "dr-tier:bronze"]}));
+        assert_eq!(
+            body_tier(Some(ProtectedKind::Network), &body)
+                .unwrap()
+                .as_deref(),
+            Some("bronze")
+        );
+
+        // Neither is the current tier, or three tiers: still ambiguous, left alone.
+        let mut two_new = json!({"tags": ["dr-tier:gold", "dr-tier:bronze"]});
+        assert_eq!(settle_retier(None, &mut two_new, "silver"), None);
+        assert_eq!(two_new["tags"].as_array().map(Vec::len), Some(2));
+        let mut three = json!({"tags": ["dr-tier:gold", "dr-tier:bronze", "dr-tier:silver"]});
+        assert_eq!(settle_retier(None, &mut three, "silver"), None);
+        // Only the current tier: nothing to settle.
+        let mut same = json!({"tags": ["dr-tier:silver"]});
+        assert_eq!(settle_retier(None, &mut same, "silver"), None);
+    }
 }
