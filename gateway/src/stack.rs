@@ -222,7 +222,19 @@ pub async fn handle(
         let resp = protected_change(&gw, change, parts, incoming).await;
         return finish(&gw, service, action, &req_id, resp);
     }
-    let upstream_req = Request::from_parts(parts, body::stream(incoming));
+    let upstream_body = if gw.stable_ids.armed()
+        && op.resource == ResourceType::Token
+        && op.action == Action::Create
+    {
+        // A login that scopes to a project by ID: the ID the tenant knows.
+        match stable_auth_body(&gw, site, &mut parts, incoming).await {
+            Ok(b) => b,
+            Err(resp) => return finish(&gw, service, action, &req_id, resp),
+        }
+    } else {
+        body::stream(incoming)
+    };
+    let upstream_req = Request::from_parts(parts, upstream_body);
     let resp = match send_upstream(&gw, service, site, &req_id, upstream_req).await {
         Ok(resp) => resp,
         Err(resp) => return finish(&gw, service, action, &req_id, resp),
@@ -860,6 +872,55 @@ async fn stable_request_body(
         .map_err(|e| idmap_unavailable(service, &e))?;
     ids::translate_request_body(json, &lookup);
     Ok(())
+}
+
+/// A Keystone login body with the tenant's user and project IDs replaced by the active
+/// site's (bounded read; a body that is not JSON goes on as it came, for Keystone to judge).
+async fn stable_auth_body(
+    gw: &Gateway,
+    site: SiteName,
+    parts: &mut http::request::Parts,
+    incoming: Incoming,
+) -> Result<ProxyBody, Response<ProxyBody>> {
+    let raw = match body::read_limited(incoming, gw.config.max_body_bytes).await {
+        Ok(raw) => raw,
+        Err(body::ReadBodyError::TooLarge { limit }) => {
+            let message = format!("The request body is larger than {limit} bytes.");
+            return Err(native_error(
+                Service::Identity,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &message,
+            ));
+        }
+        Err(body::ReadBodyError::Broken(_)) => {
+            return Err(native_error(
+                Service::Identity,
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+            ))
+        }
+    };
+    let Ok(mut json) = serde_json::from_slice::<Value>(&raw) else {
+        return Ok(body::full(raw));
+    };
+    let asked = CollectingLookup::new();
+    ids::translate_auth_request(&mut json, &asked);
+    if asked.is_empty() {
+        return Ok(body::full(raw));
+    }
+    let lookup = gw
+        .stable_ids
+        .resolve(site, asked)
+        .await
+        .map_err(|e| idmap_unavailable(Service::Identity, &e))?;
+    if ids::translate_auth_request(&mut json, &lookup) == 0 {
+        return Ok(body::full(raw));
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&json).unwrap_or_else(|_| raw.to_vec()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Ok(body::full(bytes))
 }
 
 /// A JSON response with the active site's IDs replaced by the ones the tenant knows.

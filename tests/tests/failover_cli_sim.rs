@@ -224,6 +224,11 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
             Duration::from_secs(1),
         )?;
 
+        let demo_project = cli.json("drgw", &["token", "issue"])?["project_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+
         // The operator switches.
         let started = Instant::now();
         let report = drgw(&config, &["failover", "--to", "recovery", "--planned"])?;
@@ -322,6 +327,16 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         anyhow::ensure!(flavor_shown["name"] == "fo-flavor", "{flavor_shown}");
         let bronze_shown = cli.json("drgw", &["network", "show", &bronze_id])?;
         anyhow::ensure!(bronze_shown["id"] == bronze_id.as_str(), "{bronze_shown}");
+
+        // A login scoped by the project ID the tenant knows (the primary's).
+        let by_id = cli.json(
+            "drgw",
+            &["--os-project-id", &demo_project, "network", "show", &net_id],
+        )?;
+        anyhow::ensure!(
+            by_id["name"] == "fo-net",
+            "scoped by the old project ID: {by_id}"
+        );
 
         // Restored workloads answer to the IDs the primary gave them.
         let vm = cli.json("drgw-admin", &["server", "show", &vm_id])?;

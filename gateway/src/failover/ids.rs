@@ -55,6 +55,11 @@ impl CollectingLookup {
         CollectingLookup::default()
     }
 
+    /// Whether nothing was asked.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.borrow().is_empty()
+    }
+
     /// The look-ups asked for so far, each once.
     pub fn into_wanted(self) -> Vec<(Direction, String, String, String)> {
         self.wanted.into_inner().into_iter().collect()
@@ -461,6 +466,20 @@ pub fn translate_request_query(
     changed.then(|| parts.join("&"))
 }
 
+/// Replaces the IDs a tenant knows in a Keystone authentication request
+/// (`POST /v3/auth/tokens`): the user it authenticates as (`auth.identity.password.user.id`)
+/// and the project it scopes to (`auth.scope.project.id`). Returns how many were replaced.
+pub fn translate_auth_request(json: &mut Value, lookup: &dyn IdLookup) -> usize {
+    let mut n = 0;
+    if let Some(v) = json.pointer_mut("/auth/identity/password/user/id") {
+        n += map_one(v, ("identity", "user"), Direction::ToSite, lookup);
+    }
+    if let Some(v) = json.pointer_mut("/auth/scope/project/id") {
+        n += map_one(v, ("identity", "project"), Direction::ToSite, lookup);
+    }
+    n
+}
+
 /// The ID-map type of the collection a path lists (its last segment), for `id=` filters and
 /// for unwrapped single-resource bodies (Glance images).
 pub fn path_collection(service: Service, path: &str) -> Option<(&'static str, &'static str)> {
@@ -573,6 +592,22 @@ mod tests {
         let mut volume = json!({"volume": {"size": 1, "volume_type": "ptype"}});
         assert_eq!(translate_request_body(&mut volume, &l), 1);
         assert_eq!(volume["volume"]["volume_type"], "rtype");
+    }
+
+    #[test]
+    fn auth_requests_scope_to_the_sites_project() {
+        let mut l = lookup();
+        l.insert("identity", "user", "puser", "ruser");
+        let mut auth = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {"id": "puser", "password": "x"}}},
+            "scope": {"project": {"id": "pproj"}}
+        }});
+        assert_eq!(translate_auth_request(&mut auth, &l), 2);
+        assert_eq!(auth["auth"]["scope"]["project"]["id"], "rproj");
+        assert_eq!(auth["auth"]["identity"]["password"]["user"]["id"], "ruser");
+        // By name: nothing to do.
+        let mut by_name = json!({"auth": {"scope": {"project": {"name": "demo"}}}});
+        assert_eq!(translate_auth_request(&mut by_name, &l), 0);
     }
 
     #[test]
