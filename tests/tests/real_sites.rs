@@ -126,6 +126,14 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
             &endpoints(primary),
             &endpoints(recovery),
         )?;
+        // The real recovery site is its own region (RegionTwo).
+        let text = std::fs::read_to_string(&config)?;
+        let recovery_section = text
+            .find("[sites.recovery]")
+            .ok_or_else(|| anyhow::anyhow!("no recovery site in {text}"))?;
+        let (head, tail) = text.split_at(recovery_section);
+        let tail = tail.replacen("region = \"RegionOne\"", "region = \"RegionTwo\"", 1);
+        std::fs::write(&config, format!("{head}{tail}"))?;
         let gw = rt.block_on(drgw_tests::testbed::RunningGateway::start(config))?;
         rt.block_on(drgw::sandbox::create_volume_types(&gw.gateway))?;
         let auth = format!("http://127.0.0.1:{}/v3", ports.identity);
@@ -228,6 +236,7 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
             Ok(())
         },
     );
+    failover_through_gateway(&mut s, &rt, &gw, &cli);
     let (code, failed) = rt
         .block_on(drgw::cli::admin_get(
             &gw.config_path,
@@ -243,6 +252,115 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
     rt.block_on(gw.stop());
     results.extend(s.into_results());
     results
+}
+
+/// Planned failover and failback through the gateway, with the real services: the demo
+/// tenant keeps its network's primary ID at the real recovery site, logs in at the real
+/// recovery Keystone, and sees a catalog of gateway URLs in the region its cloud names.
+fn failover_through_gateway(
+    s: &mut Steps,
+    rt: &tokio::runtime::Runtime,
+    gw: &drgw_tests::testbed::RunningGateway,
+    cli: &Cli,
+) {
+    let switch = |path: &str, body: Value| -> anyhow::Result<Value> {
+        let (code, report) = rt.block_on(drgw::cli::admin_call(
+            &gw.config_path,
+            http::Method::POST,
+            path,
+            Some(body),
+        ))?;
+        ensure!(code.is_success(), "{path}: {code} {report}");
+        Ok(report)
+    };
+    let name = format!("gw-failover-{:06x}", rand::random::<u32>() & 0xffffff);
+    let created = s.step(
+        "failover: a bronze network of the demo tenant is mirrored",
+        || {
+            let net = cli.json("gw-demo", &["network", "create", &name])?;
+            let id = net["id"].as_str().unwrap_or_default().to_string();
+            cli.run(
+                "gw-demo",
+                &["network", "set", "--no-tag", "--tag", "dr-tier:bronze", &id],
+            )?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !cli
+                .exec("recovery", &["network", "show", &name, "-f", "json"])?
+                .success()
+            {
+                ensure!(Instant::now() < deadline, "not mirrored after 30 s");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(id)
+        },
+    );
+    let Some(id) = created else {
+        return;
+    };
+    let switched = s.step("failover: planned switch to the real recovery site", || {
+        let started = Instant::now();
+        let report = switch(
+            "/v1/failover",
+            serde_json::json!({"to": "recovery", "mode": "planned"}),
+        )?;
+        println!(
+            "real tier: planned failover in {:.2} s (flip {} ms)",
+            started.elapsed().as_secs_f64(),
+            report["flip_ms"]
+        );
+        Ok(())
+    });
+    if switched.is_none() {
+        return;
+    }
+    s.step(
+        "failover: demo logs in at the real recovery Keystone, catalog in RegionOne via the gateway",
+        || {
+            cli.json("gw-demo", &["token", "issue"])?;
+            let catalog = cli.json("gw-demo", &["catalog", "list"])?;
+            let mut seen = 0;
+            for entry in catalog.as_array().into_iter().flatten() {
+                if entry["Type"] == "placement" {
+                    continue;
+                }
+                for ep in entry["Endpoints"].as_array().into_iter().flatten() {
+                    ensure!(ep["region"] == "RegionOne", "{} endpoint region: {ep}", entry["Type"]);
+                    seen += 1;
+                }
+            }
+            ensure!(seen >= 15, "only {seen} endpoints: {catalog}");
+            Ok(())
+        },
+    );
+    s.step(
+        "failover: the network answers to its primary ID at the real recovery site",
+        || {
+            let shown = cli.json("gw-demo", &["network", "show", &id])?;
+            ensure!(
+                shown["id"] == id.as_str() && shown["name"] == name.as_str(),
+                "{shown}"
+            );
+            let direct = cli.json("recovery", &["network", "show", &name])?;
+            ensure!(
+                direct["id"] != id.as_str(),
+                "the recovery copy has its own ID"
+            );
+            cli.run(
+                "gw-demo",
+                &["network", "set", "--description", "failed over", &id],
+            )?;
+            let direct = cli.json("recovery", &["network", "show", &name])?;
+            ensure!(direct["description"] == "failed over", "{direct}");
+            Ok(())
+        },
+    );
+    s.step("failback: planned switch back; the ID still works", || {
+        switch("/v1/failback", serde_json::json!({"mode": "planned"}))?;
+        let shown = cli.json("gw-demo", &["network", "show", &id])?;
+        ensure!(shown["name"] == name.as_str(), "{shown}");
+        cli.run("gw-demo", &["network", "delete", &id])?;
+        Ok(())
+    });
 }
 
 /// [`scenario`] against `primary` and `recovery` at the same time (they are independent).
