@@ -327,6 +327,13 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         anyhow::ensure!(flavor_shown["name"] == "fo-flavor", "{flavor_shown}");
         let bronze_shown = cli.json("drgw", &["network", "show", &bronze_id])?;
         anyhow::ensure!(bronze_shown["id"] == bronze_id.as_str(), "{bronze_shown}");
+        // The recovery copy converged in the order of the changes: the Bronze re-tag was
+        // not overtaken by the Silver tag of the create (applied at a later checkpoint).
+        let tags = bronze_shown["tags"].to_string();
+        anyhow::ensure!(
+            tags.contains("dr-tier:bronze") && !tags.contains("dr-tier:silver"),
+            "the recovery copy has one tier tag, the newest: {bronze_shown}"
+        );
 
         // A login scoped by the project ID the tenant knows (the primary's).
         let by_id = cli.json(

@@ -563,6 +563,25 @@ enum TenantRun {
     Blocked,
 }
 
+/// The resource a record changes, for ordering across tiers: its primary ID, or for a tag
+/// call (`/v2.0/networks/{id}/tags/...`, `/v3/projects/{id}/tags`, `/v2/images/{id}/tags/..`)
+/// the tagged resource's.
+fn ordering_id(r: &JournalRecord) -> Option<String> {
+    if let Some(p) = &r.primary_id {
+        return Some(p.clone());
+    }
+    let path = r.request.path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        [_, _, id, "tags", ..] => Some((*id).to_string()),
+        _ => None,
+    }
+}
+
+/// How many pending records of other tiers a drain looks at for ordering (beyond that, the
+/// newest are not considered; they are rarely about the same resource).
+const PENDING_ELSEWHERE_LIMIT: usize = 16_384;
+
 impl Inner {
     fn claim(&self, seq: u64) -> Option<Claim<'_>> {
         let fresh = self
@@ -653,6 +672,40 @@ impl Inner {
         Ok(out)
     }
 
+    /// The oldest pending record of each (tenant, primary ID) in tiers other than `tier`.
+    /// Records of one resource apply in journal order whatever their tiers: a resource whose
+    /// tier changed (a Silver network re-tagged Bronze) must not have its newer Bronze
+    /// change overtaken by its older Silver one at the next checkpoint.
+    async fn pending_elsewhere(
+        &self,
+        tier: &str,
+    ) -> Result<HashMap<(TenantRef, String), u64>, MirrorError> {
+        let mut out: HashMap<(TenantRef, String), u64> = HashMap::new();
+        let entries = self
+            .store
+            .scan(PENDING_BY_TIER, &[], None, PENDING_ELSEWHERE_LIMIT)
+            .await?;
+        for e in entries {
+            let Some((entry_tier, rest)) = crate::state::split_component(&e.key) else {
+                continue;
+            };
+            if entry_tier == tier.as_bytes() {
+                continue;
+            }
+            let Ok(bytes) = <[u8; 8]>::try_from(rest) else {
+                continue;
+            };
+            let seq = u64::from_be_bytes(bytes);
+            if let Some(r) = self.journal.get(seq).await? {
+                if let (true, Some(p)) = (r.state.is_pending(), ordering_id(&r)) {
+                    let first = out.entry((r.tenant, p)).or_insert(seq);
+                    *first = (*first).min(seq);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies a tier's pending records (up to `up_to`), tenants in parallel. Returns whether
     /// anything is left pending up to the cut, and how many records were processed.
     async fn drain(
@@ -664,13 +717,17 @@ impl Inner {
         if seqs.is_empty() {
             return Ok((false, 0));
         }
-        let mut by_tenant: BTreeMap<TenantRef, Vec<u64>> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<TenantRef, Vec<(u64, Option<String>)>> = BTreeMap::new();
         for seq in seqs {
             match self.journal.get(seq).await? {
-                Some(r) if r.state.is_pending() => by_tenant.entry(r.tenant).or_default().push(seq),
+                Some(r) if r.state.is_pending() => {
+                    let resource = ordering_id(&r);
+                    by_tenant.entry(r.tenant).or_default().push((seq, resource));
+                }
                 _ => {}
             }
         }
+        let older = Arc::new(self.pending_elsewhere(tier).await?);
         let now = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         let mut blocked = false;
@@ -689,10 +746,20 @@ impl Inner {
             }
             let inner = self.clone();
             let permit = self.parallel.clone();
+            let older = older.clone();
             tasks.spawn(async move {
                 let _permit = permit.acquire_owned().await;
                 let mut done = 0usize;
-                for seq in seqs {
+                for (seq, primary_id) in seqs {
+                    // A re-tiered resource: its older change in another tier goes first.
+                    let waits = primary_id.is_some_and(|p| {
+                        older
+                            .get(&(key.0.clone(), p))
+                            .is_some_and(|&first| first < seq)
+                    });
+                    if waits {
+                        return (key, TenantRun::Blocked, done);
+                    }
                     let Some(_claim) = inner.claim(seq) else {
                         return (key, TenantRun::Blocked, done);
                     };
