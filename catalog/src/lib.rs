@@ -36,5 +36,5 @@ pub use keystone::{
     rewrite_catalog, rewrite_endpoints_list, rewrite_token_response, CatalogMode, CatalogTarget,
     EndpointServices, RewriteStats,
 };
-pub use links::UrlMap;
+pub use links::{UpstreamScan, UrlMap};
 pub use service::{service_kind, ServiceKind};

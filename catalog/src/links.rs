@@ -22,9 +22,68 @@ struct Mapping {
 pub struct UrlMap {
     /// Longest upstream path first, so that the first match is the longest prefix.
     mappings: Vec<Mapping>,
-    /// Distinct lowercase upstream authorities (`host[:port]`, as URLs spell them), for
+    /// Distinct upstream authorities (`host[:port]`, as URLs spell them), for
     /// [`UrlMap::contains_upstream`].
-    hosts: Vec<Vec<u8>>,
+    hosts: Vec<HostNeedle>,
+    /// Length of the longest authority: a chunked scan keeps one byte less of each chunk.
+    longest_host: usize,
+}
+
+/// One upstream authority, prepared for a fast search: the longest run of it without ASCII
+/// letters (for `10.0.0.5:8774` the whole authority, for `nova.example:8774` the `:8774`)
+/// needs no case folding, so a SIMD substring search (`memmem`) finds candidates, and only
+/// those are compared in full. An authority with no such run of [`MIN_ANCHOR`] bytes falls
+/// back to a scan for its first byte in either case.
+#[derive(Debug, Clone)]
+struct HostNeedle {
+    /// The lowercase authority.
+    authority: Vec<u8>,
+    /// Where the anchor starts in `authority`.
+    anchor_at: usize,
+    /// Finds the anchor; `None` when it is shorter than [`MIN_ANCHOR`].
+    anchor: Option<memchr::memmem::Finder<'static>>,
+}
+
+/// The shortest letter-free run worth a substring search (shorter runs, such as a lone `.`,
+/// would match everywhere).
+const MIN_ANCHOR: usize = 3;
+
+impl HostNeedle {
+    fn new(authority: Vec<u8>) -> HostNeedle {
+        // The longest run of bytes that ASCII case folding leaves alone.
+        let (mut best_at, mut best_len, mut run_at) = (0, 0, 0);
+        for (i, b) in authority.iter().enumerate() {
+            if b.is_ascii_alphabetic() {
+                run_at = i + 1;
+            } else if i + 1 - run_at > best_len {
+                best_at = run_at;
+                best_len = i + 1 - run_at;
+            }
+        }
+        let anchor = (best_len >= MIN_ANCHOR).then(|| {
+            memchr::memmem::Finder::new(&authority[best_at..best_at + best_len]).into_owned()
+        });
+        HostNeedle {
+            authority,
+            anchor_at: best_at,
+            anchor,
+        }
+    }
+
+    /// Whether the authority occurs in `haystack`, ASCII case-insensitively.
+    fn occurs_in(&self, haystack: &[u8]) -> bool {
+        let Some(anchor) = &self.anchor else {
+            return contains_ignore_ascii_case(haystack, &self.authority);
+        };
+        let len = self.authority.len();
+        anchor.find_iter(haystack).any(|hit| {
+            hit >= self.anchor_at && {
+                let start = hit - self.anchor_at;
+                start + len <= haystack.len()
+                    && haystack[start..start + len].eq_ignore_ascii_case(&self.authority)
+            }
+        })
+    }
 }
 
 impl UrlMap {
@@ -62,14 +121,19 @@ impl UrlMap {
     fn from_mappings(mut mappings: Vec<Mapping>) -> UrlMap {
         // Stable: among equally long prefixes the first configured wins.
         mappings.sort_by_key(|m| std::cmp::Reverse(m.upstream.path().len()));
-        let mut hosts: Vec<Vec<u8>> = Vec::new();
+        let mut hosts: Vec<HostNeedle> = Vec::new();
         for m in &mappings {
             let authority = authority_of(m.upstream.as_str());
-            if !hosts.contains(&authority) {
-                hosts.push(authority);
+            if !hosts.iter().any(|h| h.authority == authority) {
+                hosts.push(HostNeedle::new(authority));
             }
         }
-        UrlMap { mappings, hosts }
+        let longest_host = hosts.iter().map(|h| h.authority.len()).max().unwrap_or(0);
+        UrlMap {
+            mappings,
+            hosts,
+            longest_host,
+        }
     }
 
     /// True when the map has no mapping.
@@ -129,9 +193,63 @@ impl UrlMap {
     /// service writes one.) Runs at memchr speed: the body of every JSON response passes
     /// here.
     pub fn contains_upstream(&self, bytes: &[u8]) -> bool {
-        self.hosts
-            .iter()
-            .any(|host| contains_ignore_ascii_case(bytes, host))
+        self.hosts.iter().any(|host| host.occurs_in(bytes))
+    }
+
+    /// [`UrlMap::contains_upstream`] for a body that arrives in chunks: feed each chunk to
+    /// the returned scanner as it comes.
+    pub fn scanner(&self) -> UpstreamScan<'_> {
+        UpstreamScan {
+            map: self,
+            tail: Vec::new(),
+            found: false,
+        }
+    }
+}
+
+/// The chunked form of [`UrlMap::contains_upstream`]: after the chunks of a body have been
+/// fed in order, [`UpstreamScan::found`] is what `contains_upstream` says of their
+/// concatenation. An authority split across chunks is found too: the scanner keeps the last
+/// `longest authority - 1` bytes and checks them joined with the start of the next chunk.
+#[derive(Debug)]
+pub struct UpstreamScan<'m> {
+    map: &'m UrlMap,
+    /// The last bytes seen (at most `longest_host - 1`).
+    tail: Vec<u8>,
+    found: bool,
+}
+
+impl UpstreamScan<'_> {
+    /// Scans the next chunk; returns [`UpstreamScan::found`]. Once something is found, later
+    /// chunks are not looked at.
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        let keep = self.map.longest_host.saturating_sub(1);
+        if self.found || self.map.hosts.is_empty() || chunk.is_empty() {
+            return self.found;
+        }
+        if !self.tail.is_empty() {
+            // Every occurrence that starts in the tail and ends in this chunk lies within
+            // the tail plus the chunk's first `keep` bytes.
+            let tail_len = self.tail.len();
+            self.tail.extend_from_slice(&chunk[..chunk.len().min(keep)]);
+            self.found = self.map.contains_upstream(&self.tail);
+            self.tail.truncate(tail_len);
+        }
+        self.found = self.found || self.map.contains_upstream(chunk);
+        if chunk.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(chunk);
+            let excess = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..excess);
+        }
+        self.found
+    }
+
+    /// Whether an upstream authority occurred in the chunks fed so far.
+    pub fn found(&self) -> bool {
+        self.found
     }
 }
 
@@ -339,6 +457,91 @@ mod tests {
         assert!(!UrlMap::default().contains_upstream(b"http://10.0.0.5:8774"));
         let upper = UrlMap::new([(ServiceKind::Compute, "http://Nova.Local:8774", "http://gw")]);
         assert!(upper.contains_upstream(b"\"http://nova.LOCAL:8774/v2.1\""));
+    }
+
+    #[test]
+    fn anchors_are_letter_free_runs() {
+        let ip = HostNeedle::new(b"10.0.0.5:8774".to_vec());
+        assert_eq!((ip.anchor_at, ip.anchor.is_some()), (0, true));
+        let named = HostNeedle::new(b"nova.example:8774".to_vec());
+        assert_eq!(named.anchor_at, 12, "the port");
+        assert!(named.occurs_in(b"x NOVA.Example:8774/v2.1"));
+        assert!(!named.occurs_in(b"x nova.exampl:8774 :8774 a.example:8774"));
+        let bare = HostNeedle::new(b"keystone".to_vec());
+        assert!(bare.anchor.is_none());
+        assert!(bare.occurs_in(b"http://KeyStone/v3"));
+        // An anchor hit too close to the start to hold the whole authority.
+        assert!(!named.occurs_in(b":8774"));
+    }
+
+    /// Feeds `body` to a scanner in pieces cut at `cuts`.
+    fn scan_in_pieces(m: &UrlMap, body: &[u8], cuts: &[usize]) -> bool {
+        let mut scan = m.scanner();
+        let mut at = 0;
+        for &cut in cuts.iter().chain([&body.len()]) {
+            let cut = cut.clamp(at, body.len());
+            scan.feed(&body[at..cut]);
+            at = cut;
+        }
+        scan.found()
+    }
+
+    #[test]
+    fn scanner_finds_an_authority_split_across_chunks() {
+        let m = map();
+        let body = br#"{"href": "http://10.0.0.5:8774/v2.1"}"#;
+        let start = body.windows(4).position(|w| w == b"10.0").unwrap();
+        // Every single cut, and one byte per chunk.
+        for cut in 0..=body.len() {
+            assert!(scan_in_pieces(&m, body, &[cut]), "cut at {cut}");
+        }
+        let every_byte: Vec<usize> = (1..body.len()).collect();
+        assert!(scan_in_pieces(&m, body, &every_byte));
+        // Cut inside the authority: "10.0.0" | ".5:8774".
+        let mut scan = m.scanner();
+        assert!(!scan.feed(&body[..start + 6]));
+        assert!(scan.feed(&body[start + 6..]));
+        // No authority, however it is cut.
+        let clean = br#"{"href": "http://10.0.0.7:8774/v2.1", "x": "10.0.0.5:877"}"#;
+        for cut in 0..=clean.len() {
+            assert!(!scan_in_pieces(&m, clean, &[cut]), "cut at {cut}");
+        }
+        assert!(!scan_in_pieces(&UrlMap::default(), body, &[3]));
+    }
+
+    proptest::proptest! {
+        /// Chunked scanning agrees with scanning the whole body, wherever it is cut.
+        #[test]
+        fn scanner_agrees_with_whole_body(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-z0-9.:/\\\" ]{0,12}").unwrap(),
+                    proptest::sample::select(vec![
+                        "10.0.0.5:8774".to_string(),
+                        "10.0.0.6".to_string(),
+                        "NOVA.example:8774".to_string(),
+                        "nova.example:877".to_string(),
+                        "10.1.0.".to_string(),
+                        "5:8774".to_string(),
+                    ]),
+                ],
+                0..12,
+            ),
+            cuts in proptest::collection::vec(0usize..120, 0..8),
+        ) {
+            let m = UrlMap::new([
+                (ServiceKind::Compute, "http://10.1.0.5:8774", "http://gw:1"),
+                (ServiceKind::Image, "http://nova.example:8774/image", "http://gw:2"),
+                (ServiceKind::Identity, "http://10.0.0.6:5000", "http://gw:3"),
+            ]);
+            let body = pieces.concat();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            proptest::prop_assert_eq!(
+                scan_in_pieces(&m, body.as_bytes(), &cuts),
+                m.contains_upstream(body.as_bytes())
+            );
+        }
     }
 
     #[test]

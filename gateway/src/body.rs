@@ -26,6 +26,53 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A body made of chunks already read (a response the gateway looked into and passes on
+/// unchanged), without copying them into one buffer.
+pub fn chunks(mut chunks: Vec<Bytes>) -> ProxyBody {
+    match chunks.len() {
+        0 => empty(),
+        1 => full(chunks.pop().unwrap_or_default()),
+        _ => {
+            let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+            Chunks {
+                queue: chunks.into(),
+                remaining,
+            }
+            .boxed_unsync()
+        }
+    }
+}
+
+/// See [`chunks`]: yields its chunks in order, with an exact size hint.
+struct Chunks {
+    queue: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let next = self.queue.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|c| Ok(http_body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// Boxes any streaming body.
 pub fn stream<B>(body: B) -> ProxyBody
 where
@@ -74,6 +121,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn chunks_replay_in_order_with_their_length() {
+        for parts in [vec![], vec!["ab"], vec!["ab", "", "cde"]] {
+            let body = chunks(
+                parts
+                    .iter()
+                    .map(|p| Bytes::from_static(p.as_bytes()))
+                    .collect(),
+            );
+            assert_eq!(body.size_hint().exact(), Some(parts.concat().len() as u64));
+            let all = body.collect().await.unwrap().to_bytes();
+            assert_eq!(&all[..], parts.concat().as_bytes());
+        }
+    }
 
     #[tokio::test]
     async fn reads_within_limit_and_refuses_beyond() {

@@ -114,6 +114,12 @@ impl Rewriter {
             .or_else(|| self.links.rewrite_url(url))
     }
 
+    /// A scanner for upstream authorities in a body that arrives in chunks (the chunked
+    /// form of the pre-check [`rewrite_body`] makes).
+    pub fn scanner(&self) -> drgw_catalog::UpstreamScan<'_> {
+        self.links.scanner()
+    }
+
     /// Rewrites every upstream link in a JSON document of `service`; returns the count.
     pub fn rewrite_json_links(&self, service: Service, value: &mut Value) -> usize {
         self.own(service).rewrite_json_links(value) + self.links.rewrite_json_links(value)
@@ -228,7 +234,65 @@ pub enum Buffered {
 
 /// Reads a body up to `limit` bytes. Beyond the limit, nothing is lost: the returned body
 /// yields the buffered prefix followed by the rest of the stream.
-pub async fn buffer_prefix<B>(mut body: B, limit: u64) -> Buffered
+pub async fn buffer_prefix<B>(body: B, limit: u64) -> Buffered
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    match read_chunks(body, limit, |_| {}).await {
+        Ok(chunks) => Buffered::Complete(concat(chunks)),
+        Err(other) => other,
+    }
+}
+
+/// Result of [`read_scanning`].
+pub enum Scanned {
+    /// The whole body, in the chunks it arrived in; no upstream authority occurs in it, so
+    /// it goes out as it came.
+    Clean(Vec<Bytes>),
+    /// A body to rewrite (an upstream authority occurs in it), or one over the limit or
+    /// broken off, as [`buffer_prefix`] gives it.
+    Rewrite(Buffered),
+}
+
+/// Reads a plain (not content-encoded) JSON body up to `limit` bytes, scanning each chunk
+/// for upstream authorities as it arrives: a body without one, by far the most common, is
+/// neither copied into one buffer nor parsed.
+pub async fn read_scanning<B>(body: B, limit: u64, rewriter: &Rewriter) -> Scanned
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut scan = rewriter.scanner();
+    match read_chunks(body, limit, |chunk| {
+        scan.feed(chunk);
+    })
+    .await
+    {
+        Ok(chunks) if !scan.found() => Scanned::Clean(chunks),
+        Ok(chunks) => Scanned::Rewrite(Buffered::Complete(concat(chunks))),
+        Err(other) => Scanned::Rewrite(other),
+    }
+}
+
+fn concat(mut chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut all = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in chunks {
+        all.extend_from_slice(&c);
+    }
+    Bytes::from(all)
+}
+
+/// Reads the data chunks of a body (trailers are dropped), showing each to `seen`; beyond
+/// `limit` bytes gives up with [`Buffered::Overflow`], which loses nothing.
+async fn read_chunks<B>(
+    mut body: B,
+    limit: u64,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<Vec<Bytes>, Buffered>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -238,10 +302,11 @@ where
     loop {
         match body.frame().await {
             None => break,
-            Some(Err(e)) => return Buffered::Failed(e.into()),
+            Some(Err(e)) => return Err(Buffered::Failed(e.into())),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     total += data.len() as u64;
+                    seen(&data);
                     chunks.push(data);
                     if total > limit {
                         let prefix = futures_util::stream::iter(
@@ -251,22 +316,15 @@ where
                         );
                         let rest = http_body_util::BodyStream::new(body.map_err(Into::into));
                         let stream = futures_util::StreamExt::chain(prefix, rest);
-                        return Buffered::Overflow(crate::body::stream(
+                        return Err(Buffered::Overflow(crate::body::stream(
                             http_body_util::StreamBody::new(stream),
-                        ));
+                        )));
                     }
                 }
             }
         }
     }
-    if chunks.len() == 1 {
-        return Buffered::Complete(chunks.pop().unwrap_or_default());
-    }
-    let mut all = Vec::with_capacity(total as usize);
-    for c in chunks {
-        all.extend_from_slice(&c);
-    }
-    Buffered::Complete(Bytes::from(all))
+    Ok(chunks)
 }
 
 #[cfg(test)]
@@ -299,6 +357,58 @@ mod tests {
             Buffered::Overflow(body) => {
                 let all = body.collect().await.unwrap().to_bytes();
                 assert_eq!(&all[..], b"abcdefghi");
+            }
+            _ => panic!("expected overflow"),
+        }
+    }
+
+    fn rewriter() -> Rewriter {
+        let text = r#"
+[gateway]
+state_dir = "/tmp/drgw-rewrite-test"
+[sites.primary]
+identity = "http://10.0.0.1:5000"
+compute = "http://10.0.0.1:8774"
+network = "http://10.0.0.1:9696"
+volumev3 = "http://10.0.0.1:8776"
+image = "http://10.0.0.1:9292"
+[sites.recovery]
+identity = "http://10.9.0.1:5000"
+compute = "http://10.9.0.1:8774"
+network = "http://10.9.0.1:9696"
+volumev3 = "http://10.9.0.1:8776"
+image = "http://10.9.0.1:9292"
+[listeners.shared]
+listen = "127.0.0.1:8080"
+public_url = "http://gw:8080"
+"#;
+        let config = Config::parse(text, std::path::Path::new("/")).expect("valid");
+        Rewriter::new(&config, SiteName::Primary)
+    }
+
+    #[tokio::test]
+    async fn clean_bodies_pass_in_their_chunks_and_dirty_ones_are_buffered() {
+        let rw = rewriter();
+        match read_scanning(chunked(&[b"{\"a\": ", b"\"10.0.0.1:80\"}"]), 100, &rw).await {
+            Scanned::Clean(chunks) => assert_eq!(chunks.len(), 2),
+            _ => panic!("expected clean"),
+        }
+        // The recovery site's authority, split between two chunks.
+        match read_scanning(
+            chunked(&[b"{\"href\": \"http://10.9.0", b".1:8774/v2.1\"}"]),
+            100,
+            &rw,
+        )
+        .await
+        {
+            Scanned::Rewrite(Buffered::Complete(b)) => {
+                assert_eq!(&b[..], b"{\"href\": \"http://10.9.0.1:8774/v2.1\"}")
+            }
+            _ => panic!("expected a body to rewrite"),
+        }
+        match read_scanning(chunked(&[b"abc", b"def"]), 4, &rw).await {
+            Scanned::Rewrite(Buffered::Overflow(body)) => {
+                assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"abcdef")
             }
             _ => panic!("expected overflow"),
         }

@@ -287,12 +287,15 @@ async fn accept_loop(
         let tls = l.tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let conn_info = ConnInfo {
-                peer,
-                tls: tls.is_some(),
-            };
+            let conn_info = ConnInfo::new(peer, tls.is_some());
             let svc = hyper::service::service_fn(move |req| {
-                dispatch(gw.clone(), fo.clone(), routes.clone(), conn_info, req)
+                dispatch(
+                    gw.clone(),
+                    fo.clone(),
+                    routes.clone(),
+                    conn_info.clone(),
+                    req,
+                )
             });
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {

@@ -47,10 +47,22 @@ pub struct ServiceRoute {
 }
 
 /// The connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's IP address as an `X-Forwarded-For` element, formatted once per connection.
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            peer,
+            tls,
+            forwarded_for: HeaderValue::from_str(&peer.ip().to_string()).ok(),
+        }
+    }
 }
 
 const REQUEST_ID: &str = "x-openstack-request-id";
@@ -67,19 +79,35 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TRANSFER_ENCODING
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names finds the few present (usually none, or `Connection:
+    // keep-alive`), instead of a hashed removal for every hop-by-hop name.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        // Connection options, not header names (`keep-alive` is removed anyway).
+        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in named.iter().chain(present.iter()) {
         headers.remove(name);
     }
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// The request id of a call: the client's `X-Openstack-Request-Id` when it is well formed
@@ -219,7 +247,8 @@ pub async fn handle(
             site,
             req_id: &req_id,
         };
-        let resp = protected_change(&gw, change, parts, incoming).await;
+        // Boxed: its state is large, and reads should not carry (and move) it.
+        let resp = Box::pin(protected_change(&gw, change, parts, incoming)).await;
         return finish(&gw, service, action, &req_id, resp);
     }
     let upstream_body = if gw.stable_ids.armed()
@@ -269,9 +298,7 @@ async fn send_upstream(
         Ok(resp) => {
             gw.metrics
                 .proxy
-                .upstream_duration
-                .with_label_values(&[service.as_str(), site.as_str()])
-                .observe(sent.elapsed().as_secs_f64());
+                .observe_upstream(service, site, sent.elapsed().as_secs_f64());
             Ok(resp)
         }
         Err(e) => {
@@ -571,12 +598,14 @@ async fn tenant(gw: &Gateway, headers: &HeaderMap, site: SiteName) -> Option<Arc
 }
 
 fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Option<HeaderValue>) {
-    let peer = conn.peer.ip().to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {peer}"),
-        _ => peer,
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok()
+        }
+        // The usual case: the per-connection value, without formatting.
+        _ => conn.forwarded_for,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert(
@@ -613,9 +642,7 @@ fn finish(
     }
     gw.metrics
         .proxy
-        .requests
-        .with_label_values(&[service.as_str(), action, resp.status().as_str()])
-        .inc();
+        .count_request(service, action, resp.status());
     resp
 }
 
@@ -666,7 +693,8 @@ async fn rewrite_response(
 ) -> Response<ProxyBody> {
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    rewrite_location(gw, &gw.rewriter(), op.service, &mut parts.headers);
+    let rewriter = gw.rewriter();
+    rewrite_location(gw, &rewriter, op.service, &mut parts.headers);
     // Token revocation: forget the context.
     if op.resource == ResourceType::Token
         && op.action == Action::Delete
@@ -697,7 +725,24 @@ async fn rewrite_response(
         );
         return Response::from_parts(parts, body::stream(incoming));
     }
-    let buffered = match rewrite::buffer_prefix(incoming, limit).await {
+    // Plain link-carrying bodies are scanned chunk by chunk as they arrive and pass on in
+    // those chunks unless an upstream authority turns up; catalogs and encoded bodies are
+    // always read whole.
+    let buffered = if carries_catalog(op) || parts.headers.contains_key(header::CONTENT_ENCODING) {
+        rewrite::buffer_prefix(incoming, limit).await
+    } else {
+        match rewrite::read_scanning(incoming, limit, &rewriter).await {
+            rewrite::Scanned::Clean(chunks) => {
+                let len: usize = chunks.iter().map(Bytes::len).sum();
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                return Response::from_parts(parts, body::chunks(chunks));
+            }
+            rewrite::Scanned::Rewrite(buffered) => buffered,
+        }
+    };
+    let buffered = match buffered {
         rewrite::Buffered::Complete(bytes) => bytes,
         rewrite::Buffered::Overflow(rest) => {
             tracing::warn!(
@@ -966,4 +1011,34 @@ async fn stable_response_body(
 /// Converts a buffered body back into a response body (used by tests and admin).
 pub fn bytes_body(b: Bytes) -> ProxyBody {
     body::full(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_the_rest_stays() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let untouched = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, untouched);
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Trace, close"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, untouched);
+    }
 }
