@@ -727,8 +727,12 @@ async fn rewrite_response(
     }
     // Plain link-carrying bodies are scanned chunk by chunk as they arrive and pass on in
     // those chunks unless an upstream authority turns up; catalogs and encoded bodies are
-    // always read whole.
-    let buffered = if carries_catalog(op) || parts.headers.contains_key(header::CONTENT_ENCODING) {
+    // always read whole, and so is every body while stable IDs are armed (its IDs may
+    // need translating).
+    let buffered = if carries_catalog(op)
+        || parts.headers.contains_key(header::CONTENT_ENCODING)
+        || gw.stable_ids.armed()
+    {
         rewrite::buffer_prefix(incoming, limit).await
     } else {
         match rewrite::read_scanning(incoming, limit, &rewriter).await {
