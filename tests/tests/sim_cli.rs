@@ -1,5 +1,6 @@
-//! The real `openstack` CLI against an in-process simulated site: every command a tenant and an
-//! operator use for the resources drgw mirrors, create and delete.
+//! The real `openstack` CLI against the two in-process simulated sites, primary and recovery,
+//! each driven directly and both at once: every command a tenant and an operator use for the
+//! resources drgw mirrors, create and delete.
 //!
 //! Fails (never skips) when the CLI is missing: set `DRGW_OPENSTACK_CLI` or install the venv at
 //! `/root/.cache/drgw/realstack/venv/bin/openstack`.
@@ -11,13 +12,17 @@ use serde_json::Value;
 
 const DEFAULT_CLI: &str = "/root/.cache/drgw/realstack/venv/bin/openstack";
 
+/// The CLI with one cloud per site, named after the site.
 struct Cli {
     bin: PathBuf,
     config: PathBuf,
+    cloud: String,
 }
 
 impl Cli {
-    fn new(site: &SiteHandle, dir: &Path) -> anyhow::Result<Cli> {
+    /// Writes a clouds.yaml with one admin cloud per site (direct to the site, no gateway);
+    /// returns one CLI per site, in order.
+    fn for_sites(sites: &[&SiteHandle], dir: &Path) -> anyhow::Result<Vec<Cli>> {
         let bin = PathBuf::from(
             std::env::var("DRGW_OPENSTACK_CLI").unwrap_or_else(|_| DEFAULT_CLI.into()),
         );
@@ -27,22 +32,31 @@ impl Cli {
             bin.display()
         );
         let config = dir.join("clouds.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "clouds:\n  sim:\n    auth:\n      auth_url: {}\n      username: admin\n      password: secret\n      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {}\n    identity_api_version: 3\n",
+        let mut yaml = String::from("clouds:\n");
+        for site in sites {
+            yaml.push_str(&format!(
+                "  {}:\n    auth:\n      auth_url: {}\n      username: admin\n      password: secret\n      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {}\n    identity_api_version: 3\n",
+                site.name(),
                 site.endpoints().auth_url(),
                 site.region()
-            ),
-        )?;
-        Ok(Cli { bin, config })
+            ));
+        }
+        std::fs::write(&config, yaml)?;
+        Ok(sites
+            .iter()
+            .map(|site| Cli {
+                bin: bin.clone(),
+                config: config.clone(),
+                cloud: site.name().to_string(),
+            })
+            .collect())
     }
 
     /// Runs one command; fails with its stderr unless it exits 0.
     async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = tokio::process::Command::new(&self.bin)
             .arg("--os-cloud")
-            .arg("sim")
+            .arg(&self.cloud)
             .args(args)
             .env("OS_CLIENT_CONFIG_FILE", &self.config)
             .env_remove("OS_CLOUD")
@@ -52,7 +66,8 @@ impl Cli {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         anyhow::ensure!(
             out.status.success(),
-            "openstack {} failed ({}): {}{}",
+            "openstack --os-cloud {} {} failed ({}): {}{}",
+            self.cloud,
             args.join(" "),
             out.status,
             stdout,
@@ -71,13 +86,38 @@ impl Cli {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_openstack_cli_against_the_simulator() -> anyhow::Result<()> {
-    let site = Site::start(SiteConfig::named("cli")).await?;
+async fn real_openstack_cli_against_both_simulated_sites() -> anyhow::Result<()> {
+    let primary = Site::start(SiteConfig::named("primary")).await?;
+    let recovery = Site::start(SiteConfig {
+        region: "RegionTwo".into(),
+        ..SiteConfig::named("recovery")
+    })
+    .await?;
     let dir = tempfile::tempdir()?;
-    let cli = Cli::new(&site, dir.path())?;
+    let clis = Cli::for_sites(&[&primary, &recovery], dir.path())?;
+    let [p_dir, r_dir] = ["primary", "recovery"].map(|d| dir.path().join(d));
+    for d in [&p_dir, &r_dir] {
+        std::fs::create_dir_all(d)?;
+    }
+    // Both walk-throughs at once, each CLI straight at its own site.
+    tokio::try_join!(
+        walkthrough(&clis[0], &primary, &p_dir),
+        walkthrough(&clis[1], &recovery, &r_dir)
+    )?;
+    primary.shutdown().await;
+    recovery.shutdown().await;
+    Ok(())
+}
 
+/// The walk-through against one site; checks along the way that the CLI talked to this
+/// site only (its token, its catalog and region, its request record).
+async fn walkthrough(cli: &Cli, site: &SiteHandle, dir: &Path) -> anyhow::Result<()> {
     let token = cli.json(&["token", "issue"]).await?;
-    assert_eq!(token["project_id"], Value::from(site.project_id("admin")));
+    anyhow::ensure!(
+        token["project_id"] == Value::from(site.project_id("admin")),
+        "{}: token of another project: {token}",
+        site.name()
+    );
     let catalog = cli.json(&["catalog", "list"]).await?;
     let types: Vec<&str> = catalog
         .as_array()
@@ -88,6 +128,25 @@ async fn real_openstack_cli_against_the_simulator() -> anyhow::Result<()> {
     for t in ["identity", "compute", "image", "block-storage", "network"] {
         assert!(types.contains(&t), "catalog lacks {t}: {catalog}");
     }
+    let ep = site.endpoints();
+    let own = [ep.identity, ep.compute, ep.image, ep.volume, ep.network];
+    let mut endpoints = 0;
+    for entry in catalog.as_array().into_iter().flatten() {
+        for e in entry["Endpoints"].as_array().into_iter().flatten() {
+            endpoints += 1;
+            let url = e["url"].as_str().unwrap_or_default();
+            anyhow::ensure!(
+                own.iter().any(|o| url.starts_with(o.as_str())) && e["region"] == site.region(),
+                "{}: catalog endpoint of another site: {e}",
+                site.name()
+            );
+        }
+    }
+    anyhow::ensure!(
+        endpoints >= 5,
+        "{}: only {endpoints} catalog endpoints",
+        site.name()
+    );
 
     let project = cli
         .json(&["project", "create", "--description", "dr test", "p1"])
@@ -118,7 +177,7 @@ async fn real_openstack_cli_against_the_simulator() -> anyhow::Result<()> {
         ])
         .await?;
     assert_eq!(flavor["ram"], 64);
-    let key = dir.path().join("key.pub");
+    let key = dir.join("key.pub");
     std::fs::write(
         &key,
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJImusrDR/ZhIaX4dttrx0JdhEERsADcpWaA5TACH8Nw test\n",
@@ -177,7 +236,7 @@ async fn real_openstack_cli_against_the_simulator() -> anyhow::Result<()> {
     let data: Vec<u8> = (0..3 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let file = dir.path().join("img.raw");
+    let file = dir.join("img.raw");
     std::fs::write(&file, &data)?;
     let image = cli
         .json(&[
@@ -193,7 +252,7 @@ async fn real_openstack_cli_against_the_simulator() -> anyhow::Result<()> {
         ])
         .await?;
     assert_eq!(image["status"], "active");
-    let saved = dir.path().join("saved.raw");
+    let saved = dir.join("saved.raw");
     cli.run(&["image", "save", "--file", &saved.to_string_lossy(), "i1"])
         .await?;
     assert!(
@@ -266,7 +325,6 @@ async fn real_openstack_cli_against_the_simulator() -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| r.method == "PUT" && r.path.ends_with("/file"))
         .count();
-    assert_eq!(uploads, 1);
-    site.shutdown().await;
+    assert_eq!(uploads, 1, "{}: image uploads", site.name());
     Ok(())
 }

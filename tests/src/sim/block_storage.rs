@@ -134,6 +134,7 @@ pub(crate) fn handle(ctx: &SiteCtx, world: &mut World, req: &SimRequest) -> Repl
         auth: &auth,
         base: &base,
         project,
+        mv,
     };
     decorate(route(&c, world, &rest), mv)
 }
@@ -143,6 +144,8 @@ struct Call<'a> {
     auth: &'a Auth,
     base: &'a str,
     project: &'a str,
+    /// The negotiated microversion.
+    mv: Mv,
 }
 
 fn bad(msg: impl Into<String>) -> Reply {
@@ -373,10 +376,52 @@ fn links(c: &Call<'_>, kind: &str, id: &str) -> Value {
     ])
 }
 
-fn volume_view(c: &Call<'_>, v: &Value) -> Value {
+/// Which view of a volume a response carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VolumeView {
+    /// Create and update: Cinder's `detail` view builder alone.
+    Detail,
+    /// Show and list detail: the view plus the extension attributes (`os-vol-*`).
+    Show,
+}
+
+/// A stored volume (which holds every field) as Cinder shows it at the call's microversion
+/// and to the caller's role (cinder/api/v3/views/volumes.py and the `volume_extension:*`
+/// attribute policies).
+fn volume_view(c: &Call<'_>, v: &Value, view: VolumeView) -> Value {
     let mut v = v.clone();
     let id = id_of(&v);
     v["links"] = links(c, "volumes", &id);
+    let admin = c.auth.is_admin();
+    let Some(o) = v.as_object_mut() else {
+        return v;
+    };
+    let gated: [(&str, Mv, bool); 8] = [
+        ("migration_status", MIN_VERSION, admin),
+        ("group_id", (3, 13), true),
+        ("provider_id", (3, 21), admin),
+        ("shared_targets", (3, 48), true),
+        ("service_uuid", (3, 48), true),
+        ("cluster_name", (3, 61), admin),
+        ("volume_type_id", (3, 63), true),
+        ("consumes_quota", (3, 65), true),
+    ];
+    for (key, since, allowed) in gated {
+        if c.mv < since || !allowed {
+            o.remove(key);
+        }
+    }
+    let extension_attrs: [(&str, bool); 4] = [
+        ("os-vol-tenant-attr:tenant_id", true),
+        ("os-vol-host-attr:host", admin),
+        ("os-vol-mig-status-attr:migstat", admin),
+        ("os-vol-mig-status-attr:name_id", admin),
+    ];
+    for (key, allowed) in extension_attrs {
+        if view == VolumeView::Detail || !allowed {
+            o.remove(key);
+        }
+    }
     v
 }
 
@@ -397,7 +442,7 @@ fn list(c: &Call<'_>, items: &[Value], key: &str, detail: bool) -> Reply {
                     .is_none_or(|f| f.iter().all(|(k, want)| v["metadata"].get(k) == Some(want)))
             })
         })
-        .map(|v| if key == "volumes" { volume_view(c, v) } else { v.clone() })
+        .map(|v| if key == "volumes" { volume_view(c, v, VolumeView::Show) } else { v.clone() })
         .map(|v| if detail { v } else { json!({ "id": v["id"], "links": v.get("links").cloned().unwrap_or(json!([])), "name": v["name"] }) })
         .collect();
     let (page, more) = paginate(mine, &c.req.query, 1000);
@@ -474,7 +519,8 @@ fn create_volume(c: &Call<'_>, w: &mut World) -> Reply {
         "attachments": [], "migration_status": null, "group_id": null, "provider_id": null,
         "shared_targets": true, "service_uuid": null, "cluster_name": null,
         "volume_type_id": vtype["id"], "consumes_quota": true,
-        "os-vol-tenant-attr:tenant_id": c.project,
+        "os-vol-tenant-attr:tenant_id": c.project, "os-vol-host-attr:host": null,
+        "os-vol-mig-status-attr:migstat": null, "os-vol-mig-status-attr:name_id": null,
         "volume_image_metadata": image.map(|i| json!({ "image_id": i })),
     });
     let mut v = v;
@@ -484,11 +530,8 @@ fn create_volume(c: &Call<'_>, w: &mut World) -> Reply {
         }
     }
     w.volume.volumes.push(v.clone());
-    let mut shown = volume_view(c, &v);
+    let mut shown = volume_view(c, &v, VolumeView::Detail);
     shown["status"] = json!("creating");
-    if let Some(o) = shown.as_object_mut() {
-        o.remove("os-vol-tenant-attr:tenant_id");
-    }
     Reply::json(202, json!({ "volume": shown }))
 }
 
@@ -499,7 +542,10 @@ fn volume_sub(c: &Call<'_>, w: &mut World, vid: &str, tail: &[&str]) -> Reply {
         return nova_error(404, format!("Volume {vid} could not be found."));
     };
     match (m, tail) {
-        ("GET", []) => Reply::json(200, json!({ "volume": volume_view(c, &bs.volumes[i]) })),
+        ("GET", []) => Reply::json(
+            200,
+            json!({ "volume": volume_view(c, &bs.volumes[i], VolumeView::Show) }),
+        ),
         ("PUT", []) => {
             let body = match c.req.json().and_then(|b| body_object(&b, "volume")) {
                 Ok(b) => b,
@@ -511,7 +557,10 @@ fn volume_sub(c: &Call<'_>, w: &mut World, vid: &str, tail: &[&str]) -> Reply {
                 }
             }
             bs.volumes[i]["updated_at"] = json!(iso_cinder_now());
-            Reply::json(200, json!({ "volume": volume_view(c, &bs.volumes[i]) }))
+            Reply::json(
+                200,
+                json!({ "volume": volume_view(c, &bs.volumes[i], VolumeView::Detail) }),
+            )
         }
         ("DELETE", []) => {
             if bs

@@ -107,9 +107,11 @@ impl Identity {
                 "id": config.region, "description": "", "parent_region_id": null
             })],
         };
+        // `keystone-manage bootstrap` creates these roles immutable.
         for r in ["admin", "manager", "member", "reader", "service"] {
             id.roles.push(json!({
-                "id": hex_id(), "name": r, "domain_id": null, "description": null, "options": {}
+                "id": hex_id(), "name": r, "domain_id": null, "description": null,
+                "options": { "immutable": true }
             }));
         }
         for p in ["admin", "demo", "service"] {
@@ -531,7 +533,8 @@ fn route(_ctx: &SiteCtx, id: &mut Identity, req: &SimRequest) -> Reply {
             let self_url = id.url("auth/catalog");
             Reply::json(
                 200,
-                json!({ "catalog": id.catalog(auth.project_id.as_deref()), "links": { "self": self_url, "previous": null, "next": null } }),
+                // Not a paginated list: only a self link, unlike /v3/auth/projects.
+                json!({ "catalog": id.catalog(auth.project_id.as_deref()), "links": { "self": self_url } }),
             )
         }
         ("GET", ["auth", "projects"]) => {
@@ -818,6 +821,12 @@ fn delete(id: &mut Identity, coll: Coll, oid: &str) -> Reply {
     let Some(i) = find_idx(items, oid) else {
         return not_found(key, oid);
     };
+    if items[i]["options"]["immutable"] == json!(true) {
+        return keystone_error(
+            403,
+            format!("Unable to delete immutable {key} resource: `{oid}. Set resource option \"immutable\" to false first."),
+        );
+    }
     items.remove(i);
     match coll {
         Coll::Users => {

@@ -439,13 +439,12 @@ fn new_rule(
     default_sg: bool,
 ) -> Value {
     let now = iso_z(now_secs());
-    let cidr = if eth == "IPv6" { "::/0" } else { "0.0.0.0/0" };
     json!({
         "id": uuid_id(), "project_id": project, "tenant_id": project,
         "security_group_id": sg, "ethertype": eth, "direction": dir, "protocol": null,
         "port_range_min": null, "port_range_max": null, "remote_ip_prefix": null,
-        "remote_address_group_id": null, "normalized_cidr": if remote_group.is_some() { Value::Null } else { json!(cidr) },
-        "remote_group_id": remote_group, "standard_attr_id": 1, "description": "", "tags": [],
+        "remote_address_group_id": null, "normalized_cidr": null,
+        "remote_group_id": remote_group, "standard_attr_id": 1, "description": null, "tags": [],
         "belongs_to_default_sg": default_sg, "created_at": now, "updated_at": now,
         "revision_number": 0
     })
@@ -596,6 +595,13 @@ fn view(n: &Network, md: (&str, &str, &str, &str), v: &Value) -> Value {
             .cloned()
             .collect();
         v["security_group_rules"] = Value::Array(rules);
+    } else if md.0 == "security-group-rules" {
+        // Neutron embeds rules in a group with every field of the model, but its
+        // security-group-rules API shows them without `standard_attr_id` and `tags`.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("standard_attr_id");
+            o.remove("tags");
+        }
     }
     v
 }
@@ -767,7 +773,7 @@ fn create_one(
                 "admin_state_up": true, "status": "ACTIVE", "external_gateway_info": null,
                 "description": "", "availability_zones": [], "availability_zone_hints": [],
                 "routes": [], "flavor_id": null, "distributed": false, "ha": false,
-                "enable_ndp_proxy": null, "tags": [], "created_at": now, "updated_at": now,
+                "tags": [], "created_at": now, "updated_at": now,
                 "revision_number": 1
             });
             merge(&mut v, &body, &["id", "tenant_id", "project_id", "status"]);
@@ -827,14 +833,11 @@ fn create_one(
                 None,
                 str_of(&group, "name") == Some("default"),
             );
+            // Rules from the default templates have no description; an API-created one "".
+            v["description"] = json!("");
             merge(&mut v, &body, &["id", "tenant_id", "project_id"]);
-            if let Some(p) = v["remote_ip_prefix"].as_str() {
-                v["normalized_cidr"] = json!(p);
-            } else if v["remote_group_id"].is_null() && v["remote_address_group_id"].is_null() {
-                v["normalized_cidr"] = json!(if eth == "IPv6" { "::/0" } else { "0.0.0.0/0" });
-            } else {
-                v["normalized_cidr"] = Value::Null;
-            }
+            // Neutron derives it from remote_ip_prefix alone (null without a prefix).
+            v["normalized_cidr"] = v["remote_ip_prefix"].clone();
             let same = |r: &Value| {
                 [
                     "security_group_id",
@@ -1415,7 +1418,7 @@ fn interface_info(n: &Network, router_id: &str, port_id: &str) -> Reply {
     Reply::json(
         200,
         json!({
-            "network_id": p["network_id"], "tenant_id": p["project_id"], "project_id": p["project_id"],
+            "network_id": p["network_id"], "project_id": p["project_id"],
             "subnet_id": subnets.first().cloned().unwrap_or(Value::Null), "subnet_ids": subnets,
             "port_id": port_id, "id": router_id
         }),
