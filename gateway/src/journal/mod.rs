@@ -63,8 +63,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use record::{
-    Checkpoint, Direction, EncryptedSecret, JournalRecord, MirrorRequest, NewRecord, RecordState, TenantRef,
-    CHECKPOINTS, META, PENDING_BY_TENANT, PENDING_BY_TIER, RECORDS,
+    Checkpoint, Direction, EncryptedSecret, JournalRecord, MirrorRequest, NewRecord, RecordState,
+    TenantRef, CHECKPOINTS, META, PENDING_BY_TENANT, PENDING_BY_TIER, RECORDS,
 };
 
 use record::{

@@ -70,7 +70,9 @@ pub struct MirrorRequest {
 
 /// Which way a record goes. Records written before reverse replication existed carry no
 /// `direction` and read as [`Direction::Forward`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// A change made at the primary, applied at the recovery site (the mirror's normal way).
@@ -352,8 +354,14 @@ mod tests {
         rev.direction = Direction::Reverse;
         let json = serde_json::to_value(&rev).unwrap();
         assert_eq!(json["direction"], "reverse");
-        assert_eq!(decode_record(4, &encode_record(&rev).unwrap()).unwrap(), rev);
-        assert_eq!(Direction::from_source(SiteName::Recovery), Direction::Reverse);
+        assert_eq!(
+            decode_record(4, &encode_record(&rev).unwrap()).unwrap(),
+            rev
+        );
+        assert_eq!(
+            Direction::from_source(SiteName::Recovery),
+            Direction::Reverse
+        );
         assert_eq!(Direction::Reverse.target(), SiteName::Primary);
         assert_eq!(Direction::Forward.source(), SiteName::Primary);
     }

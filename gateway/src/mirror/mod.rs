@@ -88,8 +88,8 @@ pub use target::{mirror_target, Kind, MirrorAction, Target};
 
 use crate::config::SiteName;
 use crate::journal::{
-    Checkpoint, Direction, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord, RecordFilter,
-    RecordPage, TenantRef, PENDING_BY_TIER,
+    Checkpoint, Direction, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord,
+    RecordFilter, RecordPage, TenantRef, PENDING_BY_TIER,
 };
 use crate::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation};
 use crate::operation::Service;
@@ -931,15 +931,14 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
             match mode {
                 MirrorMode::Off => {}
-                MirrorMode::Async { .. } | MirrorMode::Sync => match inner
-                    .drain(Direction::Forward, &tier, None)
-                    .await
-                {
-                    Ok((blocked, n)) => busy |= n > 0 && !blocked,
-                    Err(e) => {
-                        tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                MirrorMode::Async { .. } | MirrorMode::Sync => {
+                    match inner.drain(Direction::Forward, &tier, None).await {
+                        Ok((blocked, n)) => busy |= n > 0 && !blocked,
+                        Err(e) => {
+                            tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                        }
                     }
-                },
+                }
                 MirrorMode::Periodic { interval } => {
                     let next = *due
                         .entry(tier.clone())

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SiteName;
 use super::{frame, key_after, push_component, Batch, Namespace, StateError, StateStore};
+use crate::config::SiteName;
 
 /// Forward direction: primary → recovery.
 pub const IDMAP_FORWARD: Namespace = Namespace::new("idmap_forward");
@@ -277,7 +277,10 @@ impl IdMap {
         resource_type: &str,
         recovery_id: &str,
     ) -> Result<Option<IdMapping>, StateError> {
-        match self.get_by_recovery(service, resource_type, recovery_id).await? {
+        match self
+            .get_by_recovery(service, resource_type, recovery_id)
+            .await?
+        {
             // Removing by the primary ID deletes both entries under the forward entry's
             // version, so a concurrent re-map is not lost.
             Some(m) => {
@@ -393,7 +396,11 @@ impl DirectedIdMap {
         source_id: &str,
     ) -> Result<Option<String>, StateError> {
         match self.source {
-            SiteName::Primary => self.map.recovery_id(service, resource_type, source_id).await,
+            SiteName::Primary => {
+                self.map
+                    .recovery_id(service, resource_type, source_id)
+                    .await
+            }
             SiteName::Recovery => self.map.primary_id(service, resource_type, source_id).await,
         }
     }
@@ -407,7 +414,11 @@ impl DirectedIdMap {
     ) -> Result<Option<String>, StateError> {
         match self.source {
             SiteName::Primary => self.map.primary_id(service, resource_type, target_id).await,
-            SiteName::Recovery => self.map.recovery_id(service, resource_type, target_id).await,
+            SiteName::Recovery => {
+                self.map
+                    .recovery_id(service, resource_type, target_id)
+                    .await
+            }
         }
     }
 
@@ -497,7 +508,9 @@ mod tests {
             }
         );
         assert_eq!(
-            map.get_by_primary("network", "network", "p2").await.unwrap(),
+            map.get_by_primary("network", "network", "p2")
+                .await
+                .unwrap(),
             Some(got.clone())
         );
         assert_eq!(
@@ -514,8 +527,14 @@ mod tests {
         // A delete at the recovery site removes by the recovery ID, both directions.
         let removed = reverse.remove("network", "network", "r1").await.unwrap();
         assert_eq!(removed, Some(m("network", "network", "p1", "r1")));
-        assert_eq!(map.recovery_id("network", "network", "p1").await.unwrap(), None);
-        assert_eq!(reverse.remove("network", "network", "r1").await.unwrap(), None);
+        assert_eq!(
+            map.recovery_id("network", "network", "p1").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            reverse.remove("network", "network", "r1").await.unwrap(),
+            None
+        );
     }
 
     #[test]
