@@ -15,6 +15,7 @@ fn record(task: u64, i: u64) -> NewRecord {
     NewRecord {
         tenant: TenantRef::new(format!("tenant-{}", task % 16), "default"),
         tier: "bronze".into(),
+        direction: Default::default(),
         service: "network".into(),
         resource_type: "security_group_rule".into(),
         action: "create".into(),

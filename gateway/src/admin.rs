@@ -22,7 +22,7 @@ use crate::body::{self, ProxyBody};
 use crate::config::SiteName;
 use crate::failover::{FailoverController, Site};
 use crate::gateway::Gateway;
-use crate::journal::{RecordFilter, StateFilter, TenantRef};
+use crate::journal::{Direction, RecordFilter, StateFilter, TenantRef};
 use crate::operation::Service;
 use crate::state::IdMapFilter;
 
@@ -353,7 +353,7 @@ impl<'a> Query<'a> {
     }
 }
 
-/// `GET /v1/journal?state=&tenant=&tier=&after=&limit=`
+/// `GET /v1/journal?state=&tenant=&tier=&direction=&after=&limit=`
 async fn journal_page(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> {
     let q = Query::parse(query);
     let state = match q.get("state") {
@@ -368,7 +368,19 @@ async fn journal_page(gw: &Gateway, query: Option<&str>) -> Response<ProxyBody> 
             )
         }
     };
+    let direction = match q.get("direction") {
+        None => None,
+        Some("forward") => Some(Direction::Forward),
+        Some("reverse") => Some(Direction::Reverse),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("direction `{other}` is not one of forward, reverse"),
+            )
+        }
+    };
     let filter = RecordFilter {
+        direction,
         state,
         tenant: q.get("tenant").map(|p| TenantRef {
             project_id: p.to_string(),

@@ -44,6 +44,9 @@ pub struct TierChoice {
 /// One successful mutating call.
 #[derive(Debug, Clone)]
 pub struct Mutation {
+    /// The site the change was made at (the active site): the primary, or the recovery site
+    /// while failed over, whose changes are journaled back toward the primary.
+    pub site: crate::config::SiteName,
     pub op: Operation,
     /// Who made it.
     pub tenant: Arc<TokenContext>,

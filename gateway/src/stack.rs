@@ -472,6 +472,7 @@ async fn protected_change(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mutation = Mutation {
+        site: change.site,
         op: op.clone(),
         tenant: change.tenant.clone(),
         tier: tier.clone(),
@@ -495,15 +496,9 @@ async fn protected_change(
         location: None,
         ..mutation.clone()
     });
-    // While failed over, the recovery site is where changes happen; mirroring them back
-    // (reverse replication) is not built yet, so nothing is journaled toward it.
-    let failed_over = change.site != SiteName::Primary;
-    let tag_mutation = tag_mutation.filter(|_| !failed_over);
-    let outcome = if failed_over {
-        MirrorOutcome::NotMirrored
-    } else {
-        gw.mirror.submit(mutation).await
-    };
+    // At the primary the change is mirrored to the recovery site; while failed over it is
+    // journaled back toward the primary (reverse replication, `mutation.site`).
+    let outcome = gw.mirror.submit(mutation).await;
     if let (Some(tag_mutation), false) = (
         tag_mutation,
         matches!(

@@ -16,6 +16,7 @@ fn record(i: u32) -> NewRecord {
     NewRecord {
         tenant: TenantRef::new("tenant", "default"),
         tier: "silver".into(),
+        direction: Default::default(),
         service: "identity".into(),
         resource_type: "project".into(),
         action: "create".into(),

@@ -20,6 +20,7 @@ fn record(task: usize, i: u64) -> NewRecord {
     NewRecord {
         tenant: TenantRef::new(format!("tenant-{task}"), "default"),
         tier: "bronze".into(),
+        direction: Default::default(),
         service: "compute".into(),
         resource_type: "server_group".into(),
         action: "create".into(),

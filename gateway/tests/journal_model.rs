@@ -62,6 +62,7 @@ fn new_record(tenant: usize, tier: usize, n: usize) -> NewRecord {
     NewRecord {
         tenant: TenantRef::new(TENANTS[tenant], "default"),
         tier: TIERS[tier].into(),
+        direction: Default::default(),
         service: "network".into(),
         resource_type: "port".into(),
         action: "create".into(),

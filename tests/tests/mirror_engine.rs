@@ -188,6 +188,7 @@ impl Bed {
             resp.json
         );
         let m = Mutation {
+            site: drgw::config::SiteName::Primary,
             op: Operation::other(svc, Action::Create),
             tenant: ctx.clone(),
             tier: tier.clone(),

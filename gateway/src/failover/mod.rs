@@ -8,7 +8,10 @@
 //!   [`Gateway::set_active_site`] → writes unfrozen. On a drain timeout the switch is aborted
 //!   (`Abort`, the old site stays active) and the error says what was still pending.
 //! - [`FailoverController::forced`]: `BeginFailover{Forced}` and the flip at once, then the
-//!   RPO report ([`RpoReport`]): per tier and tenant, the journal records not applied.
+//!   RPO report ([`RpoReport`]): per tier and tenant, the journal records not applied. The
+//!   records still pending from the abandoned site are then marked failed as superseded
+//!   ([`crate::mirror::MirrorEngine::supersede`]): never applied the other way, and no later
+//!   planned switch waits for them.
 //! - [`FailoverController::failback_planned`] / [`FailoverController::failback_forced`]:
 //!   the same back to the other site (`BeginFailback` + `CompleteFailback`).
 //! - [`FailoverController::abort`]: aborts a planned switch left in progress.
@@ -555,8 +558,8 @@ impl FailoverController {
 
     /// Planned failback to the standby site: the same freeze, drain and flip.
     ///
-    /// Reverse replication (journaling changes made during failover toward the old primary)
-    /// is not part of this module: the drain waits for the gateway's journal only.
+    /// The drain waits for the reverse records too (changes made at the recovery site during
+    /// the failover, journaled toward the primary), so the primary is resynced before the flip.
     pub async fn failback_planned(
         &self,
         drain_timeout: Duration,
@@ -751,6 +754,11 @@ impl FailoverController {
                 RpoReport::unreadable(now_ms(), e.to_string())
             }
         };
+        let abandoned = crate::journal::Direction::from_source(site_name(from));
+        let why = format!("forced switch {id} left the {from} site");
+        if let Err(e) = self.gw.mirror.supersede(abandoned, &why).await {
+            tracing::error!(error = %e, "cannot mark the abandoned site's pending records");
+        }
         let report = FailoverReport {
             id,
             kind,

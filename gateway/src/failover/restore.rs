@@ -281,6 +281,7 @@ async fn restore_one(
             resource_type: r.resource_type.clone(),
             primary_id: r.primary_id.clone(),
             recovery_id: id.clone(),
+            origin: SiteName::Primary,
         })
         .await
         .map_err(|e| format!("restored as {id}, but the ID map could not record it: {e}"))?;

@@ -253,6 +253,7 @@ mod tests {
             time_ms,
             tenant: TenantRef::new(project, "default"),
             tier: tier.into(),
+            direction: Default::default(),
             service: "network".into(),
             resource_type: "network".into(),
             action: "create".into(),

@@ -20,8 +20,8 @@ use crate::config::SiteName;
 use crate::state::{IdMap, IdMapping, StateError};
 
 /// The site where a mapped resource was created (the ID its tenant knows is the one there).
-pub fn mapping_origin(_mapping: &IdMapping) -> SiteName {
-    SiteName::Primary
+pub fn mapping_origin(mapping: &IdMapping) -> SiteName {
+    mapping.origin
 }
 
 /// The request path's access to stable IDs. One per gateway.
@@ -115,6 +115,7 @@ mod tests {
                 resource_type: "network".into(),
                 primary_id: "p1".into(),
                 recovery_id: "r1".into(),
+                origin: SiteName::Primary,
             })
             .await
             .unwrap();

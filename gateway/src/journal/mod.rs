@@ -22,6 +22,14 @@
 //! `{"state":"pending"}`, `{"state":"applied","at_ms":..,"recovery_id":..}`,
 //! `{"state":"failed","reason":..,"retryable":..}`.
 //!
+//! A record's `direction` is `"forward"` (a change made at the primary, applied at the
+//! recovery site) or `"reverse"` (a change made at the recovery site while failed over,
+//! applied at the old primary: reverse replication). Records written before reverse
+//! replication have no `direction` key and read as forward; new records always carry it.
+//! For a reverse record, `primary_id` holds the resource's ID at the recovery site (the site
+//! of the change) and its request is in recovery IDs. Both directions share one seq space and
+//! the same pending indexes and counts (a tier's pending count covers both).
+//!
 //! # Invariants
 //! - Sequence numbers start at 1 and are strictly increasing and gap-free: seqs are assigned
 //!   by the single writer task and `next_seq` is written in the same atomic batch as the
@@ -55,8 +63,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use record::{
-    Checkpoint, EncryptedSecret, JournalRecord, MirrorRequest, NewRecord, RecordState, TenantRef,
-    CHECKPOINTS, META, PENDING_BY_TENANT, PENDING_BY_TIER, RECORDS,
+    Checkpoint, Direction, EncryptedSecret, JournalRecord, MirrorRequest, NewRecord, RecordState,
+    TenantRef, CHECKPOINTS, META, PENDING_BY_TENANT, PENDING_BY_TIER, RECORDS,
 };
 
 use record::{
@@ -154,6 +162,7 @@ pub struct RecordFilter {
     pub state: Option<StateFilter>,
     pub tenant: Option<TenantRef>,
     pub tier: Option<String>,
+    pub direction: Option<Direction>,
 }
 
 /// A record state without its details.
@@ -179,6 +188,7 @@ impl RecordFilter {
                     && (t.domain_id.is_empty() || t.domain_id == r.tenant.domain_id)
             })
             && self.tier.as_ref().is_none_or(|t| *t == r.tier)
+            && self.direction.is_none_or(|d| d == r.direction)
     }
 }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::JournalError;
+use crate::config::SiteName;
 use crate::state::{frame, push_component, split_component, Namespace, StateError};
 
 /// Records by sequence number.
@@ -67,6 +68,55 @@ pub struct MirrorRequest {
     pub secret: Option<EncryptedSecret>,
 }
 
+/// Which way a record goes. Records written before reverse replication existed carry no
+/// `direction` and read as [`Direction::Forward`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// A change made at the primary, applied at the recovery site (the mirror's normal way).
+    #[default]
+    Forward,
+    /// A change made at the recovery site while failed over, applied at the old primary so
+    /// that failback can resync it (reverse replication).
+    Reverse,
+}
+
+impl Direction {
+    /// The direction of a change made at `site`.
+    pub fn from_source(site: SiteName) -> Direction {
+        match site {
+            SiteName::Primary => Direction::Forward,
+            SiteName::Recovery => Direction::Reverse,
+        }
+    }
+
+    /// Where the change was made.
+    pub fn source(self) -> SiteName {
+        match self {
+            Direction::Forward => SiteName::Primary,
+            Direction::Reverse => SiteName::Recovery,
+        }
+    }
+
+    /// Where the change is applied.
+    pub fn target(self) -> SiteName {
+        match self {
+            Direction::Forward => SiteName::Recovery,
+            Direction::Reverse => SiteName::Primary,
+        }
+    }
+
+    /// `forward` or `reverse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+        }
+    }
+}
+
 /// Where a record is in its life.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -106,9 +156,14 @@ pub struct JournalRecord {
     pub time_ms: u64,
     pub tenant: TenantRef,
     pub tier: String,
+    /// Forward (primary → recovery) or reverse (recovery → primary).
+    #[serde(default)]
+    pub direction: Direction,
     pub service: String,
     pub resource_type: String,
     pub action: String,
+    /// The resource's ID at the site the change was made: the primary's for forward
+    /// records, the recovery site's for reverse ones (the name predates reverse records).
     pub primary_id: Option<String>,
     pub request: MirrorRequest,
     pub state: RecordState,
@@ -123,6 +178,8 @@ pub struct JournalRecord {
 pub struct NewRecord {
     pub tenant: TenantRef,
     pub tier: String,
+    #[serde(default)]
+    pub direction: Direction,
     pub service: String,
     pub resource_type: String,
     pub action: String,
@@ -138,6 +195,7 @@ impl NewRecord {
             time_ms,
             tenant: self.tenant,
             tier: self.tier,
+            direction: self.direction,
             service: self.service,
             resource_type: self.resource_type,
             action: self.action,
@@ -242,6 +300,7 @@ mod tests {
         NewRecord {
             tenant: TenantRef::new("p1", "default"),
             tier: "gold".into(),
+            direction: Direction::Forward,
             service: "network".into(),
             resource_type: "network".into(),
             action: "create".into(),
@@ -279,6 +338,32 @@ mod tests {
             decode_record(7, &v[..4]),
             Err(JournalError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn records_without_direction_read_as_forward() {
+        // A record as written before reverse replication: no `direction` key.
+        let mut old = serde_json::to_value(sample(3)).unwrap();
+        old.as_object_mut().unwrap().remove("direction");
+        let v = frame::seal_json(RECORDS, &seq_key(3), &old).unwrap();
+        let r = decode_record(3, &v).unwrap();
+        assert_eq!(r.direction, Direction::Forward);
+        assert_eq!(r, sample(3));
+        // New records always carry it.
+        let mut rev = sample(4);
+        rev.direction = Direction::Reverse;
+        let json = serde_json::to_value(&rev).unwrap();
+        assert_eq!(json["direction"], "reverse");
+        assert_eq!(
+            decode_record(4, &encode_record(&rev).unwrap()).unwrap(),
+            rev
+        );
+        assert_eq!(
+            Direction::from_source(SiteName::Recovery),
+            Direction::Reverse
+        );
+        assert_eq!(Direction::Reverse.target(), SiteName::Primary);
+        assert_eq!(Direction::Forward.source(), SiteName::Primary);
     }
 
     #[test]

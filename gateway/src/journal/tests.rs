@@ -9,6 +9,7 @@ fn rec(project: &str, tier: &str) -> NewRecord {
     NewRecord {
         tenant: TenantRef::new(project, "default"),
         tier: tier.into(),
+        direction: Default::default(),
         service: "compute".into(),
         resource_type: "keypair".into(),
         action: "create".into(),
@@ -196,6 +197,7 @@ async fn list_filters_and_pages() {
         tier: Some("silver".into()),
         tenant: Some(TenantRef::new("a", "default")),
         state: Some(StateFilter::Pending),
+        direction: None,
     };
     let mut got = Vec::new();
     let mut after = None;

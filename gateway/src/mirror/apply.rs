@@ -3,6 +3,13 @@
 //! gateway's service account, and record the new ID mapping; workload records are stored as
 //! protection records instead.
 //!
+//! The same code applies reverse records (changes made at the recovery site during a
+//! failover) at the primary: that [`Applier`] has the primary as its `recovery` (target) site
+//! and the recovery site as its `primary` (source) site, and reads the ID map through the
+//! reversed [`DirectedIdMap`] (recovery IDs → primary IDs; new copies are mapped with the
+//! recovery site as their origin). Its workload specifications go to
+//! [`PROTECTION_AT_PRIMARY`].
+//!
 //! Recovery-site authentication: every call uses the gateway's service account token
 //! (admin at the recovery site). Tenant-owned Neutron resources carry the mirrored
 //! `project_id` in the body (Neutron lets an admin create for another project); keypairs
@@ -22,10 +29,10 @@ use super::target::{
     mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target,
 };
 use crate::config::SiteConfig;
-use crate::journal::{JournalRecord, TenantRef};
+use crate::journal::{Direction, JournalRecord, TenantRef};
 use crate::operation::{ResourceType, Service};
 use crate::state::{
-    frame, now_ms, push_component, IdMap, IdMapping, Namespace, StateError, StateStore,
+    frame, now_ms, push_component, DirectedIdMap, Namespace, StateError, StateStore,
 };
 use crate::token::KeystoneClient;
 use crate::upstream::UpstreamClient;
@@ -33,6 +40,11 @@ use crate::upstream::UpstreamClient;
 /// Workload protection records: `service ‖ resource_type ‖ primary_id` (length-prefixed
 /// components) → framed JSON [`ProtectionRecord`].
 pub const PROTECTION: Namespace = Namespace::new("mirror_protection");
+
+/// Specifications of workloads created at the recovery site during a failover, references
+/// translated to primary IDs, keyed like [`PROTECTION`] by the workload's recovery ID. Kept
+/// apart so that a failover never "restores" them at the recovery site where they run.
+pub const PROTECTION_AT_PRIMARY: Namespace = Namespace::new("mirror_protection_at_primary");
 
 const MAX_DEPTH: usize = 4;
 const BODY_LIMIT: u64 = 8 << 20;
@@ -53,6 +65,11 @@ pub struct ProtectionRecord {
     pub primary_id: String,
     pub tenant: TenantRef,
     pub tier: String,
+    /// Forward: a primary workload (`primary_id` is its primary ID), spec in recovery IDs.
+    /// Reverse: a workload created at the recovery site during a failover (`primary_id` is
+    /// its recovery ID), spec in primary IDs.
+    #[serde(default)]
+    pub direction: Direction,
     pub seq: u64,
     pub time_ms: u64,
     pub method: String,
@@ -170,11 +187,14 @@ fn pick(src: &Value, keys: &[&str]) -> Map<String, Value> {
         .collect()
 }
 
-/// Applies records; shared by the workers and the Gold path.
+/// Applies records of one direction; shared by the workers and the Gold path. Field names are
+/// those of the forward direction: `recovery` is the site records are applied at (the
+/// target), `primary` the site they come from (the source), read for unmapped dependencies.
 pub(crate) struct Applier {
     pub recovery: MirrorSite,
     pub primary: MirrorSite,
-    pub idmap: IdMap,
+    /// The ID map seen from the source site.
+    pub idmap: DirectedIdMap,
     pub store: Arc<dyn StateStore>,
     pub key: SecretKey,
     pub shared_identity: bool,
@@ -189,7 +209,7 @@ impl Applier {
     pub fn new(
         recovery: MirrorSite,
         primary: MirrorSite,
-        idmap: IdMap,
+        idmap: DirectedIdMap,
         store: Arc<dyn StateStore>,
         key: SecretKey,
         shared_identity: bool,
@@ -344,7 +364,7 @@ impl Applier {
             }
             if let Some(id) = self
                 .idmap
-                .recovery_id(t.service.as_str(), t.resource.as_str(), primary_id)
+                .target_id(t.service.as_str(), t.resource.as_str(), primary_id)
                 .await?
             {
                 return Ok(Some(id));
@@ -365,12 +385,12 @@ impl Applier {
 
     async fn map(&self, t: IdType, primary_id: &str, recovery_id: &str) -> Result<(), ApplyError> {
         self.idmap
-            .insert(&IdMapping {
-                service: t.service.as_str().into(),
-                resource_type: t.resource.as_str().into(),
-                primary_id: primary_id.into(),
-                recovery_id: recovery_id.into(),
-            })
+            .insert(
+                t.service.as_str(),
+                t.resource.as_str(),
+                primary_id,
+                recovery_id,
+            )
             .await?;
         Ok(())
     }
@@ -514,7 +534,19 @@ impl Applier {
             MirrorAction::Unprotect => {
                 if let Some(id) = primary_id {
                     let k = protection_key(&rec.service, &rec.resource_type, id)?;
-                    self.store.delete(PROTECTION, &k).await?;
+                    self.store.delete(self.protection_ns(), &k).await?;
+                    if rec.direction == Direction::Reverse {
+                        // A primary workload deleted during the failover: a later failover
+                        // must not restore it.
+                        if let Some(p) = self
+                            .idmap
+                            .target_id(&rec.service, &rec.resource_type, id)
+                            .await?
+                        {
+                            let k = protection_key(&rec.service, &rec.resource_type, &p)?;
+                            self.store.delete(PROTECTION, &k).await?;
+                        }
+                    }
                 }
                 return Ok(None);
             }
@@ -522,7 +554,7 @@ impl Applier {
                 if let (Some(idt), Some(pid)) = (t.id_type, primary_id) {
                     if let Some(id) = self
                         .idmap
-                        .recovery_id(idt.service.as_str(), idt.resource.as_str(), pid)
+                        .target_id(idt.service.as_str(), idt.resource.as_str(), pid)
                         .await?
                     {
                         // Already mirrored (as a dependency of an earlier record, or before
@@ -535,7 +567,7 @@ impl Applier {
                 if let (Some(idt), Some(pid), Some(_)) = (t.id_type, primary_id, t.subject) {
                     let mapped = self
                         .idmap
-                        .recovery_id(idt.service.as_str(), idt.resource.as_str(), pid)
+                        .target_id(idt.service.as_str(), idt.resource.as_str(), pid)
                         .await?;
                     let same = idt.keeps_id()
                         || (self.shared_identity && idt.service == Service::Identity);
@@ -621,7 +653,7 @@ impl Applier {
                     return Ok(Some(id));
                 }
             }
-            return Err(answer.error("recovery"));
+            return Err(answer.error(self.site_name(&self.recovery)));
         }
         self.forget(rec.seq);
         match (t.action, t.id_type, primary_id) {
@@ -634,7 +666,7 @@ impl Applier {
                         .and_then(Value::as_str)
                         .map(str::to_string)
                         .ok_or_else(|| {
-                            ApplyError::Permanent("the recovery site's answer carries no id".into())
+                            ApplyError::Permanent("the target site's answer carries no id".into())
                         })?
                 };
                 self.map(idt, pid, &id).await?;
@@ -669,18 +701,28 @@ impl Applier {
             primary_id: pid.into(),
             tenant: rec.tenant.clone(),
             tier: rec.tier.clone(),
+            direction: rec.direction,
             seq: rec.seq,
             time_ms: now_ms(),
             method: rec.request.method.clone(),
             path: rec.request.path.clone(),
             spec,
         };
-        let v = frame::seal_json(PROTECTION, &k, &p)?;
-        self.store.put(PROTECTION, &k, &v).await?;
+        let ns = self.protection_ns();
+        let v = frame::seal_json(ns, &k, &p)?;
+        self.store.put(ns, &k, &v).await?;
         Ok(())
     }
 
-    /// A protection record.
+    /// Where this direction keeps workload specifications.
+    fn protection_ns(&self) -> Namespace {
+        match self.idmap.source() {
+            crate::config::SiteName::Primary => PROTECTION,
+            crate::config::SiteName::Recovery => PROTECTION_AT_PRIMARY,
+        }
+    }
+
+    /// A protection record (of this applier's direction).
     pub async fn protection(
         &self,
         service: &str,
@@ -688,8 +730,9 @@ impl Applier {
         primary_id: &str,
     ) -> Result<Option<ProtectionRecord>, StateError> {
         let k = protection_key(service, resource_type, primary_id)?;
-        match self.store.get(PROTECTION, &k).await? {
-            Some(v) => Ok(Some(frame::open_json(PROTECTION, &k, &v.value)?)),
+        let ns = self.protection_ns();
+        match self.store.get(ns, &k).await? {
+            Some(v) => Ok(Some(frame::open_json(ns, &k, &v.value)?)),
             None => Ok(None),
         }
     }
@@ -728,7 +771,7 @@ impl Applier {
             if let Some(id) = item.get("id").and_then(Value::as_str) {
                 if self
                     .idmap
-                    .primary_id(idt.service.as_str(), idt.resource.as_str(), id)
+                    .source_id(idt.service.as_str(), idt.resource.as_str(), id)
                     .await?
                     .is_none()
                 {
@@ -970,7 +1013,7 @@ impl Applier {
                             )
                             .await?;
                         if !a.status.is_success() {
-                            return Err(a.error("recovery"));
+                            return Err(a.error(self.site_name(&self.recovery)));
                         }
                     }
                 }
@@ -1179,13 +1222,13 @@ impl Applier {
             .call(&self.recovery, svc, "POST", path, Some(body), &[])
             .await?;
         if !a.status.is_success() {
-            return Err(a.error("recovery"));
+            return Err(a.error(self.site_name(&self.recovery)));
         }
         a.json
             .pointer(pointer)
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ApplyError::Permanent("the recovery site's answer carries no id".into()))
+            .ok_or_else(|| ApplyError::Permanent("the target site's answer carries no id".into()))
     }
 
     /// Undoes a primary change (Gold `reject`) with the gateway's service token there.

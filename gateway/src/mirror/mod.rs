@@ -43,6 +43,28 @@
 //! - Workloads (servers, volumes, ports, floating IPs) are not created at the recovery
 //!   site: their create body, references translated, is stored as a [`ProtectionRecord`]
 //!   in the `mirror_protection` namespace (deleted with the workload).
+//!
+//! # Reverse replication
+//! While failed over, changes are made at the recovery site ([`Mutation::site`]); `submit`
+//! journals them as [`Direction::Reverse`] records, applied at the old primary by a second
+//! [`Applier`] whose target is the primary and whose source is the recovery site, over the
+//! reversed view of the same ID map ([`DirectedIdMap`]): references and subjects in recovery
+//! IDs become primary IDs (a primary-origin resource updated or deleted during the failover
+//! is updated or deleted at the primary), a resource created at the recovery site gets a
+//! primary copy mapped with `origin = recovery`, and the owner project/user (from the
+//! recovery Keystone's token) translate back to the primary's. So a planned failback, which
+//! drains the journal like a planned failover, leaves the primary resynced.
+//! - Reverse records of every tier are applied in the background, in order per tenant, as
+//!   soon as the worker wakes: the recovery site is the only live copy during a failover, so
+//!   no tenant call waits for (or is rejected because of) the old primary; Gold and Silver
+//!   reverse records get no inline apply, compensation or checkpoints.
+//! - Workloads created during the failover are kept as protection records in
+//!   [`PROTECTION_AT_PRIMARY`] (spec in primary IDs, keyed by recovery ID); deleting a
+//!   restored workload at the recovery site also drops its primary protection record.
+//! - A forced switch abandons the site it leaves: the records still pending *from* that site
+//!   are listed in the switch's RPO report and then marked failed (`superseded: ...`,
+//!   [`MirrorEngine::supersede`]); they are never applied in the other direction and do not
+//!   hold up a later planned switch. `drgw journal retry <seq>` applies one deliberately.
 
 mod apply;
 mod metrics;
@@ -58,18 +80,22 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 pub use apply::{
     parse_service, site_message, ApplyError, MirrorSite, ProtectionRecord, PROTECTION,
+    PROTECTION_AT_PRIMARY,
 };
 pub use metrics::MirrorMetrics;
 pub use secret::{SecretError, SecretKey};
 pub use target::{mirror_target, Kind, MirrorAction, Target};
 
+use crate::config::SiteName;
 use crate::journal::{
-    Checkpoint, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord, RecordFilter,
-    RecordPage, TenantRef, PENDING_BY_TIER,
+    Checkpoint, Direction, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord,
+    RecordFilter, RecordPage, TenantRef, PENDING_BY_TIER,
 };
 use crate::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation};
 use crate::operation::Service;
-use crate::state::{now_ms, push_component, IdMap, IdMapFilter, IdMapping, StateError, StateStore};
+use crate::state::{
+    now_ms, push_component, DirectedIdMap, IdMap, IdMapFilter, IdMapping, StateError, StateStore,
+};
 use apply::Applier;
 use target::{compensation, normalise, CallFacts};
 
@@ -142,6 +168,9 @@ pub struct TierStatus {
     pub last_checkpoint: Option<Checkpoint>,
 }
 
+/// Order and back-off are per (tenant, tier, direction).
+type BackoffKey = (TenantRef, String, Direction);
+
 #[derive(Default)]
 struct Backoff {
     failures: u32,
@@ -152,12 +181,15 @@ struct Inner {
     journal: Journal,
     idmap: IdMap,
     store: Arc<dyn StateStore>,
+    /// Applies forward records at the recovery site.
     applier: Applier,
+    /// Applies reverse records at the primary.
+    reverse: Applier,
     metrics: MirrorMetrics,
     gold_timeout: Duration,
     tiers: Mutex<BTreeMap<String, MirrorMode>>,
     claimed: Mutex<HashSet<u64>>,
-    backoff: Mutex<HashMap<(TenantRef, String), Backoff>>,
+    backoff: Mutex<HashMap<BackoffKey, Backoff>>,
     retry_initial: Duration,
     retry_max: Duration,
     tick: Duration,
@@ -213,9 +245,19 @@ impl MirrorEngine {
         let metrics = MirrorMetrics::new(deps.registry)?;
         let startup_last_seq = deps.journal.last_seq().await?;
         let applier = Applier::new(
-            deps.recovery,
+            deps.recovery.clone(),
+            deps.primary.clone(),
+            DirectedIdMap::new(deps.idmap.clone(), SiteName::Primary),
+            deps.store.clone(),
+            deps.secret_key.clone(),
+            deps.shared_identity,
+            startup_last_seq,
+        );
+        // Reverse replication: the same applier with the sites' roles swapped.
+        let reverse = Applier::new(
             deps.primary,
-            deps.idmap.clone(),
+            deps.recovery,
+            DirectedIdMap::new(deps.idmap.clone(), SiteName::Recovery),
             deps.store.clone(),
             deps.secret_key.clone(),
             deps.shared_identity,
@@ -226,6 +268,7 @@ impl MirrorEngine {
             idmap: deps.idmap,
             store: deps.store,
             applier,
+            reverse,
             metrics,
             gold_timeout: deps.gold_timeout,
             tiers: Mutex::new(deps.tiers.into_iter().collect()),
@@ -324,9 +367,11 @@ impl MirrorEngine {
                 .or_else(|| m.tenant.domain_id.clone())
                 .unwrap_or_else(|| m.tenant.user_domain_id.clone()),
         );
+        let direction = Direction::from_source(m.site);
         let record = NewRecord {
             tenant,
             tier: tier.clone(),
+            direction,
             service: t.service.as_str().to_string(),
             resource_type: resource.to_string(),
             action: t.action.as_str().to_string(),
@@ -348,7 +393,7 @@ impl MirrorEngine {
                 };
             }
         };
-        if m.tier.mode != MirrorMode::Sync {
+        if m.tier.mode != MirrorMode::Sync || direction == Direction::Reverse {
             inner.metrics.op(&tier, resource, "queued");
             inner.wake.notify_one();
             return MirrorOutcome::Queued;
@@ -433,7 +478,7 @@ impl MirrorEngine {
             .backoff
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(r.tenant.clone(), r.tier.clone()));
+            .remove(&(r.tenant.clone(), r.tier.clone(), r.direction));
         self.inner.wake.notify_one();
         r.request.secret = None;
         Ok(r)
@@ -463,14 +508,8 @@ impl MirrorEngine {
         Ok(self
             .inner
             .idmap
-            .recovery_id(service, resource_type, primary_id)
-            .await?
-            .map(|recovery_id| IdMapping {
-                service: service.into(),
-                resource_type: resource_type.into(),
-                primary_id: primary_id.into(),
-                recovery_id,
-            }))
+            .get_by_primary(service, resource_type, primary_id)
+            .await?)
     }
 
     /// Mappings, paged.
@@ -552,9 +591,89 @@ impl MirrorEngine {
         }
     }
 
+    /// A workload created at the recovery site during a failover, by its recovery ID.
+    pub async fn protection_at_primary(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+    ) -> Result<Option<ProtectionRecord>, MirrorError> {
+        Ok(self
+            .inner
+            .reverse
+            .protection(service, resource_type, recovery_id)
+            .await?)
+    }
+
     /// Wakes the worker (e.g. after the recovery site came back).
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Marks every record still pending in `direction` failed with `superseded: {why}` and
+    /// returns their seqs: a forced switch abandons the site those changes came from (they
+    /// are in its RPO report). A record being applied at this moment is waited for (up to
+    /// the Gold timeout) and left alone if it got applied.
+    pub async fn supersede(
+        &self,
+        direction: Direction,
+        why: &str,
+    ) -> Result<Vec<u64>, MirrorError> {
+        let inner = &self.inner;
+        let filter = RecordFilter {
+            state: Some(crate::journal::StateFilter::Pending),
+            direction: Some(direction),
+            ..RecordFilter::default()
+        };
+        let mut seqs = Vec::new();
+        let mut after = None;
+        loop {
+            let page = inner.journal.list(&filter, after, 1000).await?;
+            seqs.extend(page.records.iter().map(|r| r.seq));
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        let mut done = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let deadline = Instant::now() + inner.gold_timeout;
+            let claim = loop {
+                if let Some(c) = inner.claim(seq) {
+                    break Some(c);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let Some(_claim) = claim else {
+                tracing::warn!(seq, "a record being applied was not superseded");
+                continue;
+            };
+            match inner.journal.get(seq).await? {
+                Some(r) if r.state.is_pending() => {}
+                _ => continue,
+            }
+            let reason = format!("superseded: {why}");
+            match inner.journal.mark_failed(seq, reason, false).await {
+                Ok(r) => {
+                    inner.metrics.op(&r.tier, &r.resource_type, "superseded");
+                    done.push(seq);
+                }
+                Err(JournalError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !done.is_empty() {
+            tracing::warn!(
+                direction = direction.as_str(),
+                records = done.len(),
+                why,
+                "pending mirror records superseded"
+            );
+        }
+        Ok(done)
     }
 }
 
@@ -583,6 +702,13 @@ fn ordering_id(r: &JournalRecord) -> Option<String> {
 const PENDING_ELSEWHERE_LIMIT: usize = 16_384;
 
 impl Inner {
+    fn applier_for(&self, direction: Direction) -> &Applier {
+        match direction {
+            Direction::Forward => &self.applier,
+            Direction::Reverse => &self.reverse,
+        }
+    }
+
     fn claim(&self, seq: u64) -> Option<Claim<'_>> {
         let fresh = self
             .claimed
@@ -608,7 +734,7 @@ impl Inner {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.applier.apply(&rec).await;
+        let result = self.applier_for(rec.direction).apply(&rec).await;
         self.metrics
             .apply_duration
             .with_label_values(&[&rec.tier])
@@ -642,8 +768,30 @@ impl Inner {
         }
     }
 
-    /// Pending seqs of a tier, oldest first, up to `up_to`, at most `limit`.
+    /// Pending records of a tier in one direction, oldest first, up to `up_to`, at most
+    /// `limit` (the tier index holds both directions; up to 4096 entries are looked at).
     async fn pending_of_tier(
+        &self,
+        direction: Direction,
+        tier: &str,
+        up_to: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>, MirrorError> {
+        let mut out = Vec::new();
+        for seq in self.pending_seqs_of_tier(tier, up_to, 4096).await? {
+            if out.len() >= limit {
+                break;
+            }
+            match self.journal.get(seq).await? {
+                Some(r) if r.state.is_pending() && r.direction == direction => out.push(r),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pending seqs of a tier (both directions), oldest first, up to `up_to`, at most `limit`.
+    async fn pending_seqs_of_tier(
         &self,
         tier: &str,
         up_to: Option<u64>,
@@ -710,29 +858,28 @@ impl Inner {
     /// anything is left pending up to the cut, and how many records were processed.
     async fn drain(
         self: &Arc<Self>,
+        direction: Direction,
         tier: &str,
         up_to: Option<u64>,
     ) -> Result<(bool, usize), MirrorError> {
-        let seqs = self.pending_of_tier(tier, up_to, 4096).await?;
-        if seqs.is_empty() {
+        let records = self.pending_of_tier(direction, tier, up_to, 4096).await?;
+        if records.is_empty() {
             return Ok((false, 0));
         }
         let mut by_tenant: BTreeMap<TenantRef, Vec<(u64, Option<String>)>> = BTreeMap::new();
-        for seq in seqs {
-            match self.journal.get(seq).await? {
-                Some(r) if r.state.is_pending() => {
-                    let resource = ordering_id(&r);
-                    by_tenant.entry(r.tenant).or_default().push((seq, resource));
-                }
-                _ => {}
-            }
+        for r in records {
+            let resource = ordering_id(&r);
+            by_tenant
+                .entry(r.tenant)
+                .or_default()
+                .push((r.seq, resource));
         }
         let older = Arc::new(self.pending_elsewhere(tier).await?);
         let now = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         let mut blocked = false;
         for (tenant, seqs) in by_tenant {
-            let key = (tenant, tier.to_string());
+            let key = (tenant, tier.to_string(), direction);
             let waiting = self
                 .backoff
                 .lock()
@@ -795,7 +942,7 @@ impl Inner {
         Ok((blocked, processed))
     }
 
-    fn back_off(&self, key: &(TenantRef, String)) {
+    fn back_off(&self, key: &BackoffKey) {
         let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         let b = map.entry(key.clone()).or_default();
         b.failures = b.failures.saturating_add(1);
@@ -852,13 +999,14 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
             match mode {
                 MirrorMode::Off => {}
-                MirrorMode::Async { .. } | MirrorMode::Sync => match inner.drain(&tier, None).await
-                {
-                    Ok((blocked, n)) => busy |= n > 0 && !blocked,
-                    Err(e) => {
-                        tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                MirrorMode::Async { .. } | MirrorMode::Sync => {
+                    match inner.drain(Direction::Forward, &tier, None).await {
+                        Ok((blocked, n)) => busy |= n > 0 && !blocked,
+                        Err(e) => {
+                            tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                        }
                     }
-                },
+                }
                 MirrorMode::Periodic { interval } => {
                     let next = *due
                         .entry(tier.clone())
@@ -873,10 +1021,10 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                             continue;
                         }
                     };
-                    match inner.drain(&tier, Some(cut)).await {
+                    match inner.drain(Direction::Forward, &tier, Some(cut)).await {
                         Ok((false, _)) => {
                             let left = inner
-                                .pending_of_tier(&tier, Some(cut), 1)
+                                .pending_of_tier(Direction::Forward, &tier, Some(cut), 1)
                                 .await
                                 .map(|v| v.is_empty());
                             let advanced = last_cut.get(&tier).is_none_or(|c| *c < cut);
@@ -908,6 +1056,26 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
+        // Reverse records (made at the recovery site while failed over) of every tier apply
+        // in the background toward the primary; no checkpoints.
+        let tiers: Vec<String> = inner
+            .tiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for tier in tiers {
+            if *stop.borrow() {
+                return;
+            }
+            match inner.drain(Direction::Reverse, &tier, None).await {
+                Ok((blocked, n)) => busy |= n > 0 && !blocked,
+                Err(e) => {
+                    tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                }
+            }
+        }
         inner.refresh_gauges().await;
         if busy {
             continue;
@@ -925,6 +1093,7 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
 async fn had_records(inner: &Inner, tier: &str, after: Option<u64>, cut: u64) -> bool {
     let filter = RecordFilter {
         tier: Some(tier.to_string()),
+        direction: Some(Direction::Forward),
         ..RecordFilter::default()
     };
     match inner.journal.list(&filter, after, 1).await {

@@ -8,12 +8,20 @@
 //! read. Both directions are written in one batch guarded by their versions, so a reader never
 //! sees one direction without the other. Invariant: a recovery ID maps back to exactly one
 //! primary ID per (service, resource type).
+//!
+//! A mapping also says where its resource was first created ([`IdMapping::origin`]): the
+//! primary for everything mirrored forward, the recovery site for resources created there
+//! during a failover and copied back to the primary by reverse replication. The ID a tenant
+//! knows is the one at the origin site. Mappings written before `origin` existed read as
+//! primary-origin. The mirror reads the map through a [`DirectedIdMap`], which names IDs by
+//! the direction of the change (source site → target site) instead of by site.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{frame, key_after, push_component, Batch, Namespace, StateError, StateStore};
+use crate::config::SiteName;
 
 /// Forward direction: primary → recovery.
 pub const IDMAP_FORWARD: Namespace = Namespace::new("idmap_forward");
@@ -29,6 +37,13 @@ pub struct IdMapping {
     pub resource_type: String,
     pub primary_id: String,
     pub recovery_id: String,
+    /// The site where the resource was first created (absent in old mappings: primary).
+    #[serde(default = "primary_origin")]
+    pub origin: SiteName,
+}
+
+fn primary_origin() -> SiteName {
+    SiteName::Primary
 }
 
 /// Which mappings [`IdMap::list`] returns. `resource_type` narrows `service`; without a
@@ -254,6 +269,28 @@ impl IdMap {
         }
     }
 
+    /// Removes the mapping of a recovery resource (both directions); returns what was
+    /// removed.
+    pub async fn remove_by_recovery(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        match self
+            .get_by_recovery(service, resource_type, recovery_id)
+            .await?
+        {
+            // Removing by the primary ID deletes both entries under the forward entry's
+            // version, so a concurrent re-map is not lost.
+            Some(m) => {
+                let removed = self.remove(service, resource_type, &m.primary_id).await?;
+                Ok(removed.filter(|r| r.recovery_id == recovery_id))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Up to `limit` mappings matching `filter`, ordered by (service, resource type, primary
     /// ID), starting after `after` (the last mapping of the previous page).
     pub async fn list(
@@ -307,6 +344,115 @@ impl IdMap {
     }
 }
 
+/// The ID map seen from one mirror direction: IDs at the *source* site (where a change was
+/// made) and at the *target* site (where the mirror applies it). From the primary it is the
+/// map as stored (primary → recovery); from the recovery site (reverse replication, after a
+/// failover) the roles swap, so the applier is written once for both directions. New
+/// mappings record the source site as their origin.
+#[derive(Clone, Debug)]
+pub struct DirectedIdMap {
+    map: IdMap,
+    source: SiteName,
+}
+
+impl DirectedIdMap {
+    /// `map` seen from changes made at `source`.
+    pub fn new(map: IdMap, source: SiteName) -> DirectedIdMap {
+        DirectedIdMap { map, source }
+    }
+
+    /// The site changes come from.
+    pub fn source(&self) -> SiteName {
+        self.source
+    }
+
+    /// The mapping that records `source_id` (at the source site) ↔ `target_id` (at the
+    /// target site) for a resource first created at the source.
+    pub fn mapping(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+        target_id: &str,
+    ) -> IdMapping {
+        let (primary_id, recovery_id) = match self.source {
+            SiteName::Primary => (source_id, target_id),
+            SiteName::Recovery => (target_id, source_id),
+        };
+        IdMapping {
+            service: service.into(),
+            resource_type: resource_type.into(),
+            primary_id: primary_id.into(),
+            recovery_id: recovery_id.into(),
+            origin: self.source,
+        }
+    }
+
+    /// The target site's ID of a source resource.
+    pub async fn target_id(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        match self.source {
+            SiteName::Primary => {
+                self.map
+                    .recovery_id(service, resource_type, source_id)
+                    .await
+            }
+            SiteName::Recovery => self.map.primary_id(service, resource_type, source_id).await,
+        }
+    }
+
+    /// The source site's ID of a target resource.
+    pub async fn source_id(
+        &self,
+        service: &str,
+        resource_type: &str,
+        target_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        match self.source {
+            SiteName::Primary => self.map.primary_id(service, resource_type, target_id).await,
+            SiteName::Recovery => {
+                self.map
+                    .recovery_id(service, resource_type, target_id)
+                    .await
+            }
+        }
+    }
+
+    /// Records that the source resource `source_id` has the copy `target_id`.
+    pub async fn insert(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+        target_id: &str,
+    ) -> Result<(), StateError> {
+        self.map
+            .insert(&self.mapping(service, resource_type, source_id, target_id))
+            .await
+    }
+
+    /// Removes the mapping of a source resource (both directions).
+    pub async fn remove(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        match self.source {
+            SiteName::Primary => self.map.remove(service, resource_type, source_id).await,
+            SiteName::Recovery => {
+                self.map
+                    .remove_by_recovery(service, resource_type, source_id)
+                    .await
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::MemoryStore;
@@ -318,7 +464,90 @@ mod tests {
             resource_type: rt.into(),
             primary_id: p.into(),
             recovery_id: r.into(),
+            origin: SiteName::Primary,
         }
+    }
+
+    #[tokio::test]
+    async fn reversed_view_translates_recovery_ids_and_records_recovery_origin() {
+        let map = IdMap::new(Arc::new(MemoryStore::new()));
+        let forward = DirectedIdMap::new(map.clone(), SiteName::Primary);
+        let reverse = DirectedIdMap::new(map.clone(), SiteName::Recovery);
+        // A primary-origin network, mirrored forward.
+        forward
+            .insert("network", "network", "p1", "r1")
+            .await
+            .unwrap();
+        assert_eq!(
+            reverse.target_id("network", "network", "r1").await.unwrap(),
+            Some("p1".into())
+        );
+        assert_eq!(
+            reverse.source_id("network", "network", "p1").await.unwrap(),
+            Some("r1".into())
+        );
+        assert_eq!(
+            reverse.target_id("network", "network", "p1").await.unwrap(),
+            None
+        );
+        // A network created at the recovery site during a failover, copied to the primary.
+        reverse
+            .insert("network", "network", "r2", "p2")
+            .await
+            .unwrap();
+        let got = map
+            .get_by_recovery("network", "network", "r2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got,
+            IdMapping {
+                origin: SiteName::Recovery,
+                ..m("network", "network", "p2", "r2")
+            }
+        );
+        assert_eq!(
+            map.get_by_primary("network", "network", "p2")
+                .await
+                .unwrap(),
+            Some(got.clone())
+        );
+        assert_eq!(
+            forward.target_id("network", "network", "p2").await.unwrap(),
+            Some("r2".into())
+        );
+        assert_eq!(
+            map.get_by_primary("network", "network", "p1")
+                .await
+                .unwrap()
+                .map(|m| m.origin),
+            Some(SiteName::Primary)
+        );
+        // A delete at the recovery site removes by the recovery ID, both directions.
+        let removed = reverse.remove("network", "network", "r1").await.unwrap();
+        assert_eq!(removed, Some(m("network", "network", "p1", "r1")));
+        assert_eq!(
+            map.recovery_id("network", "network", "p1").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            reverse.remove("network", "network", "r1").await.unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn mappings_without_origin_are_primary_origin() {
+        let old = br#"{"service":"network","resource_type":"network","primary_id":"p","recovery_id":"r"}"#;
+        let got: IdMapping = serde_json::from_slice(old).unwrap();
+        assert_eq!(got, m("network", "network", "p", "r"));
+        let new = serde_json::to_value(IdMapping {
+            origin: SiteName::Recovery,
+            ..got
+        })
+        .unwrap();
+        assert_eq!(new["origin"], "recovery");
     }
 
     #[tokio::test]

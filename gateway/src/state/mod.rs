@@ -57,7 +57,7 @@ use std::time::Duration;
 pub use crc32c::crc32c;
 pub use embedded::{RedbStore, DEFAULT_STATE_FILE, DEFAULT_STATE_PATH};
 pub use failover::FailoverStore;
-pub use idmap::{IdMap, IdMapFilter, IdMapping};
+pub use idmap::{DirectedIdMap, IdMap, IdMapFilter, IdMapping};
 pub use memory::MemoryStore;
 pub use usage::{UsageCounters, UsageKey};
 
