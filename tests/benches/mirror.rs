@@ -146,7 +146,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Latency of `n` sequential network creates at `url` (ms), each with its own name.
-async fn latencies(c: &SimClient, url: &str, tag: &str, n: usize, headers: &[(&str, &str)]) -> Vec<f64> {
+async fn latencies(
+    c: &SimClient,
+    url: &str,
+    tag: &str,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let body = json!({"network": {"name": format!("{tag}-{i}")}});
@@ -195,16 +201,42 @@ async fn run() -> anyhow::Result<()> {
     let c = &bench.tenants[0];
     let mut direct = SimClient::new();
     direct
-        .login(&bench.primary.endpoints().auth_url(), "bench-user-0", "pw", "bench-0")
+        .login(
+            &bench.primary.endpoints().auth_url(),
+            "bench-user-0",
+            "pw",
+            "bench-0",
+        )
         .await?;
     let mut rdirect = SimClient::new();
     rdirect
-        .login(&bench.recovery.endpoints().auth_url(), "admin", "secret", "admin")
+        .login(
+            &bench.recovery.endpoints().auth_url(),
+            "admin",
+            "secret",
+            "admin",
+        )
         .await?;
     let p_url = format!("{}/v2.0/networks", bench.primary.endpoints().network);
     let r_url = format!("{}/v2.0/networks", bench.recovery.endpoints().network);
-    latencies(c, &bench.network_url, "gold-warm", 20, &[("x-dr-tier", "gold")]).await;
-    let gold = median(latencies(c, &bench.network_url, "gold", gold_n, &[("x-dr-tier", "gold")]).await);
+    latencies(
+        c,
+        &bench.network_url,
+        "gold-warm",
+        20,
+        &[("x-dr-tier", "gold")],
+    )
+    .await;
+    let gold = median(
+        latencies(
+            c,
+            &bench.network_url,
+            "gold",
+            gold_n,
+            &[("x-dr-tier", "gold")],
+        )
+        .await,
+    );
     let primary = median(latencies(&direct, &p_url, "direct-primary", gold_n, &[]).await);
     let recovery = median(latencies(&rdirect, &r_url, "direct-recovery", gold_n, &[]).await);
     println!(

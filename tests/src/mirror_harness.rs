@@ -259,4 +259,3 @@ pub async fn recovery_id(engine: &MirrorEngine, svc: &str, ty: &str, id: &str) -
         .expect("idmap")
         .map(|m| m.recovery_id)
 }
-
