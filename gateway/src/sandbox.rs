@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::server::BoundGateway;
 
 /// Base URLs of one simulated site.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimEndpoints {
     pub identity: String,
     pub compute: String,

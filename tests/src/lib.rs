@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod contract;
+pub mod mirror_harness;
 pub mod realsite;
 pub mod sim;
 pub mod testbed;

@@ -162,11 +162,8 @@ impl Credentials {
 /// `/v3` on identity, `/v2.1` on compute and `/v3/%(project_id)s` on block-storage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceUrls {
-    pub identity: String,
-    pub compute: String,
-    pub image: String,
-    pub volume: String,
-    pub network: String,
+    /// The five OpenStack services the gateway fronts.
+    pub services: drgw::sandbox::SimEndpoints,
     pub placement: String,
 }
 
@@ -203,11 +200,13 @@ impl RealSite {
             base_port: b,
             keystone_url: format!("{}/v3", url(0)),
             urls: ServiceUrls {
-                identity: url(0),
-                compute: url(1),
-                image: url(2),
-                volume: url(3),
-                network: url(4),
+                services: drgw::sandbox::SimEndpoints {
+                    identity: url(0),
+                    compute: url(1),
+                    image: url(2),
+                    volume: url(3),
+                    network: url(4),
+                },
                 placement: url(5),
             },
             admin: Credentials::new("admin", "secret", "admin"),
@@ -716,11 +715,11 @@ mod tests {
     fn urls_follow_the_port_layout() {
         let s = RealSite::new(RECOVERY, Path::new("/tmp/x"), false);
         assert_eq!(s.keystone_url, "http://127.0.0.1:16000/v3");
-        assert_eq!(s.urls.identity, "http://127.0.0.1:16000");
-        assert_eq!(s.urls.compute, "http://127.0.0.1:16001");
-        assert_eq!(s.urls.image, "http://127.0.0.1:16002");
-        assert_eq!(s.urls.volume, "http://127.0.0.1:16003");
-        assert_eq!(s.urls.network, "http://127.0.0.1:16004");
+        assert_eq!(s.urls.services.identity, "http://127.0.0.1:16000");
+        assert_eq!(s.urls.services.compute, "http://127.0.0.1:16001");
+        assert_eq!(s.urls.services.image, "http://127.0.0.1:16002");
+        assert_eq!(s.urls.services.volume, "http://127.0.0.1:16003");
+        assert_eq!(s.urls.services.network, "http://127.0.0.1:16004");
         assert_eq!(s.urls.placement, "http://127.0.0.1:16005");
         assert_eq!(s.state_dir, Path::new("/tmp/x/recovery"));
         assert_eq!(s.region, "RegionTwo");

@@ -12,7 +12,8 @@ use drgw::server::BoundGateway;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::sim::{Endpoints, Site, SiteConfig, SiteHandle};
+use crate::sim::client::{SimClient, SimResponse};
+use crate::sim::{Site, SiteConfig, SiteHandle};
 
 /// A free port on 127.0.0.1 for the caller to bind: below the kernel's ephemeral range (so
 /// that no outgoing connection takes it in between), checked by binding it, and never
@@ -29,17 +30,6 @@ pub fn free_port() -> u16 {
             given.push(port);
             return port;
         }
-    }
-}
-
-/// The simulator's endpoints in the form the gateway's sandbox module takes.
-pub fn sim_endpoints(e: &Endpoints) -> SimEndpoints {
-    SimEndpoints {
-        identity: e.identity.clone(),
-        compute: e.compute.clone(),
-        image: e.image.clone(),
-        volume: e.volume.clone(),
-        network: e.network.clone(),
     }
 }
 
@@ -60,6 +50,55 @@ pub fn drgw_binary() -> PathBuf {
     dir.join("drgw")
 }
 
+/// Creates a project and a user holding the `member` role in it at a site, as its operator
+/// would (directly, with the bootstrap admin): a tenant no sandbox policy rule names.
+pub async fn create_tenant(
+    site: &SiteHandle,
+    project: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let mut admin = SimClient::new();
+    admin
+        .login(&site.endpoints().auth_url(), "admin", "secret", "admin")
+        .await?;
+    let base = site.endpoints().identity;
+    let created = |r: &SimResponse, what: &str| -> anyhow::Result<String> {
+        anyhow::ensure!(r.status.is_success(), "{what}: {} {}", r.status, r.json);
+        r.json[what]["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("{what}: no id in {}", r.json))
+    };
+    let r = admin
+        .post(
+            &format!("{base}/v3/projects"),
+            &serde_json::json!({"project": {"name": project, "domain_id": "default"}}),
+        )
+        .await?;
+    let pid = created(&r, "project")?;
+    let r = admin
+        .post(
+            &format!("{base}/v3/users"),
+            &serde_json::json!({"user": {"name": user, "domain_id": "default",
+                "password": password, "default_project_id": pid}}),
+        )
+        .await?;
+    let uid = created(&r, "user")?;
+    let roles = admin.get(&format!("{base}/v3/roles?name=member")).await?;
+    let role = roles.json["roles"][0]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no member role: {}", roles.json))?;
+    let r = admin
+        .put(
+            &format!("{base}/v3/projects/{pid}/users/{uid}/roles/{role}"),
+            &serde_json::Value::Null,
+        )
+        .await?;
+    anyhow::ensure!(r.status.is_success(), "role grant: {}", r.status);
+    Ok(())
+}
+
 /// Gateway ports, all free.
 pub fn free_ports() -> GatewayPorts {
     GatewayPorts {
@@ -72,9 +111,14 @@ pub fn free_ports() -> GatewayPorts {
     }
 }
 
-/// `drgw serve` as a child process (for crash and memory tests).
+/// `drgw serve` as a child process (for crash and memory tests). Its configuration and
+/// state directory live in `dir`, which outlives a crash, so that [`restart`] serves the
+/// same state again.
+///
+/// [`restart`]: GatewayProcess::restart
 pub struct GatewayProcess {
     child: tokio::process::Child,
+    bin: PathBuf,
     pub ports: GatewayPorts,
     pub config_path: PathBuf,
     pub dir: tempfile::TempDir,
@@ -97,25 +141,10 @@ impl GatewayProcess {
         let dir = tempfile::tempdir()?;
         let ports = free_ports();
         let config_path = sandbox::write_sandbox_files(dir.path(), ports, primary, recovery)?;
-        let child = tokio::process::Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", ports.identity))
-            .await
-            .is_err()
-        {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "drgw serve did not listen within 20 s"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let child = spawn_serve(bin, &config_path, ports).await?;
         Ok(GatewayProcess {
             child,
+            bin: bin.to_path_buf(),
             ports,
             config_path,
             dir,
@@ -131,6 +160,14 @@ impl GatewayProcess {
         format!("http://127.0.0.1:{}", port_of(&self.ports, service))
     }
 
+    /// The admin bearer token (written into the state directory on first start).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state").join("admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
     /// SIGTERM, then wait for the exit.
     pub async fn stop(mut self) -> Option<std::process::ExitStatus> {
         let pid = self.pid().to_string();
@@ -144,10 +181,52 @@ impl GatewayProcess {
             .ok()
     }
 
-    /// SIGKILL (a crash).
-    pub async fn kill(mut self) {
+    /// SIGKILL (a crash); the configuration and state directory stay.
+    pub async fn crash(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Starts `drgw serve` again on the same configuration, ports and state directory
+    /// (after [`crash`](GatewayProcess::crash) or an exit).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill().await;
+        self.child = spawn_serve(&self.bin, &self.config_path, self.ports).await?;
+        Ok(())
+    }
+
+    /// SIGKILL (a crash), and removes the directory.
+    pub async fn kill(mut self) {
+        self.crash().await;
+    }
+}
+
+/// Spawns `drgw serve --config <path>` and waits until its identity listener accepts.
+async fn spawn_serve(
+    bin: &std::path::Path,
+    config_path: &std::path::Path,
+    ports: GatewayPorts,
+) -> anyhow::Result<tokio::process::Child> {
+    let mut child = tokio::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", ports.identity))
+        .await
+        .is_err()
+    {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("drgw serve exited before listening: {status}");
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "drgw serve did not listen within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(child)
 }
 
 fn port_of(ports: &GatewayPorts, service: &str) -> u16 {
@@ -226,8 +305,8 @@ impl TestBed {
         let config_path = sandbox::write_sandbox_files(
             dir.path(),
             ports,
-            &sim_endpoints(&primary.endpoints()),
-            &sim_endpoints(&recovery.endpoints()),
+            &primary.endpoints().services(),
+            &recovery.endpoints().services(),
         )?;
         let text = std::fs::read_to_string(&config_path)?;
         std::fs::write(&config_path, edit(text))?;

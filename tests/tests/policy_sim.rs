@@ -12,7 +12,7 @@ use drgw::policy::{EvalContext, PolicyStage, PolicyVerdict, SiteAccess};
 use drgw::state::MemoryStore;
 use drgw::token::TokenContext;
 use drgw_tests::sim::{Site, SiteConfig};
-use drgw_tests::testbed::{free_ports, sim_endpoints};
+use drgw_tests::testbed::free_ports;
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
 
@@ -41,8 +41,8 @@ async fn server_quotas_count_the_flavor_and_rules_see_the_domain_name() {
     let text = drgw::sandbox::sandbox_config(
         dir.path(),
         free_ports(),
-        &sim_endpoints(&primary.endpoints()),
-        &sim_endpoints(&recovery.endpoints()),
+        &primary.endpoints().services(),
+        &recovery.endpoints().services(),
     );
     let config = Config::parse(&text, dir.path()).expect("config");
     let policy_file = dir.path().join("policy.toml");

@@ -62,7 +62,7 @@ fn contract(t: &RealTier) -> Vec<StepResult> {
         let sim = rt.block_on(async {
             let site = drgw_tests::sim::Site::start(drgw_tests::sim::SiteConfig::named("contract"))
                 .await?;
-            let sim_site = drgw_tests::testbed::sim_endpoints(&site.endpoints());
+            let sim_site = site.endpoints().services();
             let obs = drgw_tests::contract::run(&sim_site).await;
             site.shutdown().await;
             obs
@@ -96,14 +96,7 @@ fn contract(t: &RealTier) -> Vec<StepResult> {
 
 /// The base URLs of a real site in the form the gateway's sandbox configuration takes.
 fn endpoints(site: &RealSite) -> drgw::sandbox::SimEndpoints {
-    let u = &site.urls;
-    drgw::sandbox::SimEndpoints {
-        identity: u.identity.clone(),
-        compute: u.compute.clone(),
-        image: u.image.clone(),
-        volume: u.volume.clone(),
-        network: u.network.clone(),
-    }
+    site.urls.services.clone()
 }
 
 /// The gateway (in this process, the sandbox's configuration and policy: admin is gold,
@@ -406,14 +399,14 @@ print(json.dumps(out))
 
 /// Authenticated URLs of every API service of a site.
 fn api_urls(site: &RealSite) -> Vec<String> {
-    let u = &site.urls;
+    let u = &site.urls.services;
     vec![
         format!("{}/v3/projects", u.identity),
         format!("{}/v2.1/flavors", u.compute),
         format!("{}/v2/images", u.image),
         format!("{}/v3/{{project_id}}/types", u.volume),
         format!("{}/v2.0/networks", u.network),
-        format!("{}/resource_providers", u.placement),
+        format!("{}/resource_providers", site.urls.placement),
     ]
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use drgw_tests::sim::{Site, SiteConfig};
-use drgw_tests::testbed::{drgw_binary, free_port, sim_endpoints, GatewayProcess};
+use drgw_tests::testbed::{drgw_binary, free_port, GatewayProcess};
 use http_body_util::{BodyExt, StreamBody};
 use sha2::{Digest, Sha256};
 
@@ -43,8 +43,8 @@ async fn one_gib_image_streams_through_with_bounded_memory() {
     let recovery = Site::start(SiteConfig::named("recovery")).await.unwrap();
     let gw = GatewayProcess::start(
         &drgw_binary(),
-        &sim_endpoints(&primary.endpoints()),
-        &sim_endpoints(&recovery.endpoints()),
+        &primary.endpoints().services(),
+        &recovery.endpoints().services(),
         free_port(),
     )
     .await

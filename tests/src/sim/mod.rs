@@ -162,6 +162,18 @@ impl Endpoints {
         }
     }
 
+    /// The five OpenStack services' base URLs, in the form the gateway's sandbox
+    /// configuration takes.
+    pub fn services(&self) -> drgw::sandbox::SimEndpoints {
+        drgw::sandbox::SimEndpoints {
+            identity: self.identity.clone(),
+            compute: self.compute.clone(),
+            image: self.image.clone(),
+            volume: self.volume.clone(),
+            network: self.network.clone(),
+        }
+    }
+
     /// The Keystone v3 auth URL (`.../v3`).
     pub fn auth_url(&self) -> String {
         format!("{}/v3", self.identity)

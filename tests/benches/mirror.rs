@@ -1,0 +1,264 @@
+//! Mirror benchmark (not a test): the cost of mirroring as tenants see it.
+//!
+//! `cargo bench -p drgw-tests --bench mirror` starts two simulated sites and the gateway in
+//! this process (the sandbox configuration, its redb state file, a policy that lets the
+//! tenant choose its tier per request) and measures:
+//!
+//! 1. **Bronze / pass-through throughput**: concurrent tenants create Neutron networks
+//!    through the gateway, in rounds alternating tier `none` (no mirroring: proxied only)
+//!    and `bronze` (journaled durably before the answer, applied in the background). The
+//!    ratio of the two create rates is the figure (target ≥ 0.8). The journal is drained
+//!    between rounds, so that one round's background applies do not slow the next.
+//! 2. **Gold overhead**: sequential Gold network creates through the gateway (the answer
+//!    waits for the recovery site), against the same creates sent directly to the primary
+//!    and directly to the recovery site. The figure is median(gold) − (median(primary) +
+//!    median(recovery)) (target ≤ 2 ms): what the gateway itself adds, journal commits
+//!    included.
+//!
+//! Tuning by environment: `DRGW_BENCH_CREATES` (creates per round, default 1500),
+//! `DRGW_BENCH_CLIENTS` (concurrent clients, default 16), `DRGW_BENCH_ROUNDS` (default 3),
+//! `DRGW_BENCH_GOLD` (Gold samples, default 300).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drgw::sandbox;
+use drgw_tests::sim::client::SimClient;
+use drgw_tests::sim::{Site, SiteConfig, SiteHandle};
+use drgw_tests::testbed::{create_tenant, free_ports, RunningGateway};
+use http::{Method, StatusCode};
+use serde_json::json;
+
+/// Every tier of the sandbox, and no rule: the tenant picks one with `X-DR-Tier`.
+const BENCH_POLICY: &str = r#"
+[tiers.gold]
+mode = "sync"
+on_failure = "reject"
+
+[tiers.bronze]
+mode = "async"
+max_lag = "300s"
+
+[tiers.none]
+mode = "off"
+
+[default]
+default_tier = "bronze"
+"#;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Bench {
+    primary: SiteHandle,
+    recovery: SiteHandle,
+    gateway: RunningGateway,
+    network_url: String,
+    tenants: Vec<SimClient>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start(tenants: usize) -> anyhow::Result<Bench> {
+        let dir = tempfile::tempdir()?;
+        let primary = Site::start(SiteConfig::named("primary")).await?;
+        let recovery = Site::start(SiteConfig::named("recovery")).await?;
+        let ports = free_ports();
+        let config_path = sandbox::write_sandbox_files(
+            dir.path(),
+            ports,
+            &primary.endpoints().services(),
+            &recovery.endpoints().services(),
+        )?;
+        std::fs::write(dir.path().join("policy.toml"), BENCH_POLICY)?;
+        let gateway = RunningGateway::start(config_path).await?;
+        let identity = format!("http://127.0.0.1:{}/v3", ports.identity);
+        let mut clients = Vec::new();
+        for n in 0..tenants {
+            let (project, user) = (format!("bench-{n}"), format!("bench-user-{n}"));
+            create_tenant(&primary, &project, &user, "pw").await?;
+            let mut c = SimClient::new();
+            c.login(&identity, &user, "pw", &project).await?;
+            clients.push(c);
+        }
+        Ok(Bench {
+            primary,
+            recovery,
+            gateway,
+            network_url: format!("http://127.0.0.1:{}/v2.0/networks", ports.network),
+            tenants: clients,
+            _dir: dir,
+        })
+    }
+
+    /// `count` network creates by `clients` concurrent clients at tier `tier`; creates/s.
+    async fn round(&self, tier: &str, round: usize, count: usize, clients: usize) -> f64 {
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for k in 0..clients {
+            let c = self.tenants[k % self.tenants.len()].clone();
+            let (url, next, tier) = (self.network_url.clone(), next.clone(), tier.to_string());
+            set.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return;
+                    }
+                    let body = json!({"network": {"name": format!("{tier}-{round}-{i}")}});
+                    let r = c
+                        .send(Method::POST, &url, Some(&body), &[("x-dr-tier", &tier)])
+                        .await
+                        .expect("create through the gateway");
+                    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+                    assert_eq!(r.header("x-dr-tier"), Some(tier.as_str()));
+                }
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            joined.expect("client");
+        }
+        count as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// Waits until no record is pending.
+    async fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let status = self.gateway.gateway.mirror.status().await.expect("status");
+            if status.iter().all(|t| t.pending == 0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the journal did not drain");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Latency of `n` sequential network creates at `url` (ms), each with its own name.
+async fn latencies(
+    c: &SimClient,
+    url: &str,
+    tag: &str,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"network": {"name": format!("{tag}-{i}")}});
+        let started = Instant::now();
+        let r = c
+            .send(Method::POST, url, Some(&body), headers)
+            .await
+            .expect("create");
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(r.status, StatusCode::CREATED, "{tag}: {}", r.json);
+    }
+    out
+}
+
+async fn run() -> anyhow::Result<()> {
+    let creates = env("DRGW_BENCH_CREATES", 1500);
+    let clients = env("DRGW_BENCH_CLIENTS", 16);
+    let rounds = env("DRGW_BENCH_ROUNDS", 3);
+    let gold_n = env("DRGW_BENCH_GOLD", 300);
+    let bench = Bench::start(4).await?;
+
+    // Warm-up: connections, token caches, the tenants' projects mirrored once.
+    bench.round("bronze", 0, 200, clients).await;
+    bench.drain().await;
+    bench.round("none", 0, 200, clients).await;
+
+    let (mut none, mut bronze) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        none.push(bench.round("none", r, creates, clients).await);
+        bronze.push(bench.round("bronze", r, creates, clients).await);
+        bench.drain().await;
+        println!(
+            "round {r}: pass-through {:.0} creates/s, bronze {:.0} creates/s",
+            none[r - 1],
+            bronze[r - 1]
+        );
+    }
+    let (none_m, bronze_m) = (median(none), median(bronze));
+    println!(
+        "throughput ({clients} clients, {creates} creates per round, median of {rounds}): \
+         pass-through {none_m:.0}/s, bronze {bronze_m:.0}/s, ratio {:.2} (target >= 0.8)",
+        bronze_m / none_m
+    );
+
+    // Gold overhead: the same tenant, sequential creates.
+    let c = &bench.tenants[0];
+    let mut direct = SimClient::new();
+    direct
+        .login(
+            &bench.primary.endpoints().auth_url(),
+            "bench-user-0",
+            "pw",
+            "bench-0",
+        )
+        .await?;
+    let mut rdirect = SimClient::new();
+    rdirect
+        .login(
+            &bench.recovery.endpoints().auth_url(),
+            "admin",
+            "secret",
+            "admin",
+        )
+        .await?;
+    let p_url = format!("{}/v2.0/networks", bench.primary.endpoints().network);
+    let r_url = format!("{}/v2.0/networks", bench.recovery.endpoints().network);
+    latencies(
+        c,
+        &bench.network_url,
+        "gold-warm",
+        20,
+        &[("x-dr-tier", "gold")],
+    )
+    .await;
+    let gold = median(
+        latencies(
+            c,
+            &bench.network_url,
+            "gold",
+            gold_n,
+            &[("x-dr-tier", "gold")],
+        )
+        .await,
+    );
+    let primary = median(latencies(&direct, &p_url, "direct-primary", gold_n, &[]).await);
+    let recovery = median(latencies(&rdirect, &r_url, "direct-recovery", gold_n, &[]).await);
+    println!(
+        "gold create latency (median of {gold_n}): {gold:.2} ms through the gateway, primary \
+         alone {primary:.2} ms, recovery alone {recovery:.2} ms: overhead {:.2} ms (target <= 2 ms)",
+        gold - primary - recovery
+    );
+
+    let mut gw = bench.gateway;
+    gw.stop().await;
+    bench.primary.shutdown().await;
+    bench.recovery.shutdown().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then only build.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
