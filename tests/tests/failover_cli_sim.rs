@@ -385,6 +385,27 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
         anyhow::ensure!(shown["name"] == "fo-net", "after failback: {shown}");
         let sub_shown = cli.json("drgw", &["subnet", "show", &sub_id])?;
         anyhow::ensure!(sub_shown["network_id"] == net_id.as_str(), "{sub_shown}");
+
+        // Reverse replication resynced the primary before the switch back: the update, the
+        // delete and the network created while failed over are there.
+        let at_primary = cli.json("primary", &["network", "show", &net_id])?;
+        anyhow::ensure!(
+            at_primary["description"] == "changed while failed over",
+            "the update made during the failover: {at_primary}"
+        );
+        let sg_gone = cli.exec("primary", &["security", "group", "show", &sg_id])?;
+        anyhow::ensure!(!sg_gone.success(), "the delete made during the failover");
+        let new_at_primary = cli.json("primary", &["network", "show", "fo-new"])?;
+        anyhow::ensure!(
+            new_at_primary["id"] != new_id.as_str(),
+            "the primary copy has its own ID"
+        );
+        // The tenant still uses the ID the network got during the failover.
+        let new_shown = cli.json("drgw", &["network", "show", &new_id])?;
+        anyhow::ensure!(
+            new_shown["id"] == new_id.as_str() && new_shown["name"] == "fo-new",
+            "the ID from the failover still works after failback: {new_shown}"
+        );
         Ok(report_id)
     })
     .await

@@ -307,11 +307,13 @@ async fn forced_failover_supersedes_what_the_lost_primary_had_pending() {
     )
     .await;
     bed.primary.down().await;
-    bed.recovery.up().await.expect("recovery up");
 
+    // The recovery site stays cut off until the switch is made, so that the pending record
+    // cannot be applied in the meantime (the set the report sees cannot change).
     let ctrl = Arc::new(FailoverController::new(gw.clone()));
     ctrl.load().await.expect("load");
     let report = ctrl.forced(Site::Recovery).await.expect("forced failover");
+    bed.recovery.up().await.expect("recovery up");
     let rpo = report.rpo.expect("an RPO report");
     assert!(rpo.pending >= 1, "{rpo:?}");
     // Reported, then superseded: failed, never applied at the recovery site.
