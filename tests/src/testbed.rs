@@ -337,6 +337,55 @@ impl TestBed {
         format!("http://127.0.0.1:{}", port_of(&self.ports, service))
     }
 
+    /// Logs `user` in to `project` through the gateway's Keystone; the client and the
+    /// token body.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        project: &str,
+    ) -> anyhow::Result<(crate::sim::client::SimClient, serde_json::Value)> {
+        let mut c = crate::sim::client::SimClient::new();
+        let resp = c
+            .login(
+                &format!("{}/v3", self.gateway_url("identity")),
+                user,
+                password,
+                project,
+            )
+            .await?;
+        Ok((c, resp.json))
+    }
+
+    /// The ID mapping of a primary resource once the mirror has recorded it, waiting up to
+    /// `limit` (panics after).
+    pub async fn mapped(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+        limit: std::time::Duration,
+    ) -> drgw::state::IdMapping {
+        let start = std::time::Instant::now();
+        loop {
+            let found = self
+                .gateway
+                .gateway
+                .mirror
+                .idmap_lookup(service, resource_type, primary_id)
+                .await
+                .expect("id map");
+            if let Some(m) = found {
+                return m;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{resource_type} {primary_id} never mirrored within {limit:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The admin bearer token.
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(&self.gateway.config.admin.token_file)

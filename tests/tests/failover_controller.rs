@@ -32,17 +32,9 @@ fn op(service: Service, resource: ResourceType, action: Action) -> Operation {
 }
 
 async fn demo(bed: &TestBed) -> (SimClient, Value) {
-    let mut c = SimClient::new();
-    let resp = c
-        .login(
-            &format!("{}/v3", bed.gateway_url("identity")),
-            "demo",
-            "demo",
-            "demo",
-        )
+    bed.login("demo", "demo", "demo")
         .await
-        .expect("demo logs in through the gateway");
-    (c, resp.json)
+        .expect("demo logs in through the gateway")
 }
 
 /// Creates a network through the gateway in `tier`; returns its primary id.
@@ -82,24 +74,9 @@ async fn pending_seqs(bed: &TestBed) -> BTreeSet<u64> {
 }
 
 async fn mapped(bed: &TestBed, primary_id: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(m) = bed
-            .gateway
-            .gateway
-            .mirror
-            .idmap_lookup("network", "network", primary_id)
-            .await
-            .expect("id map")
-        {
-            return m.recovery_id;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{primary_id} never mirrored within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    bed.mapped("network", "network", primary_id, limit)
+        .await
+        .recovery_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,14 +359,8 @@ async fn forced_failover_reports_exactly_the_pending_records() {
     let early = network(&bed, &tenant, "early-bronze", "bronze").await;
     mapped(&bed, &early, Duration::from_secs(10)).await;
     // Gold (the admin project): applied before its create returned.
-    let mut admin = SimClient::new();
-    admin
-        .login(
-            &format!("{}/v3", bed.gateway_url("identity")),
-            "admin",
-            "secret",
-            "admin",
-        )
+    let (admin, _) = bed
+        .login("admin", "secret", "admin")
         .await
         .expect("admin logs in through the gateway");
     let gold = network(&bed, &admin, "gold-before", "gold").await;
@@ -451,14 +422,8 @@ async fn forced_failover_reports_exactly_the_pending_records() {
 
     // Gold lost nothing: the admin, now served by the recovery site, finds its network by
     // the ID the primary gave it.
-    let mut admin = SimClient::new();
-    admin
-        .login(
-            &format!("{}/v3", bed.gateway_url("identity")),
-            "admin",
-            "secret",
-            "admin",
-        )
+    let (admin, _) = bed
+        .login("admin", "secret", "admin")
         .await
         .expect("admin logs in at the recovery site through the gateway");
     let shown = admin

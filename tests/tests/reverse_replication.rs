@@ -17,16 +17,10 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 async fn demo(bed: &TestBed) -> SimClient {
-    let mut c = SimClient::new();
-    c.login(
-        &format!("{}/v3", bed.gateway_url("identity")),
-        "demo",
-        "demo",
-        "demo",
-    )
-    .await
-    .expect("demo logs in through the gateway");
-    c
+    bed.login("demo", "demo", "demo")
+        .await
+        .expect("demo logs in through the gateway")
+        .0
 }
 
 /// Creates a Neutron resource through the gateway (bronze); returns its id and the
@@ -49,27 +43,13 @@ async fn create(bed: &TestBed, c: &SimClient, coll: &str, wrapper: &str, body: V
         .to_string()
 }
 
-/// The recovery ID of a primary resource, once mirrored.
+/// The recovery ID of a primary resource, once mirrored (from the primary).
 async fn mapped(bed: &TestBed, rt: &str, primary_id: &str) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(m) = bed
-            .gateway
-            .gateway
-            .mirror
-            .idmap_lookup("network", rt, primary_id)
-            .await
-            .expect("id map")
-        {
-            assert_eq!(m.origin, SiteName::Primary);
-            return m.recovery_id;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{rt} {primary_id} never mirrored"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let m = bed
+        .mapped("network", rt, primary_id, Duration::from_secs(20))
+        .await;
+    assert_eq!(m.origin, SiteName::Primary);
+    m.recovery_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
