@@ -863,15 +863,23 @@ async fn capture_token(
     }
 }
 
-/// A failure to read the ID map: the gateway cannot tell which resource a tenant means, so
-/// it refuses rather than act on the wrong one.
-fn idmap_unavailable(service: Service, e: &crate::state::StateError) -> Response<ProxyBody> {
-    tracing::error!(error = %e, "cannot read the ID map");
-    native_error(
-        service,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The gateway cannot read its ID map; retry shortly.",
-    )
+/// The mappings a request needs, for what `asked` collected. A failure to read the ID map
+/// is a native 503: the gateway cannot tell which resource a tenant means, so it refuses
+/// rather than act on the wrong one.
+async fn resolve_ids(
+    gw: &Gateway,
+    site: SiteName,
+    service: Service,
+    asked: CollectingLookup,
+) -> Result<crate::failover::StaticIdLookup, Response<ProxyBody>> {
+    gw.stable_ids.resolve(site, asked).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot read the ID map");
+        native_error(
+            service,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The gateway cannot read its ID map; retry shortly.",
+        )
+    })
 }
 
 /// The path and query with the tenant's IDs replaced by the active site's.
@@ -888,11 +896,7 @@ async fn stable_target(
     if let Some(q) = query {
         ids::translate_request_query(q, collection, &asked);
     }
-    let lookup = gw
-        .stable_ids
-        .resolve(site, asked)
-        .await
-        .map_err(|e| idmap_unavailable(service, &e))?;
+    let lookup = resolve_ids(gw, site, service, asked).await?;
     let new_path = ids::translate_request_path(service, path, &lookup);
     let new_query = query.map(|q| {
         ids::translate_request_query(q, collection, &lookup).unwrap_or_else(|| q.to_string())
@@ -909,11 +913,7 @@ async fn stable_request_body(
 ) -> Result<(), Response<ProxyBody>> {
     let asked = CollectingLookup::new();
     ids::translate_request_body(json, &asked);
-    let lookup = gw
-        .stable_ids
-        .resolve(site, asked)
-        .await
-        .map_err(|e| idmap_unavailable(service, &e))?;
+    let lookup = resolve_ids(gw, site, service, asked).await?;
     ids::translate_request_body(json, &lookup);
     Ok(())
 }
@@ -952,11 +952,7 @@ async fn stable_auth_body(
     if asked.is_empty() {
         return Ok(body::full(raw));
     }
-    let lookup = gw
-        .stable_ids
-        .resolve(site, asked)
-        .await
-        .map_err(|e| idmap_unavailable(Service::Identity, &e))?;
+    let lookup = resolve_ids(gw, site, Service::Identity, asked).await?;
     if ids::translate_auth_request(&mut json, &lookup) == 0 {
         return Ok(body::full(raw));
     }

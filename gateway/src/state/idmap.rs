@@ -166,13 +166,10 @@ impl IdMap {
         resource_type: &str,
         primary_id: &str,
     ) -> Result<Option<String>, StateError> {
-        let k = key(service, resource_type, primary_id)?;
-        match self.store.get(IDMAP_FORWARD, &k).await? {
-            Some(v) => Ok(Some(
-                decode(IDMAP_FORWARD, &k, &v.value, false)?.recovery_id,
-            )),
-            None => Ok(None),
-        }
+        Ok(self
+            .get_by_primary(service, resource_type, primary_id)
+            .await?
+            .map(|m| m.recovery_id))
     }
 
     /// The primary ID of a recovery resource.
@@ -182,11 +179,10 @@ impl IdMap {
         resource_type: &str,
         recovery_id: &str,
     ) -> Result<Option<String>, StateError> {
-        let k = key(service, resource_type, recovery_id)?;
-        match self.store.get(IDMAP_REVERSE, &k).await? {
-            Some(v) => Ok(Some(decode(IDMAP_REVERSE, &k, &v.value, true)?.primary_id)),
-            None => Ok(None),
-        }
+        Ok(self
+            .get_by_recovery(service, resource_type, recovery_id)
+            .await?
+            .map(|m| m.primary_id))
     }
 
     /// The whole mapping of a primary resource.
