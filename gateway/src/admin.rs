@@ -214,6 +214,15 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
             }
         }
         (&Method::GET, "/v1/idmap") => idmap(gw, req.uri().query()).await,
+        (&Method::GET, "/v1/flavor-fits") => {
+            let limit = Query::parse(req.uri().query())
+                .number("limit")
+                .unwrap_or(1000) as usize;
+            match gw.mirror.flavor_fits(limit.clamp(1, 10_000)).await {
+                Ok(fits) => json_response(StatusCode::OK, json!({"flavor_fits": fits})),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
         (&Method::GET, "/v1/failover") => {
             json_response(StatusCode::OK, json!(state.failover.status()))
         }

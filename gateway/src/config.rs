@@ -125,6 +125,8 @@ struct RawSite {
     #[serde(default)]
     ca_bundle: Option<PathBuf>,
     credentials: Option<Credentials>,
+    #[serde(default)]
+    admin: Option<bool>,
 }
 
 /// One OpenStack site: the upstream base URL of each fronted service.
@@ -137,6 +139,11 @@ pub struct SiteConfig {
     pub region: Option<String>,
     pub ca_bundle: Option<PathBuf>,
     pub credentials: Option<Credentials>,
+    /// Whether the gateway's account there has the admin role (default true). Without it
+    /// (a public cloud as the recovery site) flavors cannot be created there: each primary
+    /// flavor is fitted to the smallest existing flavor that holds it
+    /// ([`crate::mirror::flavor_fit`]).
+    pub admin: bool,
 }
 
 impl SiteConfig {
@@ -508,6 +515,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
                 region: None,
                 ca_bundle: None,
                 credentials: None,
+                admin: true,
             };
         };
         let mut endpoints = BTreeMap::new();
@@ -563,6 +571,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
             region: raw.region,
             ca_bundle,
             credentials,
+            admin: raw.admin.unwrap_or(true),
         }
     };
     let primary = site(SiteName::Primary);

@@ -66,6 +66,32 @@ pub struct Mutation {
     pub location: Option<String>,
 }
 
+impl Mutation {
+    /// A Neutron bulk create (`{"networks": [...]}` in, the created list in the same order
+    /// out) as one single create per resource (`{"network": {...}}` both ways), so that each
+    /// is journaled, mirrored and mapped like a create of its own. `None` when the request
+    /// or the answer is not such a list, or their lengths differ.
+    pub fn split_bulk(&self, list_key: &str, item_key: &str) -> Option<Vec<Mutation>> {
+        let asked = self.request_body.as_ref()?.get(list_key)?.as_array()?;
+        let made = self.response_body.as_ref()?.get(list_key)?.as_array()?;
+        if asked.len() != made.len() {
+            return None;
+        }
+        Some(
+            asked
+                .iter()
+                .zip(made)
+                .map(|(req, resp)| Mutation {
+                    request_body: Some(serde_json::json!({ item_key: req })),
+                    response_body: Some(serde_json::json!({ item_key: resp })),
+                    location: None,
+                    ..self.clone()
+                })
+                .collect(),
+        )
+    }
+}
+
 /// What the mirror engine did with a mutation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirrorOutcome {
@@ -95,5 +121,84 @@ impl MirrorOutcome {
             MirrorOutcome::Applied => Some("applied"),
             MirrorOutcome::Degraded { .. } => Some("degraded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::operation::Service;
+
+    fn bulk(request: Value, response: Value) -> Mutation {
+        Mutation {
+            site: crate::config::SiteName::Primary,
+            op: crate::services::classify(
+                Service::Network,
+                &Method::POST,
+                "/v2.0/networks",
+                None,
+                None,
+            ),
+            tenant: Arc::new(TokenContext {
+                user_id: "u".into(),
+                user_name: "demo".into(),
+                user_domain_id: "default".into(),
+                project_id: Some("p".into()),
+                project_name: None,
+                project_domain_id: None,
+                domain_id: None,
+                roles: Vec::new(),
+                expires_at: std::time::SystemTime::UNIX_EPOCH,
+                site: crate::config::SiteName::Primary,
+            }),
+            tier: TierChoice {
+                name: "bronze".into(),
+                mode: MirrorMode::Off,
+                on_failure: GoldFailure::Degrade,
+            },
+            method: Method::POST,
+            path: "/v2.0/networks".into(),
+            query: None,
+            microversion: None,
+            request_body: Some(request),
+            status: StatusCode::CREATED,
+            response_body: Some(response),
+            location: None,
+        }
+    }
+
+    #[test]
+    fn a_bulk_create_splits_into_one_create_per_resource_in_order() {
+        let m = bulk(
+            json!({"networks": [{"name": "a"}, {"name": "b"}]}),
+            json!({"networks": [{"id": "1", "name": "a"}, {"id": "2", "name": "b"}]}),
+        );
+        let parts = m.split_bulk("networks", "network").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts[0].request_body,
+            Some(json!({"network": {"name": "a"}}))
+        );
+        assert_eq!(
+            parts[1].response_body,
+            Some(json!({"network": {"id": "2", "name": "b"}}))
+        );
+        assert_eq!(parts[1].path, "/v2.0/networks");
+    }
+
+    #[test]
+    fn a_single_create_or_a_mismatched_answer_is_not_split() {
+        let single = bulk(
+            json!({"network": {"name": "a"}}),
+            json!({"network": {"id": "1"}}),
+        );
+        assert!(single.split_bulk("networks", "network").is_none());
+        let short = bulk(
+            json!({"networks": [{"name": "a"}, {"name": "b"}]}),
+            json!({"networks": [{"id": "1"}]}),
+        );
+        assert!(short.split_bulk("networks", "network").is_none());
     }
 }

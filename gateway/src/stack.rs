@@ -33,7 +33,8 @@ use crate::gateway::Gateway;
 use crate::mutation::{MirrorOutcome, Mutation};
 use crate::operation::{Action, Operation, ResourceType, Service};
 use crate::policy::{
-    add_tag_to_response, neutron_tag_path, AfterCreate, EvalContext, PolicyVerdict, SiteAccess,
+    add_tag_to_response, neutron_tag_path, request, AfterCreate, EvalContext, PolicyVerdict,
+    SiteAccess, UsageDelta,
 };
 use crate::rewrite::{self, BodyRewrite, Rewriter};
 use crate::services;
@@ -454,13 +455,43 @@ async fn protected_change(
     } else {
         None
     };
-    // The tag's own path, once Neutron accepted it (mirrored right after the create).
-    let mut tagged: Option<String> = None;
+    // A Neutron bulk create (`{"networks": [...]}`): each created resource is tagged,
+    // counted, journaled and mirrored like a create of its own.
+    let bulk = request::recognise(service, &method, change.path)
+        .filter(|t| t.action == Action::Create)
+        .and_then(|t| Some((t.kind, t.kind.bulk_key()?, t.kind.body_key()?)))
+        .filter(|(kind, _, _)| {
+            json.as_ref()
+                .and_then(|b| request::bulk_items(*kind, b))
+                .is_some()
+        });
+    // The tags' own paths, once Neutron accepted them (mirrored right after the creates).
+    let mut tagged: Vec<Option<String>> = Vec::new();
     if let (Some(AfterCreate::NeutronTag { tag }), Some(created)) = (&after_create, rjson.as_mut())
     {
-        tagged = neutron_tag(gw, change.site, change.path, auth_token, created, tag).await;
-        if tagged.is_some() {
-            add_tag_to_response(created, tag);
+        match bulk {
+            Some((_, list_key, item_key)) => {
+                let items = created.get_mut(list_key).and_then(Value::as_array_mut);
+                for item in items.into_iter().flatten() {
+                    let mut one = serde_json::json!({ item_key: item.take() });
+                    let path =
+                        neutron_tag(gw, change.site, change.path, auth_token.clone(), &one, tag)
+                            .await;
+                    if path.is_some() {
+                        add_tag_to_response(&mut one, tag);
+                    }
+                    *item = one.get_mut(item_key).map(Value::take).unwrap_or_default();
+                    tagged.push(path);
+                }
+            }
+            None => {
+                let path =
+                    neutron_tag(gw, change.site, change.path, auth_token, created, tag).await;
+                if path.is_some() {
+                    add_tag_to_response(created, tag);
+                }
+                tagged.push(path);
+            }
         }
     }
     gw.policy
@@ -485,35 +516,39 @@ async fn protected_change(
         response_body: rjson.clone(),
         location,
     };
-    let tag_mutation = tagged.map(|tag_path| Mutation {
-        op: services::classify(Service::Network, &Method::PUT, &tag_path, None, None),
-        method: Method::PUT,
-        path: tag_path,
-        query: None,
-        request_body: None,
-        status: StatusCode::CREATED,
-        response_body: None,
-        location: None,
-        ..mutation.clone()
-    });
-    // At the primary the change is mirrored to the recovery site; while failed over it is
-    // journaled back toward the primary (reverse replication, `mutation.site`).
-    let outcome = gw.mirror.submit(mutation).await;
-    if let (Some(tag_mutation), false) = (
-        tag_mutation,
-        matches!(
-            outcome,
-            MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. }
-        ),
-    ) {
-        // The tag follows its resource, in order, in the same tier.
-        let tag_outcome = gw.mirror.submit(tag_mutation).await;
-        if let MirrorOutcome::Failed { reason } | MirrorOutcome::Rejected { reason } = tag_outcome {
-            tracing::warn!(request_id = ?change.req_id, reason, "the tier tag could not be journaled");
-        }
-    }
+    let creates = match bulk {
+        Some((_, list_key, item_key)) => match mutation.split_bulk(list_key, item_key) {
+            Some(parts) => parts,
+            None => {
+                tracing::error!(request_id = ?change.req_id, "a bulk create's answer does not list what it asked for; not journaled");
+                return native_error(
+                    service,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The change could not be recorded for disaster recovery (the answer does not list the resources created); please retry.",
+                );
+            }
+        },
+        None => vec![mutation],
+    };
+    let outcome = submit_creates(gw, change.req_id, &creates, tagged).await;
     match &outcome {
         MirrorOutcome::Rejected { reason } => {
+            if let UsageDelta::Add { kind, .. } = &usage {
+                // Compensated at the primary: the recovery capacity is not used after all.
+                for id in rjson
+                    .as_ref()
+                    .map(|r| request::created_ids(*kind, r))
+                    .unwrap_or_default()
+                {
+                    let release = UsageDelta::Remove {
+                        kind: *kind,
+                        id: id.to_string(),
+                    };
+                    gw.policy
+                        .record_usage(&change.tenant, &tier, &release, None)
+                        .await;
+                }
+            }
             let message = format!(
                 "The {} tier requires the recovery site to apply this change first, and it could not: {reason}. Nothing was changed.",
                 tier.name
@@ -544,6 +579,104 @@ async fn protected_change(
         _ => rbytes,
     };
     finish_buffered(gw, &op, rparts, rbytes, None).await
+}
+
+/// Submits the mirror records of a change: one, or one per resource of a Neutron bulk
+/// create, each followed by the tier tag Neutron accepted for it (`tagged`, same order).
+/// The outcome is the weakest one: a bulk create is only `Applied` if every part was. When
+/// a Gold part is rejected (the engine has undone that part), the others are undone too —
+/// deleted at the primary, and the parts already mirrored deleted at the recovery site
+/// through the journal — so that the tenant's 503 "nothing was changed" holds for all.
+async fn submit_creates(
+    gw: &Gateway,
+    req_id: &HeaderValue,
+    creates: &[Mutation],
+    tagged: Vec<Option<String>>,
+) -> MirrorOutcome {
+    let mut outcome = MirrorOutcome::NotMirrored;
+    let mut tagged = tagged.into_iter();
+    for (i, m) in creates.iter().enumerate() {
+        let part = gw.mirror.submit(m.clone()).await;
+        if let MirrorOutcome::Rejected { .. } = &part {
+            for (j, other) in creates.iter().enumerate().filter(|(j, _)| *j != i) {
+                if let Err(e) = gw.mirror.undo_create(other).await {
+                    tracing::warn!(request_id = ?req_id, error = %e, "cannot undo a part of a rejected bulk create");
+                }
+                if j < i {
+                    if let Some(delete) = deletion_of(other) {
+                        gw.mirror.submit(delete).await;
+                    }
+                }
+            }
+        }
+        if matches!(
+            part,
+            MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. }
+        ) {
+            return part;
+        }
+        if let Some(tag_path) = tagged.next().flatten() {
+            // The tag follows its resource, in order, in the same tier.
+            let tag_mutation = Mutation {
+                op: services::classify(Service::Network, &Method::PUT, &tag_path, None, None),
+                method: Method::PUT,
+                path: tag_path,
+                query: None,
+                request_body: None,
+                status: StatusCode::CREATED,
+                response_body: None,
+                location: None,
+                ..m.clone()
+            };
+            if let MirrorOutcome::Failed { reason } | MirrorOutcome::Rejected { reason } =
+                gw.mirror.submit(tag_mutation).await
+            {
+                tracing::warn!(request_id = ?req_id, reason, "the tier tag could not be journaled");
+            }
+        }
+        outcome = weaker(outcome, part);
+    }
+    outcome
+}
+
+/// Of two parts' outcomes, the one to report for the whole call.
+fn weaker(a: MirrorOutcome, b: MirrorOutcome) -> MirrorOutcome {
+    let rank = |o: &MirrorOutcome| match o {
+        MirrorOutcome::NotMirrored => 0,
+        MirrorOutcome::Applied => 1,
+        MirrorOutcome::Queued => 2,
+        MirrorOutcome::Degraded { .. } => 3,
+        MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. } => 4,
+    };
+    if rank(&b) >= rank(&a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// The delete of the resource a (Neutron) create made, as a mutation of the same tenant
+/// and tier, so that the journal removes a mirrored copy that must not stay.
+fn deletion_of(create: &Mutation) -> Option<Mutation> {
+    let id = create
+        .response_body
+        .as_ref()?
+        .as_object()?
+        .values()
+        .find_map(|v| v.get("id"))?
+        .as_str()?;
+    let path = format!("{}/{id}", create.path.trim_end_matches('/'));
+    Some(Mutation {
+        op: services::classify(create.op.service, &Method::DELETE, &path, None, None),
+        method: Method::DELETE,
+        path,
+        query: None,
+        request_body: None,
+        status: StatusCode::NO_CONTENT,
+        response_body: None,
+        location: None,
+        ..create.clone()
+    })
 }
 
 /// Tags a resource Neutron just created (Neutron takes no tags in create bodies), with the

@@ -43,6 +43,7 @@ pub fn site_config(name: SiteName, e: &SimEndpoints) -> SiteConfig {
             project_name: "admin".into(),
             project_domain_name: "Default".into(),
         }),
+        admin: true,
     }
 }
 

@@ -15,7 +15,8 @@
 //! `project_id` in the body (Neutron lets an admin create for another project); keypairs
 //! are created as admin with `user_id` at compute microversion 2.10; Cinder's project path
 //! segment becomes the service account's own project (Cinder refuses another project's
-//! segment even for admins); Glance images carry `owner`.
+//! segment even for admins); Glance images carry `owner`. Where that account has no admin
+//! role (`admin = false`), flavors are fitted instead of created ([`super::flavor_fit`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use http::{Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::flavor_fit::{no_fit_reason, smallest_fit, FlavorFit, FlavorSize, FLAVOR_FITS};
 use super::secret::SecretKey;
 use super::target::{
     mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target,
@@ -362,7 +364,11 @@ impl Applier {
             {
                 return Ok(Some(primary_id.to_string()));
             }
-            if let Some(id) = self
+            if t.resource == ResourceType::Flavor && !self.recovery.config.admin {
+                if let Some(fit) = self.flavor_fit(primary_id).await? {
+                    return Ok(Some(fit.recovery_id));
+                }
+            } else if let Some(id) = self
                 .idmap
                 .target_id(t.service.as_str(), t.resource.as_str(), primary_id)
                 .await?
@@ -529,6 +535,14 @@ impl Applier {
                 ))
             })?;
         let primary_id = rec.primary_id.as_deref();
+        if !self.recovery.config.admin
+            && matches!(
+                t.kind,
+                Kind::Flavor | Kind::FlavorExtraSpec | Kind::FlavorAccess
+            )
+        {
+            return self.apply_flavor_without_admin(rec, &t).await;
+        }
         match t.action {
             MirrorAction::Protect => return self.protect(rec, &t).await.map(|_| None),
             MirrorAction::Unprotect => {
@@ -937,6 +951,10 @@ impl Applier {
                     .get_ok(p, Service::Compute, &format!("/v2.1/flavors/{id}"))
                     .await?
                     .ok_or_else(gone)?;
+                if !self.recovery.config.admin {
+                    let need = v.get("flavor").and_then(FlavorSize::of).ok_or_else(gone)?;
+                    return Ok(self.fit_flavor(id, need).await?.recovery_id);
+                }
                 if self
                     .get_ok(
                         &self.recovery,
@@ -1209,6 +1227,113 @@ impl Applier {
         };
         self.map(t, id, &rid).await?;
         Ok(rid)
+    }
+
+    /// The recorded fit of a primary flavor (recovery site without admin rights).
+    pub(crate) async fn flavor_fit(
+        &self,
+        primary_id: &str,
+    ) -> Result<Option<FlavorFit>, ApplyError> {
+        let k = primary_id.as_bytes();
+        Ok(match self.store.get(FLAVOR_FITS, k).await? {
+            Some(v) => Some(frame::open_json(FLAVOR_FITS, k, &v.value)?),
+            None => None,
+        })
+    }
+
+    /// Fits a primary flavor to the smallest recovery flavor that holds `need` and records
+    /// the fit; an existing fit is kept (the recovery flavor a server was protected with
+    /// does not change under it).
+    async fn fit_flavor(
+        &self,
+        primary_id: &str,
+        need: FlavorSize,
+    ) -> Result<FlavorFit, ApplyError> {
+        if let Some(fit) = self.flavor_fit(primary_id).await? {
+            return Ok(fit);
+        }
+        let list = self
+            .get_ok(&self.recovery, Service::Compute, "/v2.1/flavors/detail")
+            .await?
+            .unwrap_or_default();
+        let flavors = list
+            .get("flavors")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let (chosen, size) = smallest_fit(need, &flavors)
+            .ok_or_else(|| ApplyError::Permanent(no_fit_reason(need, &flavors)))?;
+        let fit = FlavorFit {
+            primary_id: primary_id.to_string(),
+            primary: need,
+            recovery_id: chosen["id"].as_str().unwrap_or_default().to_string(),
+            recovery_name: chosen["name"].as_str().unwrap_or_default().to_string(),
+            recovery: size,
+        };
+        let k = primary_id.as_bytes();
+        let v = frame::seal_json(FLAVOR_FITS, k, &fit)?;
+        self.store.put(FLAVOR_FITS, k, &v).await?;
+        tracing::info!(
+            flavor = primary_id,
+            recovery_flavor = %fit.recovery_name,
+            "flavor fitted to an existing recovery flavor (no admin rights there)"
+        );
+        Ok(fit)
+    }
+
+    /// A flavor record for a recovery site without admin rights: a create is fitted, a
+    /// delete drops the fit (the recovery flavor stays), anything else is reported failed.
+    async fn apply_flavor_without_admin(
+        &self,
+        rec: &JournalRecord,
+        t: &Target,
+    ) -> Result<Option<String>, ApplyError> {
+        // Sub-resource records (`/v2.1/flavors/{id}/os-extra_specs`) name it in the path.
+        let (segs, _) = split_path(&rec.request.path);
+        let pid = rec
+            .primary_id
+            .as_deref()
+            .or_else(|| {
+                segs.get(2)
+                    .copied()
+                    .filter(|_| segs.get(1) == Some(&"flavors"))
+            })
+            .ok_or_else(|| ApplyError::Permanent("a flavor record needs the flavor id".into()))?;
+        match (t.kind, t.action) {
+            (Kind::Flavor, MirrorAction::Create) => {
+                let need = rec
+                    .request
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.get("flavor"))
+                    .and_then(FlavorSize::of)
+                    .ok_or_else(|| {
+                        ApplyError::Permanent("the flavor create names no vCPUs or RAM".into())
+                    })?;
+                Ok(Some(self.fit_flavor(pid, need).await?.recovery_id))
+            }
+            (Kind::Flavor, MirrorAction::Delete) => {
+                self.store.delete(FLAVOR_FITS, pid.as_bytes()).await?;
+                Ok(None)
+            }
+            (kind, _) => {
+                let what = match kind {
+                    Kind::FlavorExtraSpec => "extra specs",
+                    Kind::FlavorAccess => "access list",
+                    _ => "description",
+                };
+                let onto = match self.flavor_fit(pid).await? {
+                    Some(f) => format!(
+                        "it is fitted to the recovery flavor {} ({})",
+                        f.recovery_name, f.recovery_id
+                    ),
+                    None => "it is not fitted to a recovery flavor yet".to_string(),
+                };
+                Err(ApplyError::Permanent(format!(
+                    "not mirrored: the gateway has no admin rights at the recovery site, so flavor {pid}'s {what} cannot change there; {onto}"
+                )))
+            }
+        }
     }
 
     async fn create(

@@ -67,6 +67,7 @@
 //!   hold up a later planned switch. `drgw journal retry <seq>` applies one deliberately.
 
 mod apply;
+pub mod flavor_fit;
 mod metrics;
 pub mod secret;
 pub mod target;
@@ -453,6 +454,35 @@ impl MirrorEngine {
         MirrorOutcome::Degraded { reason }
     }
 
+    /// Deletes, at the primary and with the gateway's service token, what a successful
+    /// create made there; for the other creates of a Neutron bulk create whose Gold mirror
+    /// was rejected (the tenant is told that nothing was changed). Nothing is journaled.
+    pub async fn undo_create(&self, m: &Mutation) -> Result<(), String> {
+        let target = mirror_target(
+            m.op.service,
+            m.method.as_str(),
+            &m.path,
+            m.request_body.as_ref(),
+        )
+        .ok_or_else(|| format!("{} {} is not a mirrored create", m.method, m.path))?;
+        let facts = CallFacts {
+            method: m.method.as_str(),
+            path: &m.path,
+            request_body: m.request_body.as_ref(),
+            response_body: m.response_body.as_ref(),
+            project_id: m.tenant.project_id.as_deref(),
+            user_id: &m.tenant.user_id,
+        };
+        let n = normalise(&target, &facts).map_err(|e| e.to_string())?;
+        let (method, path, body) = compensation(&target, &n, &m.path)
+            .ok_or_else(|| format!("{} {} cannot be undone", m.method, m.path))?;
+        self.inner
+            .applier
+            .compensate(target.service, &method, &path, body.as_ref())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// A page of the journal (the secret's sealed form is not shown).
     pub async fn journal_page(
         &self,
@@ -499,6 +529,20 @@ impl MirrorEngine {
     }
 
     /// One mapping, by primary ID.
+    /// Up to `limit` flavor fits (recovery site without admin rights), by primary flavor ID.
+    pub async fn flavor_fits(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<flavor_fit::FlavorFit>, MirrorError> {
+        let ns = flavor_fit::FLAVOR_FITS;
+        let entries = self.inner.applier.store.scan(ns, b"", None, limit).await?;
+        let mut fits = Vec::with_capacity(entries.len());
+        for e in entries {
+            fits.push(crate::state::frame::open_json(ns, &e.key, &e.value)?);
+        }
+        Ok(fits)
+    }
+
     pub async fn idmap_lookup(
         &self,
         service: &str,

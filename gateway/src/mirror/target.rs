@@ -283,7 +283,8 @@ pub fn split_path(path: &str) -> (Vec<&str>, Option<&str>) {
 
 /// Recognises the mirrored resources: `path` is relative to the service's base URL and
 /// starts with the API version (`/v2.1/flavors`, `/v2.0/networks`, `/v3/<project>/types`).
-/// `None` for everything the mirror does not handle (reads, bulk creates, unknown paths).
+/// `None` for everything the mirror does not handle (reads, unknown paths, and Neutron bulk
+/// creates, which the request path splits into single creates first).
 pub fn mirror_target(
     service: Service,
     method: &str,
@@ -456,7 +457,7 @@ pub fn mirror_target(
             let t = match (method, &s[1..]) {
                 ("POST", [c]) => {
                     let (kind, idt, w) = coll(c)?;
-                    // Bulk creates (`{"networks": [...]}`) are not mirrored.
+                    // Bulk creates (`{"networks": [...]}`) arrive split (`Mutation::split_bulk`).
                     body?.get(w)?.as_object()?;
                     let action = if kind.is_workload() { Protect } else { Create };
                     let mut t = Target::new(kind, action, svc)

@@ -537,10 +537,27 @@ impl PolicyStage {
         let result = match delta {
             UsageDelta::None => Ok(()),
             UsageDelta::Add { kind, resources } => {
-                let id = response.and_then(|r| request::created_id(*kind, r));
-                self.usage
-                    .add(project, &tier.name, *kind, resources, id, &self.metrics)
-                    .await
+                match response.and_then(|r| request::bulk_items(*kind, r)) {
+                    // A bulk create: each created resource counts one, under its own id.
+                    Some(items) => {
+                        let one = request::base_demand(*kind, None);
+                        let mut result = Ok(());
+                        for id in items.iter().map(|i| i.get("id").and_then(Value::as_str)) {
+                            result = result.and(
+                                self.usage
+                                    .add(project, &tier.name, *kind, &one, id, &self.metrics)
+                                    .await,
+                            );
+                        }
+                        result
+                    }
+                    None => {
+                        let id = response.and_then(|r| request::created_id(*kind, r));
+                        self.usage
+                            .add(project, &tier.name, *kind, resources, id, &self.metrics)
+                            .await
+                    }
+                }
             }
             UsageDelta::Remove { kind, id } => self.usage.remove(*kind, id, &self.metrics).await,
         };

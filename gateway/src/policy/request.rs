@@ -97,6 +97,20 @@ impl ProtectedKind {
         })
     }
 
+    /// The JSON key of a Neutron bulk create's list (`{"networks": [...]}`); `None` for
+    /// the other services, which have no bulk creates.
+    pub fn bulk_key(self) -> Option<&'static str> {
+        Some(match self {
+            ProtectedKind::Network => "networks",
+            ProtectedKind::Subnet => "subnets",
+            ProtectedKind::Router => "routers",
+            ProtectedKind::SecurityGroup => "security_groups",
+            ProtectedKind::Port => "ports",
+            ProtectedKind::FloatingIp => "floatingips",
+            _ => return None,
+        })
+    }
+
     /// The Neutron collection in URLs (`networks`, `security-groups`, `floatingips`).
     fn neutron_collection(self) -> Option<&'static str> {
         Some(match self {
@@ -281,7 +295,8 @@ pub fn body_tier(
     let wrapped = kind
         .and_then(ProtectedKind::body_key)
         .and_then(|k| body.get(k));
-    for object in [Some(body), wrapped].into_iter().flatten() {
+    let items = kind.and_then(|k| bulk_items(k, body)).into_iter().flatten();
+    for object in [Some(body), wrapped].into_iter().flatten().chain(items) {
         if let Some(v) = object.pointer("/metadata/dr_tier") {
             note(&mut found, v.as_str())?;
         }
@@ -389,6 +404,10 @@ pub fn base_demand(kind: ProtectedKind, body: Option<&Value>) -> Resources {
     let Some(quota_kind) = kind.quota_kind() else {
         return Resources::ZERO;
     };
+    if let Some(items) = body.and_then(|b| bulk_items(kind, b)) {
+        // A Neutron bulk create: one of its kind per item (Neutron kinds count nothing else).
+        return Resources::ZERO.with_count(quota_kind, items.len() as u64);
+    }
     let object = kind.body_key().and_then(|k| body.and_then(|b| b.get(k)));
     let mut demand = Resources::ZERO.with_count(quota_kind, 1);
     match kind {
@@ -482,8 +501,33 @@ pub fn tag_create_body(
             if let Some(obj) = wrapped_object(kind, body) {
                 set_tier_tag(obj, None);
             }
+            let items = kind
+                .bulk_key()
+                .and_then(|k| body.get_mut(k))
+                .and_then(Value::as_array_mut);
+            for obj in items.into_iter().flatten().filter_map(Value::as_object_mut) {
+                set_tier_tag(obj, None);
+            }
             Some(tag)
         }
+    }
+}
+
+/// The items of a Neutron bulk create body (`{"networks": [{...}, ...]}`), or of its
+/// answer, which lists the created resources in the same order.
+pub fn bulk_items(kind: ProtectedKind, body: &Value) -> Option<&Vec<Value>> {
+    body.get(kind.bulk_key()?)?.as_array()
+}
+
+/// The ids of the resources a create returned: one for a single create, one per item for
+/// a Neutron bulk create.
+pub fn created_ids(kind: ProtectedKind, response: &Value) -> Vec<&str> {
+    match bulk_items(kind, response) {
+        Some(items) => items
+            .iter()
+            .filter_map(|i| i.get("id").and_then(Value::as_str))
+            .collect(),
+        None => created_id(kind, response).into_iter().collect(),
     }
 }
 
@@ -583,5 +627,33 @@ mod tests {
         // Only the current tier: nothing to settle.
         let mut same = json!({"tags": ["dr-tier:silver"]});
         assert_eq!(settle_retier(None, &mut same, "silver"), None);
+    }
+
+    #[test]
+    fn a_bulk_create_asks_one_tier_counts_each_item_and_loses_its_tier_tags() {
+        let kind = Some(ProtectedKind::Network);
+        let agreeing = json!({"networks": [{"name": "a"}, {"tags": ["dr-tier:gold"]}]});
+        assert_eq!(body_tier(kind, &agreeing).unwrap().as_deref(), Some("gold"));
+        let split = json!({"networks": [{"tags": ["dr-tier:gold"]}, {"tags": ["dr-tier:bronze"]}]});
+        assert!(matches!(
+            body_tier(kind, &split),
+            Err(TierRequestError::Conflict(_, _))
+        ));
+
+        let demand = base_demand(ProtectedKind::Network, Some(&agreeing));
+        assert_eq!(
+            demand,
+            Resources::ZERO.with_count(drgw_policies::ResourceKind::Network, 2)
+        );
+
+        let mut body = json!({"networks": [{"name": "a", "tags": ["dr-tier:gold", "x"]}]});
+        let tag = tag_create_body(ProtectedKind::Network, Some(&mut body), "gold", None);
+        assert_eq!(tag.as_deref(), Some("dr-tier:gold"));
+        assert_eq!(body, json!({"networks": [{"name": "a", "tags": ["x"]}]}));
+
+        let answer = json!({"networks": [{"id": "1"}, {"id": "2"}]});
+        assert_eq!(created_ids(ProtectedKind::Network, &answer), ["1", "2"]);
+        let single = json!({"network": {"id": "1"}});
+        assert_eq!(created_ids(ProtectedKind::Network, &single), ["1"]);
     }
 }

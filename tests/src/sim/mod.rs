@@ -278,6 +278,12 @@ impl SiteHandle {
         self.ctx.world().identity.user_id_by_name(name)
     }
 
+    /// The Neutron resources of a collection (`networks`, `subnets`, ...) with this name,
+    /// read without HTTP (so without the site's faults).
+    pub fn neutron_named(&self, collection: &str, name: &str) -> Vec<serde_json::Value> {
+        self.ctx.world().network.named(collection, name)
+    }
+
     /// Issues a project-scoped token for a user (by name, in the default domain) without HTTP.
     pub fn issue_token(&self, user: &str, project: &str) -> Option<String> {
         self.ctx.world().identity.issue_for_names(user, project)

@@ -81,7 +81,7 @@ const EXTENSIONS: &[&str] = &[
 ];
 
 /// Neutron's state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Network {
     items: HashMap<&'static str, Vec<Value>>,
     default_sg_done: HashSet<String>,
@@ -102,6 +102,17 @@ impl Network {
         self.items
             .get(url)
             .and_then(|v| v.iter().find(|i| id_of(i) == id))
+    }
+
+    /// The resources of a collection with this name.
+    pub fn named(&self, url: &str, name: &str) -> Vec<Value> {
+        self.items
+            .get(url)
+            .into_iter()
+            .flatten()
+            .filter(|i| i.get("name").and_then(Value::as_str) == Some(name))
+            .cloned()
+            .collect()
     }
 
     /// Whether a network exists.
@@ -674,15 +685,21 @@ fn create(
         Err(e) => return bad(e),
     };
     // Bulk create: {"networks": [...]}.
+    // All or nothing, as Neutron's bulk creates are.
     if let Some(list) = body.get(md.1).and_then(Value::as_array) {
+        let before = n.clone();
         let mut out = Vec::new();
         for item in list {
             let Value::Object(o) = item else {
+                *n = before;
                 return bad("Invalid bulk request body.");
             };
             match create_one(n, md, auth, o.clone()) {
                 Ok(v) => out.push(v),
-                Err(r) => return r,
+                Err(r) => {
+                    *n = before;
+                    return r;
+                }
             }
         }
         return Reply::json(201, json!({ md.1: out }));
