@@ -4,7 +4,10 @@
 //! used for a protected server's `flavorRef`, and what cannot be mirrored (a flavor that
 //! nothing fits, a fitted flavor's extra specs) is reported, not dropped.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use drgw::failover::{FailoverController, Site};
 
 use drgw::journal::{RecordFilter, StateFilter};
 use drgw_tests::sim::client::SimClient;
@@ -195,6 +198,29 @@ async fn flavors_are_fitted_to_existing_recovery_flavors_without_admin_rights() 
     let fits = bed.gateway.gateway.mirror.flavor_fits(100).await.unwrap();
     assert!(fits.iter().all(|f| f.primary_id != app_small), "{fits:?}");
     assert_eq!(recovery_flavors(&bed).await, before);
+
+    // After a failover the tenant's primary flavor ID still works: at the recovery site it
+    // names the fitted flavor.
+    let resp = post(
+        &admin,
+        &format!("{compute}/flavors"),
+        flavor("app.tiny", 1, 256, 1),
+        "gold",
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.json);
+    let app_tiny = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    let ctrl = Arc::new(FailoverController::new(bed.gateway.gateway.clone()));
+    ctrl.planned(Site::Recovery, Duration::from_secs(30))
+        .await
+        .expect("planned failover");
+    let (at_recovery, _) = bed.login("admin", "secret", "admin").await.expect("login");
+    let shown = at_recovery
+        .get(&format!("{compute}/flavors/{app_tiny}"))
+        .await
+        .expect("flavor show");
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.json);
+    assert_eq!(shown.json["flavor"]["name"], "m1.tiny", "{}", shown.json);
     bed.stop().await;
 }
 

@@ -12,12 +12,19 @@
 //! resource's primary ID is translated to its recovery ID in requests and back in responses;
 //! with the primary active (after failback), a recovery-origin resource's recovery ID is
 //! translated to its primary copy's ID, and back.
+//!
+//! A flavor fitted to an existing recovery flavor (recovery site without admin rights,
+//! [`crate::mirror::flavor_fit`]) is not in the one-to-one ID map: with the recovery site
+//! active, its primary ID in a request (`flavorRef`, `/flavors/{id}`) becomes the fitted
+//! flavor's ID. Responses keep the recovery flavor's ID, since several primary flavors may
+//! share one fit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::ids::{CollectingLookup, Direction, StaticIdLookup};
 use crate::config::SiteName;
-use crate::state::{IdMap, IdMapping, StateError};
+use crate::mirror::flavor_fit::{FlavorFit, FLAVOR_FITS};
+use crate::state::{frame, IdMap, IdMapping, StateError};
 
 /// The site where a mapped resource was created (the ID its tenant knows is the one there).
 pub fn mapping_origin(mapping: &IdMapping) -> SiteName {
@@ -78,8 +85,12 @@ impl StableIds {
                 .map(|(_, service, rt, id)| (service.clone(), rt.clone(), id.clone()))
                 .collect();
             let found = self.idmap.get_many(by_recovery_id, &keys).await?;
+            let mut unmapped_flavors = Vec::new();
             for ((direction, service, rt, id), mapping) in wanted.iter().zip(found) {
                 let Some(m) = mapping else {
+                    if !by_recovery_id && rt == "flavor" {
+                        unmapped_flavors.push((*direction, service, rt, id));
+                    }
                     continue;
                 };
                 if mapping_origin(&m) == active || m.primary_id == m.recovery_id {
@@ -91,6 +102,21 @@ impl StableIds {
                     &m.recovery_id
                 };
                 lookup.insert_one(*direction, service, rt, id, to);
+            }
+            if !unmapped_flavors.is_empty() {
+                let keys: Vec<Vec<u8>> = unmapped_flavors
+                    .iter()
+                    .map(|(.., id)| id.as_bytes().to_vec())
+                    .collect();
+                let fits = self.idmap.store().get_many(FLAVOR_FITS, &keys).await?;
+                for ((direction, service, rt, id), (key, fit)) in
+                    unmapped_flavors.into_iter().zip(keys.iter().zip(fits))
+                {
+                    if let Some(v) = fit {
+                        let fit: FlavorFit = frame::open_json(FLAVOR_FITS, key, &v.value)?;
+                        lookup.insert_one(direction, service, rt, id, &fit.recovery_id);
+                    }
+                }
             }
         }
         Ok(lookup)

@@ -100,6 +100,11 @@ impl IdMap {
         IdMap { store }
     }
 
+    /// The store the map is kept in.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
     /// Records `mapping` (both directions, atomically). Idempotent; re-mapping a primary ID to
     /// a new recovery ID drops the old reverse entry. Fails with [`StateError::Conflict`] if
     /// the recovery ID is already the image of another primary ID.
