@@ -320,3 +320,103 @@ async fn forced_failover_supersedes_what_the_lost_primary_had_pending() {
     assert!(records.iter().all(|r| !r.state.is_pending()));
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_volume_created_during_the_failover_is_restored_at_the_primary_on_failback() {
+    let bed = TestBed::start().await.expect("test bed");
+    let gw = bed.gateway.gateway.clone();
+    let (admin, _) = bed.login("admin", "secret", "admin").await.expect("admin");
+    // A Gold network before the failover (it maps the admin project).
+    let net = admin
+        .send(
+            Method::POST,
+            &format!("{}/v2.0/networks", bed.gateway_url("network")),
+            Some(&json!({"network": {"name": "gold-before"}})),
+            &[],
+        )
+        .await
+        .expect("create");
+    assert_eq!(net.header("x-dr-mirror"), Some("applied"), "{}", net.json);
+
+    let ctrl = Arc::new(FailoverController::new(gw.clone()));
+    ctrl.load().await.expect("load");
+    ctrl.planned(Site::Recovery, Duration::from_secs(30))
+        .await
+        .expect("planned failover");
+
+    // During the failover: a Gold volume, created at the recovery site.
+    let (admin, token) = bed.login("admin", "secret", "admin").await.expect("admin");
+    let project = token["token"]["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let volume_url = bed.gateway_url("volume");
+    let made = admin
+        .send(
+            Method::POST,
+            &format!("{volume_url}/v3/{project}/volumes"),
+            Some(&json!({"volume": {"name": "made-during-failover", "size": 1}})),
+            &[],
+        )
+        .await
+        .expect("volume create");
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.json);
+    let volume_id = made.json["volume"]["id"].as_str().unwrap().to_string();
+
+    let back = ctrl
+        .failback_planned(Duration::from_secs(40))
+        .await
+        .expect("planned failback");
+    let restore = back.restore.expect("the failback restores workloads");
+    let restored = restore
+        .workloads
+        .iter()
+        .find(|w| w.primary_id == volume_id)
+        .unwrap_or_else(|| panic!("the volume is not in the report: {restore:?}"));
+    assert_eq!(restored.outcome, "restored", "{restored:?}");
+    let primary_copy = restored.recovery_id.clone().expect("its primary id");
+    assert_ne!(primary_copy, volume_id);
+
+    // The primary has it, and the tenant reaches it by the ID it was given.
+    let (admin, token) = bed.login("admin", "secret", "admin").await.expect("admin");
+    let project = token["token"]["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut direct = SimClient::new();
+    direct
+        .login(
+            &bed.primary.endpoints().auth_url(),
+            "admin",
+            "secret",
+            "admin",
+        )
+        .await
+        .expect("admin at the primary");
+    let at_primary = direct
+        .get(&format!(
+            "{}/v3/{project}/volumes/{primary_copy}",
+            bed.primary.endpoints().volume
+        ))
+        .await
+        .expect("volume show");
+    assert_eq!(at_primary.status, StatusCode::OK, "{}", at_primary.json);
+    assert_eq!(at_primary.json["volume"]["name"], "made-during-failover");
+    let shown = admin
+        .get(&format!("{volume_url}/v3/{project}/volumes/{volume_id}"))
+        .await
+        .expect("volume show");
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.json);
+    assert_eq!(shown.json["volume"]["id"], volume_id.as_str());
+
+    // A second failback-style restore skips it.
+    let again = drgw::failover::restore::restore_workloads(&gw, SiteName::Primary).await;
+    assert!(
+        again
+            .workloads
+            .iter()
+            .any(|w| w.primary_id == volume_id && w.outcome == "skipped"),
+        "{again:?}"
+    );
+    bed.stop().await;
+}

@@ -234,8 +234,9 @@ pub struct FailoverReport {
     pub epoch: u64,
     /// What had not been applied at the recovery site (forced switches).
     pub rpo: Option<RpoReport>,
-    /// Workloads restored at the recovery site after a failover to it (`None` while the
-    /// restore runs, and for failbacks).
+    /// Workloads restored at the site switched to: the primary's at the recovery site after
+    /// a failover, those created during the failover at the primary after a failback
+    /// (`None` while the restore runs).
     #[serde(default)]
     pub restore: Option<RestoreReport>,
 }
@@ -784,18 +785,20 @@ impl FailoverController {
         Ok(self.status())
     }
 
-    /// After a failover to the recovery site: restores the protected workloads of the tiers
-    /// that ask for it, and keeps the report again with the outcome. Writes are unfrozen by
+    /// After a switch: restores the protected workloads of the tiers that ask for it at the
+    /// site switched to (see [`restore`]), and keeps the report again with the outcome. Writes are unfrozen by
     /// then: tenants work while their workloads come back.
     async fn restore_after(&self, mut report: FailoverReport) -> FailoverReport {
-        let failover = matches!(
-            report.kind,
-            ReportKind::PlannedFailover | ReportKind::ForcedFailover
-        );
-        if !failover || report.to != Site::Recovery {
-            return report;
-        }
-        let restored = restore::restore_workloads(&self.gw).await;
+        let to = match (report.kind, report.to) {
+            (ReportKind::PlannedFailover | ReportKind::ForcedFailover, Site::Recovery) => {
+                SiteName::Recovery
+            }
+            (ReportKind::PlannedFailback | ReportKind::ForcedFailback, Site::Primary) => {
+                SiteName::Primary
+            }
+            _ => return report,
+        };
+        let restored = restore::restore_workloads(&self.gw, to).await;
         tracing::info!(
             restored = restored.restored,
             failed = restored.failed,

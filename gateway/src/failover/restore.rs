@@ -16,6 +16,11 @@
 //!   (restored by an earlier failover) is skipped, which makes a repeated restore harmless.
 //! - Reported: per workload, restored (with its recovery ID) or failed with the recovery
 //!   site's reason, in the failover's report (`GET /v1/failovers/{id}`).
+//! - Failback does the same the other way: the workloads created at the recovery site during
+//!   the failover (kept in [`PROTECTION_AT_PRIMARY`], spec in primary IDs, keyed by their
+//!   recovery ID) are created at the primary in the tenant's primary project and mapped with
+//!   the recovery site as their origin, so their tenants keep the recovery IDs they know.
+//!   The recovery-site copies are left running: what to do with them is the operator's call.
 
 use std::collections::HashMap;
 
@@ -25,8 +30,10 @@ use serde_json::Value;
 
 use crate::config::SiteName;
 use crate::gateway::Gateway;
-use crate::mirror::{parse_service, site_message, ProtectionRecord, PROTECTION};
-use crate::state::{frame, IdMap, IdMapping};
+use crate::mirror::{
+    parse_service, site_message, ProtectionRecord, PROTECTION, PROTECTION_AT_PRIMARY,
+};
+use crate::state::{frame, IdMap, IdMapping, Namespace};
 
 const PAGE: usize = 500;
 const BODY_LIMIT: u64 = 4 << 20;
@@ -36,11 +43,14 @@ const BODY_LIMIT: u64 = 4 << 20;
 pub struct RestoredWorkload {
     pub service: String,
     pub resource_type: String,
+    /// The workload's ID where it was created (the recovery site's for a workload created
+    /// there during a failover and restored at the primary by the failback).
     pub primary_id: String,
     pub project_id: String,
     pub tier: String,
     /// `restored`, `failed` or `skipped` (already restored).
     pub outcome: String,
+    /// Its ID at the site it was restored at.
     pub recovery_id: Option<String>,
     pub reason: Option<String>,
 }
@@ -83,19 +93,28 @@ impl RestoreReport {
     }
 }
 
-/// Every protection record, read page by page.
-async fn protection_records(gw: &Gateway) -> Result<Vec<ProtectionRecord>, String> {
+/// The protection records of workloads to restore at `to`: the primary's workloads for the
+/// recovery site, the recovery site's (created during a failover) for the primary.
+fn protection_namespace(to: SiteName) -> Namespace {
+    match to {
+        SiteName::Recovery => PROTECTION,
+        SiteName::Primary => PROTECTION_AT_PRIMARY,
+    }
+}
+
+/// Every protection record of a namespace, read page by page.
+async fn protection_records(gw: &Gateway, ns: Namespace) -> Result<Vec<ProtectionRecord>, String> {
     let mut out = Vec::new();
     let mut start: Option<Vec<u8>> = None;
     loop {
         let page = gw
             .store
-            .scan(PROTECTION, &[], start.as_deref(), PAGE)
+            .scan(ns, &[], start.as_deref(), PAGE)
             .await
             .map_err(|e| e.to_string())?;
         let full = page.len() == PAGE;
         for entry in &page {
-            match frame::open_json::<ProtectionRecord>(PROTECTION, &entry.key, &entry.value) {
+            match frame::open_json::<ProtectionRecord>(ns, &entry.key, &entry.value) {
                 Ok(r) => out.push(r),
                 Err(e) => tracing::error!(error = %e, "unreadable protection record skipped"),
             }
@@ -111,8 +130,9 @@ async fn protection_records(gw: &Gateway) -> Result<Vec<ProtectionRecord>, Strin
     }
 }
 
-/// Restores the protected workloads of the tiers that ask for it at the recovery site.
-pub async fn restore_workloads(gw: &Gateway) -> RestoreReport {
+/// Restores the protected workloads of the tiers that ask for it at `to` (the recovery site
+/// after a failover, the primary after a failback).
+pub async fn restore_workloads(gw: &Gateway, to: SiteName) -> RestoreReport {
     let mut report = RestoreReport::default();
     let policy = gw.policy.current();
     // Tier rank: sync (Gold) first, then periodic, then async; tiers that do not restore
@@ -130,7 +150,7 @@ pub async fn restore_workloads(gw: &Gateway) -> RestoreReport {
             (t.name.to_ascii_lowercase(), r)
         })
         .collect();
-    let mut records = match protection_records(gw).await {
+    let mut records = match protection_records(gw, protection_namespace(to)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the protection records; nothing restored");
@@ -165,7 +185,7 @@ pub async fn restore_workloads(gw: &Gateway) -> RestoreReport {
             recovery_id: None,
             reason: None,
         };
-        match restore_one(gw, &idmap, &r).await {
+        match restore_one(gw, &idmap, &r, to).await {
             Ok(Restored::New(id)) => {
                 w.outcome = "restored".into();
                 w.recovery_id = Some(id);
@@ -201,12 +221,25 @@ async fn restore_one(
     gw: &Gateway,
     idmap: &IdMap,
     r: &ProtectionRecord,
+    to: SiteName,
 ) -> Result<Restored, String> {
-    if let Some(id) = idmap
-        .recovery_id(&r.service, &r.resource_type, &r.primary_id)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    // `r.primary_id` is the workload's ID where it was created: the primary's for
+    // [`PROTECTION`], the recovery site's for [`PROTECTION_AT_PRIMARY`].
+    let at_target = |service: &str, resource_type: &str, id: &str| {
+        let (service, resource_type, id) = (
+            service.to_string(),
+            resource_type.to_string(),
+            id.to_string(),
+        );
+        async move {
+            match to {
+                SiteName::Recovery => idmap.recovery_id(&service, &resource_type, &id).await,
+                SiteName::Primary => idmap.primary_id(&service, &resource_type, &id).await,
+            }
+            .map_err(|e| e.to_string())
+        }
+    };
+    if let Some(id) = at_target(&r.service, &r.resource_type, &r.primary_id).await? {
         return Ok(Restored::Already(id));
     }
     let service = parse_service(&r.service)
@@ -215,23 +248,21 @@ async fn restore_one(
         .spec
         .as_ref()
         .ok_or("the protection record kept no specification")?;
-    let project = idmap
-        .recovery_id("identity", "project", &r.tenant.project_id)
-        .await
-        .map_err(|e| e.to_string())?
+    let project = at_target("identity", "project", &r.tenant.project_id)
+        .await?
         .ok_or_else(|| {
             format!(
-                "the tenant's project {} is not mirrored at the recovery site",
+                "the tenant's project {} is not mirrored at the {to} site",
                 r.tenant.project_id
             )
         })?;
-    let site = gw.site(SiteName::Recovery);
+    let site = gw.site(to);
     let token = site
         .keystone
         .project_token(&project)
         .await
-        .map_err(|e| format!("no token for project {project} at the recovery site: {e}"))?;
-    // Cinder (and legacy Nova) paths carry the project: the recovery one.
+        .map_err(|e| format!("no token for project {project} at the {to} site: {e}"))?;
+    // Cinder (and legacy Nova) paths carry the project: the target site's.
     let path: String = r
         .path
         .split('/')
@@ -246,7 +277,7 @@ async fn restore_one(
         .join("/");
     let method = Method::from_bytes(r.method.as_bytes()).map_err(|e| e.to_string())?;
     let uri = gw
-        .upstream_uri(SiteName::Recovery, service, &path, None)
+        .upstream_uri(to, service, &path, None)
         .ok_or_else(|| format!("bad create path {path:?}"))?;
     let req = Request::builder()
         .method(method)
@@ -257,14 +288,14 @@ async fn restore_one(
         .body(crate::body::full(spec.to_string()))
         .map_err(|e| e.to_string())?;
     let (parts, bytes) = gw
-        .client(SiteName::Recovery)
+        .client(to)
         .send_full(req, BODY_LIMIT)
         .await
-        .map_err(|e| format!("recovery site: {e}"))?;
+        .map_err(|e| format!("{to} site: {e}"))?;
     let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !parts.status.is_success() {
         return Err(format!(
-            "recovery site answered {}: {}",
+            "{to} site answered {}: {}",
             parts.status.as_u16(),
             site_message(&json).unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())
         ));
@@ -273,15 +304,19 @@ async fn restore_one(
         .get(r.resource_type.as_str())
         .and_then(|o| o.get("id"))
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("the recovery site's answer names no {} id", r.resource_type))?
+        .ok_or_else(|| format!("the {to} site's answer names no {} id", r.resource_type))?
         .to_string();
+    let (primary_id, recovery_id, origin) = match to {
+        SiteName::Recovery => (r.primary_id.clone(), id.clone(), SiteName::Primary),
+        SiteName::Primary => (id.clone(), r.primary_id.clone(), SiteName::Recovery),
+    };
     idmap
         .insert(&IdMapping {
             service: r.service.clone(),
             resource_type: r.resource_type.clone(),
-            primary_id: r.primary_id.clone(),
-            recovery_id: id.clone(),
-            origin: SiteName::Primary,
+            primary_id,
+            recovery_id,
+            origin,
         })
         .await
         .map_err(|e| format!("restored as {id}, but the ID map could not record it: {e}"))?;
