@@ -338,6 +338,32 @@ pub async fn run(site: &SimEndpoints) -> anyhow::Result<Vec<Observation>> {
         &[],
     )
     .await;
+    // A bulk create answers with the list, in order (the gateway splits it per resource).
+    let bulk = call(
+        "POST /v2.0/networks (bulk)",
+        Method::POST,
+        format!("{neutron}/networks"),
+        Some(json!({"networks": [{"name": format!("c-{sfx}-a")}, {"name": format!("c-{sfx}-b")}]})),
+        &[],
+    )
+    .await;
+    let bulk_ids: Vec<String> = bulk
+        .as_ref()
+        .and_then(|b| b.json["networks"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
+    for id in bulk_ids {
+        call(
+            "DELETE /v2.0/networks/{id} (bulk item)",
+            Method::DELETE,
+            format!("{neutron}/networks/{id}"),
+            None,
+            &[],
+        )
+        .await;
+    }
     call(
         "DELETE /v2.1/flavors/{id}",
         Method::DELETE,

@@ -146,7 +146,8 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    fn new(username: &str, password: &str, project: &str) -> Self {
+    /// A user in `project`, both in the default domain.
+    pub fn new(username: &str, password: &str, project: &str) -> Self {
         Credentials {
             username: username.into(),
             password: password.into(),
