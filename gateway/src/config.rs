@@ -754,6 +754,22 @@ public_url = "http://gw.example.com:8774"
     }
 
     #[test]
+    fn a_site_has_admin_rights_unless_it_says_otherwise() {
+        let cfg = Config::parse(GOOD, Path::new("/etc/drgw")).expect("valid");
+        assert!(cfg.primary.admin && cfg.recovery.admin);
+        let public = GOOD.replacen("[sites.recovery]\n", "[sites.recovery]\nadmin = false\n", 1);
+        let cfg = Config::parse(&public, Path::new("/etc/drgw")).expect("valid");
+        assert!(cfg.primary.admin);
+        assert!(!cfg.recovery.admin);
+        let wrong = GOOD.replacen(
+            "[sites.recovery]\n",
+            "[sites.recovery]\nadmin = \"no\"\n",
+            1,
+        );
+        assert!(Config::parse(&wrong, Path::new("/etc/drgw")).is_err());
+    }
+
+    #[test]
     fn every_error_is_reported_with_its_key() {
         let bad = GOOD
             .replace(
