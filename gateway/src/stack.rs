@@ -66,22 +66,31 @@ impl ConnInfo {
     }
 }
 
-const REQUEST_ID: &str = "x-openstack-request-id";
+// Header names the request path uses on every call, built once: a `&str` name is parsed
+// and hashed anew at every look-up or insert.
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
+static API_VERSION: HeaderName = HeaderName::from_static("openstack-api-version");
+static NOVA_API_VERSION: HeaderName = HeaderName::from_static("x-openstack-nova-api-version");
+static SUBJECT_TOKEN: HeaderName = HeaderName::from_static("x-subject-token");
+static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
-
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus
+/// `Transfer-Encoding` (hyper frames each side's body itself).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == header::TRANSFER_ENCODING
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "transfer-encoding"
+    )
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -114,7 +123,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The request id of a call: the client's `X-Openstack-Request-Id` when it is well formed
 /// (`req-<uuid>`), else a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(REQUEST_ID) {
+    if let Some(v) = headers.get(&REQUEST_ID) {
         if let Ok(s) = v.to_str() {
             if s.len() == 40 && s.starts_with("req-") && uuid::Uuid::parse_str(&s[4..]).is_ok() {
                 return v.clone();
@@ -132,8 +141,8 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 /// The microversion a request asks for, from either header form.
 fn microversion(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get("openstack-api-version")
-        .or_else(|| headers.get("x-openstack-nova-api-version"))
+        .get(&API_VERSION)
+        .or_else(|| headers.get(&NOVA_API_VERSION))
         .and_then(|v| v.to_str().ok())
 }
 
@@ -233,8 +242,8 @@ pub async fn handle(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
     append_forwarded(&mut parts.headers, conn, original_host);
-    parts.headers.insert(REQUEST_ID, req_id.clone());
-    let subject_token = parts.headers.get("x-subject-token").cloned();
+    parts.headers.insert(REQUEST_ID.clone(), req_id.clone());
+    let subject_token = parts.headers.get(&SUBJECT_TOKEN).cloned();
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
 
@@ -273,8 +282,9 @@ pub async fn handle(
     // 4. response rewrite
     let resp = rewrite_response(&gw, &op, subject_token, resp).await;
     let mut resp = resp;
-    if !resp.headers().contains_key(REQUEST_ID) {
-        resp.headers_mut().insert(REQUEST_ID, req_id.clone());
+    if !resp.headers().contains_key(&REQUEST_ID) {
+        resp.headers_mut()
+            .insert(REQUEST_ID.clone(), req_id.clone());
     }
     tracing::debug!(
         service = service.as_str(),
@@ -726,7 +736,7 @@ async fn tenant(gw: &Gateway, headers: &HeaderMap, site: SiteName) -> Option<Arc
 }
 
 fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Option<HeaderValue>) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok()
         }
@@ -734,14 +744,14 @@ fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Opti
         _ => conn.forwarded_for,
     };
     if let Some(v) = xff {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(FORWARDED_FOR.clone(), v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
     );
     if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(FORWARDED_HOST.clone(), host);
     }
 }
 
@@ -765,8 +775,9 @@ fn finish(
     req_id: &HeaderValue,
     mut resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
-    if !resp.headers().contains_key(REQUEST_ID) {
-        resp.headers_mut().insert(REQUEST_ID, req_id.clone());
+    if !resp.headers().contains_key(&REQUEST_ID) {
+        resp.headers_mut()
+            .insert(REQUEST_ID.clone(), req_id.clone());
     }
     gw.metrics
         .proxy
