@@ -50,7 +50,9 @@
 //! # Writing
 //! All writes go through one writer task per journal (elected by the store lease
 //! `journal-writer`), which batches concurrent calls into one store transaction (group
-//! commit, see `writer`). Reads go straight to the store.
+//! commit, see `writer`). Reads go straight to the store. A transition to applied may carry
+//! a side batch (the record's ID-map entry) committed in the same transaction; a side batch
+//! whose precondition fails is taken out and the rest of the group committed without it.
 
 mod record;
 mod writer;
@@ -73,7 +75,7 @@ use record::{
 };
 use writer::{Change, Command, Writer, WriterState};
 
-use crate::state::{frame, key_after, now_ms, StateError, StateStore};
+use crate::state::{frame, key_after, now_ms, Batch, StateError, StateStore};
 
 /// The lease that elects the journal's writer.
 pub const WRITER_LEASE: &str = "journal-writer";
@@ -323,9 +325,23 @@ impl Journal {
         seq: u64,
         recovery_id: Option<String>,
     ) -> Result<JournalRecord, JournalError> {
+        self.mark_applied_with(seq, recovery_id, Batch::new()).await
+    }
+
+    /// Like [`Journal::mark_applied`], and commits `side` (e.g. the record's ID-map entry)
+    /// in the same store transaction: both or neither. `side` must not touch the journal's
+    /// own namespaces. If a precondition of `side` fails, the record stays as it was and
+    /// the call fails with [`StateError::Conflict`]; the other changes committed with it
+    /// are not affected. `side` is dropped if the transition is not allowed.
+    pub async fn mark_applied_with(
+        &self,
+        seq: u64,
+        recovery_id: Option<String>,
+        side: Batch,
+    ) -> Result<JournalRecord, JournalError> {
         self.call(|reply| Command::Transition {
             seq,
-            change: Change::Applied { recovery_id },
+            change: Change::Applied { recovery_id, side },
             reply,
         })
         .await
@@ -389,6 +405,16 @@ impl Journal {
             Some(v) => Ok(Some(decode_record(seq, &v.value)?)),
             None => Ok(None),
         }
+    }
+
+    /// Several records, read in one snapshot (`None` for a seq that does not exist).
+    pub async fn get_many(&self, seqs: &[u64]) -> Result<Vec<Option<JournalRecord>>, JournalError> {
+        let keys: Vec<Vec<u8>> = seqs.iter().map(|s| seq_key(*s).to_vec()).collect();
+        let values = self.store.get_many(RECORDS, &keys).await?;
+        seqs.iter()
+            .zip(values)
+            .map(|(seq, v)| v.map(|v| decode_record(*seq, &v.value)).transpose())
+            .collect()
     }
 
     /// The highest acknowledged seq (0 if none).

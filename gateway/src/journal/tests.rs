@@ -379,3 +379,65 @@ async fn corrupt_record_is_reported_not_skipped() {
     assert_eq!(report.corrupt.iter().map(|c| c.0).collect::<Vec<_>>(), [2]);
     assert!(report.missing.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_batches_commit_with_their_transition_or_not_at_all() {
+    const SIDE: Namespace = Namespace::new("test_side");
+    let store = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        commits: AtomicUsize::new(0),
+    });
+    let j = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        j.append(rec("a", "bronze")).await.unwrap();
+    }
+    // Written behind the back of a side batch that expects the key absent.
+    store.inner.put(SIDE, b"stale", b"v").await.unwrap();
+    let mut good = Batch::new();
+    good.require_version(SIDE, b"k1".to_vec(), None);
+    good.put(SIDE, b"k1".to_vec(), b"one".to_vec());
+    let mut bad = Batch::new();
+    bad.require_version(SIDE, b"stale".to_vec(), None);
+    bad.put(SIDE, b"stale".to_vec(), b"two".to_vec());
+    // Sent together, so that they may share a group commit.
+    let (a, b, c, d) = tokio::join!(
+        j.mark_applied_with(1, Some("r-1".into()), good),
+        j.mark_applied_with(2, Some("r-2".into()), bad),
+        j.append(rec("b", "bronze")),
+        j.mark_applied(3, None),
+    );
+    assert!(!a.unwrap().state.is_pending());
+    assert!(
+        matches!(b, Err(JournalError::Store(StateError::Conflict { .. }))),
+        "{b:?}"
+    );
+    assert_eq!(c.unwrap(), 5);
+    d.unwrap();
+    // The conflicting transition left its record as it was, its side batch unwritten.
+    assert!(j.get(2).await.unwrap().unwrap().state.is_pending());
+    assert_eq!(
+        store.get(SIDE, b"stale").await.unwrap().unwrap().value,
+        b"v"
+    );
+    assert_eq!(store.get(SIDE, b"k1").await.unwrap().unwrap().value, b"one");
+    assert_eq!(j.tier_lag().await.unwrap()["bronze"].pending, 3);
+    // The writer carries on; a side batch with the right version commits.
+    let version = store.get(SIDE, b"stale").await.unwrap().map(|v| v.version);
+    let mut fixed = Batch::new();
+    fixed.require_version(SIDE, b"stale".to_vec(), version);
+    fixed.put(SIDE, b"stale".to_vec(), b"two".to_vec());
+    j.mark_applied_with(2, None, fixed).await.unwrap();
+    assert_eq!(
+        store.get(SIDE, b"stale").await.unwrap().unwrap().value,
+        b"two"
+    );
+    // A side batch of a transition that is not allowed is not written.
+    let mut late = Batch::new();
+    late.put(SIDE, b"late".to_vec(), b"x".to_vec());
+    assert!(j.mark_applied_with(1, None, late).await.is_err());
+    assert!(store.get(SIDE, b"late").await.unwrap().is_none());
+    let report = j.verify().await.unwrap();
+    assert!(report.is_clean());
+}

@@ -11,8 +11,13 @@
 //! succeeded, so a failed commit consumes no sequence numbers (seqs stay gap-free). Every
 //! batch rewrites `next_seq` guarded by its version, so a second writer on a shared backend
 //! is fenced out with a conflict instead of interleaving.
+//!
+//! A transition to applied may carry a side batch (the record's ID-map entry), committed in
+//! the same transaction. A conflict on a side batch's keys is not fencing: the transitions
+//! whose side batches conflicted are taken out (their records keep their stored state, their
+//! callers get the conflict) and the rest of the group is committed without them.
 
-use std::collections::{btree_map, BTreeMap, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +29,20 @@ use super::record::{
     NEXT_CHECKPOINT, NEXT_SEQ, PENDING_BY_TENANT, PENDING_BY_TIER, PENDING_COUNT_PREFIX, RECORDS,
 };
 use super::{JournalConfig, JournalError};
-use crate::state::{frame, Batch, Lease, StateError, StateStore};
+use crate::state::{display_key, frame, Batch, Lease, StateError, StateStore};
 
 /// A state change requested of the writer.
 #[derive(Debug)]
 pub(crate) enum Change {
-    Applied { recovery_id: Option<String> },
-    Failed { reason: String, retryable: bool },
+    /// `side` (e.g. the record's ID-map entry) commits in the same transaction.
+    Applied {
+        recovery_id: Option<String>,
+        side: Batch,
+    },
+    Failed {
+        reason: String,
+        retryable: bool,
+    },
     Retry,
 }
 
@@ -230,6 +242,7 @@ impl Writer {
         let mut next = self.state.clone();
         let mut touched: BTreeMap<u64, Touched> = BTreeMap::new();
         let mut checkpoints = Vec::new();
+        let mut sides: Vec<(u64, Batch)> = Vec::new();
         let mut answers = Vec::with_capacity(commands.len());
         let mut closing = None;
         for cmd in commands {
@@ -252,7 +265,15 @@ impl Writer {
                     }
                     Err(e) => drop(reply.send(Err(e))),
                 },
-                Command::Transition { seq, change, reply } => {
+                Command::Transition {
+                    seq,
+                    mut change,
+                    reply,
+                } => {
+                    let side = match &mut change {
+                        Change::Applied { side, .. } => std::mem::take(side),
+                        _ => Batch::new(),
+                    };
                     if let btree_map::Entry::Vacant(slot) = touched.entry(seq) {
                         match stored.get(seq_key(seq).as_slice()) {
                             Some(Some(v)) => match decode_record(seq, &v.value) {
@@ -283,6 +304,9 @@ impl Writer {
                     match apply_change(&entry.record, change, (self.config.clock)()) {
                         Ok(updated) => {
                             entry.record = updated;
+                            if !side.is_empty() {
+                                sides.push((seq, side));
+                            }
                             answers.push(Answer::Record(reply, seq));
                         }
                         Err(e) => drop(reply.send(Err(e))),
@@ -317,19 +341,71 @@ impl Writer {
             }
         }
 
-        let batch = match build_batch(&self.state, &mut next, &touched, &checkpoints) {
-            Ok(batch) => batch,
-            Err(e) => {
-                for a in answers {
-                    a.fail(e.clone());
+        // A side batch whose precondition fails is taken out with its record's transition
+        // (that record keeps its stored state) and the rest is committed without it.
+        let base = next;
+        let mut next: WriterState;
+        let mut excluded: BTreeSet<u64> = BTreeSet::new();
+        let committed = loop {
+            next = base.clone();
+            let batch = match build_batch(
+                &self.state,
+                &mut next,
+                &touched,
+                &checkpoints,
+                &sides,
+                &excluded,
+            ) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    for a in answers {
+                        a.fail(e.clone());
+                    }
+                    return self.finish_close(closing, Ok(()));
                 }
-                return self.finish_close(closing, Ok(()));
+            };
+            let nothing = checkpoints.is_empty() && touched.keys().all(|s| excluded.contains(s));
+            if nothing {
+                break Ok(0);
             }
-        };
-        let committed = if touched.is_empty() && checkpoints.is_empty() {
-            Ok(0)
-        } else {
-            self.store.commit(batch).await
+            match self.store.commit(batch).await {
+                Err(StateError::Conflict { namespace, key })
+                    if namespace != META.as_str() && namespace != RECORDS.as_str() =>
+                {
+                    let before = excluded.len();
+                    for (seq, side) in &sides {
+                        // Only transitions of stored records (never an append) are taken out.
+                        if touched.get(seq).is_none_or(|t| t.version.is_none()) {
+                            continue;
+                        }
+                        let hit = side
+                            .preconditions()
+                            .iter()
+                            .any(|p| p.ns.as_str() == namespace && display_key(&p.key) == key);
+                        if hit {
+                            excluded.insert(*seq);
+                        }
+                    }
+                    if excluded.len() == before {
+                        // Not attributable: take out every side batch.
+                        excluded.extend(
+                            sides
+                                .iter()
+                                .map(|(seq, _)| *seq)
+                                .filter(|s| touched.get(s).is_some_and(|t| t.version.is_some())),
+                        );
+                    }
+                    if excluded.len() == before {
+                        break Err(StateError::Conflict { namespace, key });
+                    }
+                    tracing::debug!(
+                        namespace,
+                        key,
+                        "a side batch conflicted; committing without it"
+                    );
+                }
+                other => break other,
+            }
         };
         match committed {
             Ok(revision) => {
@@ -340,6 +416,17 @@ impl Writer {
                 for a in answers {
                     match a {
                         Answer::Seq(r, seq) => drop(r.send(Ok(seq))),
+                        Answer::Record(r, seq) if excluded.contains(&seq) => {
+                            let conflict = sides
+                                .iter()
+                                .find(|(s, _)| *s == seq)
+                                .and_then(|(_, side)| side.preconditions().first())
+                                .map(|p| StateError::conflict(p.ns, &p.key))
+                                .unwrap_or(StateError::Invalid(format!(
+                                    "record {seq}: its side batch conflicted"
+                                )));
+                            drop(r.send(Err(JournalError::Store(conflict))));
+                        }
                         Answer::Record(r, seq) => {
                             let record = touched.get(&seq).map(|t| t.record.clone());
                             drop(r.send(record.ok_or(JournalError::NotFound { seq })));
@@ -352,7 +439,10 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal commit failed");
-                let fenced = matches!(e, StateError::Conflict { .. });
+                // A conflict on the journal's own keys means another writer; one on a side
+                // batch's keys that could not be taken out fails this group only.
+                let fenced = matches!(&e, StateError::Conflict { namespace, .. }
+                    if *namespace == META.as_str() || *namespace == RECORDS.as_str());
                 let err = if fenced {
                     JournalError::Fenced(e.to_string())
                 } else {
@@ -444,7 +534,7 @@ pub(crate) fn apply_change(
     };
     let mut next = record.clone();
     match (&record.state, change) {
-        (RecordState::Pending, Change::Applied { recovery_id }) => {
+        (RecordState::Pending, Change::Applied { recovery_id, .. }) => {
             next.state = RecordState::Applied {
                 at_ms: now_ms,
                 recovery_id,
@@ -463,13 +553,15 @@ pub(crate) fn apply_change(
     Ok(next)
 }
 
-/// The store batch for the touched records, their indexes and the bookkeeping; updates
-/// `next`'s pending counts.
+/// The store batch for the touched records (but the `excluded` ones), their indexes, their
+/// side batches and the bookkeeping; updates `next`'s pending counts.
 fn build_batch(
     current: &WriterState,
     next: &mut WriterState,
     touched: &BTreeMap<u64, Touched>,
     checkpoints: &[Checkpoint],
+    sides: &[(u64, Batch)],
+    excluded: &BTreeSet<u64>,
 ) -> Result<Batch, JournalError> {
     let mut batch = Batch::new();
     // Fencing: every batch rewrites next_seq, guarded by the version this writer last saw.
@@ -487,6 +579,9 @@ fn build_batch(
         );
     }
     for (seq, t) in touched {
+        if excluded.contains(seq) {
+            continue;
+        }
         let key = seq_key(*seq);
         if let Some(version) = t.version {
             batch.require_version(RECORDS, key, Some(version));
@@ -532,6 +627,11 @@ fn build_batch(
     for c in checkpoints {
         let key = seq_key(c.id);
         batch.put(CHECKPOINTS, key, frame::seal_json(CHECKPOINTS, &key, c)?);
+    }
+    for (seq, side) in sides {
+        if !excluded.contains(seq) {
+            batch.append(side.clone());
+        }
     }
     Ok(batch)
 }

@@ -34,7 +34,7 @@ use crate::config::SiteConfig;
 use crate::journal::{Direction, JournalRecord, TenantRef};
 use crate::operation::{ResourceType, Service};
 use crate::state::{
-    frame, now_ms, push_component, DirectedIdMap, Namespace, StateError, StateStore,
+    frame, now_ms, push_component, Batch, DirectedIdMap, Namespace, StateError, StateStore,
 };
 use crate::token::KeystoneClient;
 use crate::upstream::UpstreamClient;
@@ -230,7 +230,8 @@ impl Applier {
         }
     }
 
-    fn note_maybe_sent(&self, seq: u64) {
+    /// Remembers that `seq` may have reached the target site (its retry looks for a copy).
+    pub(super) fn note_maybe_sent(&self, seq: u64) {
         self.maybe_sent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -522,8 +523,14 @@ impl Applier {
         }
     }
 
-    /// Applies one record; returns the recovery ID of what it created, if anything.
-    pub async fn apply(&self, rec: &JournalRecord) -> Result<Option<String>, ApplyError> {
+    /// Applies one record; returns the recovery ID of what it created, if anything. The ID-map
+    /// entry of a created resource is not committed here but added to `side`, for the caller
+    /// to commit with the record's transition to applied (one store transaction).
+    pub async fn apply(
+        &self,
+        rec: &JournalRecord,
+        side: &mut Batch,
+    ) -> Result<Option<String>, ApplyError> {
         let service = parse_service(&rec.service)
             .ok_or_else(|| ApplyError::Permanent(format!("unknown service {}", rec.service)))?;
         let req = &rec.request;
@@ -683,7 +690,19 @@ impl Applier {
                             ApplyError::Permanent("the target site's answer carries no id".into())
                         })?
                 };
-                self.map(idt, pid, &id).await?;
+                let mapping = self
+                    .idmap
+                    .prepare_insert(idt.service.as_str(), idt.resource.as_str(), pid, &id)
+                    .await;
+                match mapping {
+                    Ok(Some(batch)) => side.append(batch),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Created but not mapped: a retry must look for this copy first.
+                        self.note_maybe_sent(rec.seq);
+                        return Err(e.into());
+                    }
+                }
                 Ok(Some(id))
             }
             (MirrorAction::Delete, Some(idt), Some(pid)) if t.subject.is_some() => {

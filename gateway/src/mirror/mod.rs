@@ -95,7 +95,8 @@ use crate::journal::{
 use crate::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation};
 use crate::operation::Service;
 use crate::state::{
-    now_ms, push_component, DirectedIdMap, IdMap, IdMapFilter, IdMapping, StateError, StateStore,
+    now_ms, push_component, Batch, DirectedIdMap, IdMap, IdMapFilter, IdMapping, StateError,
+    StateStore,
 };
 use apply::Applier;
 use target::{compensation, normalise, CallFacts};
@@ -778,17 +779,25 @@ impl Inner {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.applier_for(rec.direction).apply(&rec).await;
+        let applier = self.applier_for(rec.direction);
+        let mut side = Batch::new();
+        let result = applier.apply(&rec, &mut side).await;
         self.metrics
             .apply_duration
             .with_label_values(&[&rec.tier])
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(recovery_id) => {
+                // The ID-map entry of a created resource commits with the transition.
+                let has_side = !side.is_empty();
                 self.journal
-                    .mark_applied(seq, recovery_id)
+                    .mark_applied_with(seq, recovery_id, side)
                     .await
                     .map_err(|e| {
+                        if has_side {
+                            // Applied but not recorded: a retry must look for the copy first.
+                            applier.note_maybe_sent(seq);
+                        }
                         ApplyError::Retryable(format!("cannot mark record {seq} applied: {e}"))
                     })?;
                 self.metrics.op(&rec.tier, &rec.resource_type, "applied");
@@ -822,13 +831,16 @@ impl Inner {
         limit: usize,
     ) -> Result<Vec<JournalRecord>, MirrorError> {
         let mut out = Vec::new();
-        for seq in self.pending_seqs_of_tier(tier, up_to, 4096).await? {
-            if out.len() >= limit {
-                break;
-            }
-            match self.journal.get(seq).await? {
-                Some(r) if r.state.is_pending() && r.direction == direction => out.push(r),
-                _ => {}
+        let seqs = self.pending_seqs_of_tier(tier, up_to, 4096).await?;
+        // Read in chunks (one store snapshot each) rather than one record at a time.
+        for chunk in seqs.chunks(256) {
+            for r in self.journal.get_many(chunk).await?.into_iter().flatten() {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if r.state.is_pending() && r.direction == direction {
+                    out.push(r);
+                }
             }
         }
         Ok(out)
@@ -873,23 +885,28 @@ impl Inner {
         tier: &str,
     ) -> Result<HashMap<(TenantRef, String), u64>, MirrorError> {
         let mut out: HashMap<(TenantRef, String), u64> = HashMap::new();
-        let entries = self
-            .store
-            .scan(PENDING_BY_TIER, &[], None, PENDING_ELSEWHERE_LIMIT)
-            .await?;
-        for e in entries {
-            let Some((entry_tier, rest)) = crate::state::split_component(&e.key) else {
-                continue;
-            };
-            if entry_tier == tier.as_bytes() {
-                continue;
+        // Only the tiers that have pending records (their counts are kept by the journal);
+        // the drained tier's own, usually the many, are not looked at.
+        let others: Vec<String> = self
+            .journal
+            .tier_lag()
+            .await?
+            .into_iter()
+            .filter(|(t, l)| t != tier && l.pending > 0)
+            .map(|(t, _)| t)
+            .collect();
+        let mut seqs = Vec::new();
+        for other in others {
+            let left = PENDING_ELSEWHERE_LIMIT.saturating_sub(seqs.len());
+            if left == 0 {
+                break;
             }
-            let Ok(bytes) = <[u8; 8]>::try_from(rest) else {
-                continue;
-            };
-            let seq = u64::from_be_bytes(bytes);
-            if let Some(r) = self.journal.get(seq).await? {
+            seqs.extend(self.pending_seqs_of_tier(&other, None, left).await?);
+        }
+        for chunk in seqs.chunks(256) {
+            for r in self.journal.get_many(chunk).await?.into_iter().flatten() {
                 if let (true, Some(p)) = (r.state.is_pending(), ordering_id(&r)) {
+                    let seq = r.seq;
                     let first = out.entry((r.tenant, p)).or_insert(seq);
                     *first = (*first).min(seq);
                 }

@@ -109,6 +109,25 @@ impl IdMap {
     /// a new recovery ID drops the old reverse entry. Fails with [`StateError::Conflict`] if
     /// the recovery ID is already the image of another primary ID.
     pub async fn insert(&self, mapping: &IdMapping) -> Result<(), StateError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(batch) = self.prepare_insert(mapping).await? else {
+                return Ok(());
+            };
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(()),
+                Err(StateError::Conflict { .. }) if attempt < MAX_CAS_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The batch that records `mapping` as [`IdMap::insert`] does, guarded by the versions
+    /// read now (so it fails with [`StateError::Conflict`] if either entry changes before it
+    /// commits), for a caller that commits it together with other changes; `None` if the
+    /// mapping is already recorded.
+    pub async fn prepare_insert(&self, mapping: &IdMapping) -> Result<Option<Batch>, StateError> {
         let fk = key(
             &mapping.service,
             &mapping.resource_type,
@@ -119,49 +138,41 @@ impl IdMap {
             &mapping.resource_type,
             &mapping.recovery_id,
         )?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let forward = self.store.get(IDMAP_FORWARD, &fk).await?;
-            let reverse = self.store.get(IDMAP_REVERSE, &rk).await?;
-            let old = forward
-                .as_ref()
-                .map(|v| decode(IDMAP_FORWARD, &fk, &v.value, false))
-                .transpose()?;
-            if let Some(r) = &reverse {
-                let back = decode(IDMAP_REVERSE, &rk, &r.value, true)?;
-                if back.primary_id != mapping.primary_id {
-                    return Err(StateError::conflict(IDMAP_REVERSE, &rk));
-                }
-                if old.as_ref() == Some(mapping) {
-                    return Ok(());
-                }
+        let forward = self.store.get(IDMAP_FORWARD, &fk).await?;
+        let reverse = self.store.get(IDMAP_REVERSE, &rk).await?;
+        let old = forward
+            .as_ref()
+            .map(|v| decode(IDMAP_FORWARD, &fk, &v.value, false))
+            .transpose()?;
+        if let Some(r) = &reverse {
+            let back = decode(IDMAP_REVERSE, &rk, &r.value, true)?;
+            if back.primary_id != mapping.primary_id {
+                return Err(StateError::conflict(IDMAP_REVERSE, &rk));
             }
-            let mut batch = Batch::new();
-            batch.require_version(IDMAP_FORWARD, fk.clone(), forward.map(|v| v.version));
-            batch.require_version(IDMAP_REVERSE, rk.clone(), reverse.map(|v| v.version));
-            if let Some(old) = old.filter(|o| o.recovery_id != mapping.recovery_id) {
-                batch.delete(
-                    IDMAP_REVERSE,
-                    key(&old.service, &old.resource_type, &old.recovery_id)?,
-                );
-            }
-            batch.put(
-                IDMAP_FORWARD,
-                fk.clone(),
-                frame::seal_json(IDMAP_FORWARD, &fk, mapping)?,
-            );
-            batch.put(
-                IDMAP_REVERSE,
-                rk.clone(),
-                frame::seal_json(IDMAP_REVERSE, &rk, mapping)?,
-            );
-            match self.store.commit(batch).await {
-                Ok(_) => return Ok(()),
-                Err(StateError::Conflict { .. }) if attempt < MAX_CAS_ATTEMPTS => continue,
-                Err(e) => return Err(e),
+            if old.as_ref() == Some(mapping) {
+                return Ok(None);
             }
         }
+        let mut batch = Batch::new();
+        batch.require_version(IDMAP_FORWARD, fk.clone(), forward.map(|v| v.version));
+        batch.require_version(IDMAP_REVERSE, rk.clone(), reverse.map(|v| v.version));
+        if let Some(old) = old.filter(|o| o.recovery_id != mapping.recovery_id) {
+            batch.delete(
+                IDMAP_REVERSE,
+                key(&old.service, &old.resource_type, &old.recovery_id)?,
+            );
+        }
+        batch.put(
+            IDMAP_FORWARD,
+            fk.clone(),
+            frame::seal_json(IDMAP_FORWARD, &fk, mapping)?,
+        );
+        batch.put(
+            IDMAP_REVERSE,
+            rk.clone(),
+            frame::seal_json(IDMAP_REVERSE, &rk, mapping)?,
+        );
+        Ok(Some(batch))
     }
 
     /// The recovery ID of a primary resource.
@@ -421,6 +432,20 @@ impl DirectedIdMap {
                     .await
             }
         }
+    }
+
+    /// The batch that records that the source resource `source_id` has the copy `target_id`
+    /// (see [`IdMap::prepare_insert`]).
+    pub async fn prepare_insert(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+        target_id: &str,
+    ) -> Result<Option<Batch>, StateError> {
+        self.map
+            .prepare_insert(&self.mapping(service, resource_type, source_id, target_id))
+            .await
     }
 
     /// Records that the source resource `source_id` has the copy `target_id`.

@@ -185,6 +185,12 @@ impl Batch {
         });
     }
 
+    /// Adds `other`'s preconditions and operations (after this batch's own).
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+        self.preconditions.extend(other.preconditions);
+    }
+
     /// The operations, in order.
     pub fn ops(&self) -> &[Op] {
         &self.ops
