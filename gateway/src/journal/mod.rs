@@ -658,4 +658,6 @@ impl Journal {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
