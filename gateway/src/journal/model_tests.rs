@@ -172,6 +172,13 @@ fn new_record(tenant: &str, tier: &str) -> NewRecord {
     }
 }
 
+/// A write one op made, and what the model becomes if it landed.
+struct Write {
+    result: Result<(), JournalError>,
+    appended: Option<ModelRecord>,
+    changed: Option<(usize, ModelState)>,
+}
+
 struct Process {
     journal: Journal,
     store: Arc<CrashingStore>,
@@ -234,12 +241,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut crash: Option<u8> = None;
     for op in ops {
         let pick = |i: usize| (!model.is_empty()).then(|| i % model.len());
-        // The write this op makes, if any: (what the model becomes if it lands).
-        let outcome: Option<(
-            Result<(), JournalError>,
-            Option<ModelRecord>,
-            Option<(usize, ModelState)>,
-        )> = match op {
+        let outcome: Option<Write> = match op {
             Op::CrashOnNext { after } => {
                 crash = Some(if after { AFTER_COMMIT } else { BEFORE_COMMIT });
                 None
@@ -265,7 +267,11 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if let Ok(seq) = &r {
                     prop_assert_eq!(*seq, model.len() as u64 + 1);
                 }
-                Some((r.map(|_| ()), Some(m), None))
+                Some(Write {
+                    result: r.map(|_| ()),
+                    appended: Some(m),
+                    changed: None,
+                })
             }
             Op::Apply(i) | Op::Fail(i) | Op::Retry(i) => {
                 let Some(i) = pick(i) else { continue };
@@ -307,10 +313,19 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .map(|_| ()),
                     _ => p.journal.retry(seq).await.map(|_| ()),
                 };
-                Some((r, None, Some((i, to))))
+                Some(Write {
+                    result: r,
+                    appended: None,
+                    changed: Some((i, to)),
+                })
             }
         };
-        let Some((result, appended, changed)) = outcome else {
+        let Some(Write {
+            result,
+            appended,
+            changed,
+        }) = outcome
+        else {
             continue;
         };
         match crash.take() {
