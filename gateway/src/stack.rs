@@ -614,7 +614,9 @@ async fn submit_creates(
                 }
                 if j < i {
                     if let Some(delete) = deletion_of(other) {
-                        gw.mirror.submit(delete).await;
+                        if let MirrorOutcome::Failed { reason } = gw.mirror.submit(delete).await {
+                            tracing::error!(request_id = ?req_id, reason, "the recovery copy of an undone bulk item could not be journaled for deletion");
+                        }
                     }
                 }
             }
