@@ -88,7 +88,12 @@ impl StableIds {
             let mut unmapped_flavors = Vec::new();
             for ((direction, service, rt, id), mapping) in wanted.iter().zip(found) {
                 let Some(m) = mapping else {
-                    if !by_recovery_id && rt == "flavor" {
+                    // Only requests at the recovery site: at the primary a flavor's ID is
+                    // its own.
+                    if rt == "flavor"
+                        && *direction == Direction::ToSite
+                        && active == SiteName::Recovery
+                    {
                         unmapped_flavors.push((*direction, service, rt, id));
                     }
                     continue;
@@ -164,6 +169,46 @@ mod tests {
         // With the primary active, a primary-origin resource needs nothing.
         let asked = CollectingLookup::new();
         translate_request_path(Service::Network, "/v2.0/networks/p1", &asked);
+        let l = stable.resolve(SiteName::Primary, asked).await.unwrap();
+        assert!(l.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fitted_flavor_translates_in_requests_at_the_recovery_site_only() {
+        let store: Arc<dyn crate::state::StateStore> = Arc::new(MemoryStore::new());
+        let fit = FlavorFit {
+            primary_id: "pf".into(),
+            primary: crate::mirror::flavor_fit::FlavorSize {
+                vcpus: 1,
+                ram_mb: 256,
+                disk_gb: 1,
+            },
+            recovery_id: "small".into(),
+            recovery_name: "m1.small".into(),
+            recovery: crate::mirror::flavor_fit::FlavorSize {
+                vcpus: 1,
+                ram_mb: 2048,
+                disk_gb: 20,
+            },
+        };
+        let v = frame::seal_json(FLAVOR_FITS, b"pf", &fit).unwrap();
+        store.put(FLAVOR_FITS, b"pf", &v).await.unwrap();
+        let stable = StableIds::new(IdMap::new(store));
+        stable.arm();
+
+        let asked = CollectingLookup::new();
+        translate_request_path(Service::Compute, "/v2.1/flavors/pf", &asked);
+        let l = stable.resolve(SiteName::Recovery, asked).await.unwrap();
+        assert_eq!(
+            translate_request_path(Service::Compute, "/v2.1/flavors/pf", &l),
+            "/v2.1/flavors/small"
+        );
+
+        // At the primary the flavor's ID is its own, in requests and in responses.
+        let asked = CollectingLookup::new();
+        translate_request_path(Service::Compute, "/v2.1/flavors/pf", &asked);
+        let mut body = serde_json::json!({"flavor": {"id": "pf"}});
+        translate_response_ids(&mut body, None, &asked);
         let l = stable.resolve(SiteName::Primary, asked).await.unwrap();
         assert!(l.is_empty());
     }
