@@ -357,6 +357,19 @@ impl TestBed {
         Ok((c, resp.json))
     }
 
+    /// A client logged in as `admin` directly at the recovery site (not through the gateway).
+    pub async fn recovery_admin(&self) -> anyhow::Result<crate::sim::client::SimClient> {
+        let mut c = crate::sim::client::SimClient::new();
+        c.login(
+            &self.recovery.endpoints().auth_url(),
+            "admin",
+            "secret",
+            "admin",
+        )
+        .await?;
+        Ok(c)
+    }
+
     /// The ID mapping of a primary resource once the mirror has recorded it, waiting up to
     /// `limit` (panics after).
     pub async fn mapped(

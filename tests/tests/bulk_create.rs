@@ -39,19 +39,6 @@ fn ids(resp: &Value, list_key: &str) -> Vec<String> {
         .collect()
 }
 
-async fn recovery_admin(bed: &TestBed) -> SimClient {
-    let mut c = SimClient::new();
-    c.login(
-        &bed.recovery.endpoints().auth_url(),
-        "admin",
-        "secret",
-        "admin",
-    )
-    .await
-    .expect("admin logs in at the recovery site");
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_resource_of_a_bulk_create_is_tagged_mirrored_and_mapped() {
     let bed = TestBed::start().await.expect("test bed");
@@ -96,7 +83,10 @@ async fn every_resource_of_a_bulk_create_is_tagged_mirrored_and_mapped() {
     assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.json);
     let subnets = ids(&resp.json, "subnets");
 
-    let rec = recovery_admin(&bed).await;
+    let rec = bed
+        .recovery_admin()
+        .await
+        .expect("admin logs in at the recovery site");
     let recovery_net = |id: String| {
         let url = format!("{}/v2.0/networks/{id}", bed.recovery.endpoints().network);
         let rec = &rec;

@@ -32,15 +32,10 @@ fn flavor(name: &str, vcpus: u64, ram: u64, disk: u64) -> Value {
 
 /// The recovery site's flavors, name → id.
 async fn recovery_flavors(bed: &TestBed) -> Vec<(String, String)> {
-    let mut c = SimClient::new();
-    c.login(
-        &bed.recovery.endpoints().auth_url(),
-        "admin",
-        "secret",
-        "admin",
-    )
-    .await
-    .expect("admin logs in at the recovery site");
+    let c = bed
+        .recovery_admin()
+        .await
+        .expect("admin logs in at the recovery site");
     let list = c
         .get(&format!(
             "{}/v2.1/flavors",

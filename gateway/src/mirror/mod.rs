@@ -327,14 +327,7 @@ impl MirrorEngine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(tier.clone(), m.tier.mode);
-        let facts = CallFacts {
-            method: m.method.as_str(),
-            path: &m.path,
-            request_body: m.request_body.as_ref(),
-            response_body: m.response_body.as_ref(),
-            project_id: m.tenant.project_id.as_deref(),
-            user_id: &m.tenant.user_id,
-        };
+        let facts = CallFacts::of(&m);
         let n = match normalise(&t, &facts) {
             Ok(n) => n,
             Err(e) => {
@@ -466,14 +459,7 @@ impl MirrorEngine {
             m.request_body.as_ref(),
         )
         .ok_or_else(|| format!("{} {} is not a mirrored create", m.method, m.path))?;
-        let facts = CallFacts {
-            method: m.method.as_str(),
-            path: &m.path,
-            request_body: m.request_body.as_ref(),
-            response_body: m.response_body.as_ref(),
-            project_id: m.tenant.project_id.as_deref(),
-            user_id: &m.tenant.user_id,
-        };
+        let facts = CallFacts::of(m);
         let n = normalise(&target, &facts).map_err(|e| e.to_string())?;
         let (method, path, body) = compensation(&target, &n, &m.path)
             .ok_or_else(|| format!("{} {} cannot be undone", m.method, m.path))?;

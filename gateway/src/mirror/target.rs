@@ -717,6 +717,20 @@ pub struct CallFacts<'a> {
     pub user_id: &'a str,
 }
 
+impl<'a> CallFacts<'a> {
+    /// The facts of a successful change as the request path recorded it.
+    pub fn of(m: &'a crate::mutation::Mutation) -> CallFacts<'a> {
+        CallFacts {
+            method: m.method.as_str(),
+            path: &m.path,
+            request_body: m.request_body.as_ref(),
+            response_body: m.response_body.as_ref(),
+            project_id: m.tenant.project_id.as_deref(),
+            user_id: &m.tenant.user_id,
+        }
+    }
+}
+
 /// The request journaled for the recovery site, still in primary IDs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalised {
