@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -475,8 +475,8 @@ async fn protected_change(
                 .and_then(|b| request::bulk_items(*kind, b))
                 .is_some()
         });
-    // The tags' own paths, once Neutron accepted them (mirrored right after the creates).
-    let mut tagged: Vec<Option<String>> = Vec::new();
+    // The tier tag, once Neutron accepted it, is in the answer and so in the create's mirror
+    // record: the recovery copy is tagged with it as part of that record.
     if let (Some(AfterCreate::NeutronTag { tag }), Some(created)) = (&after_create, rjson.as_mut())
     {
         match bulk {
@@ -484,23 +484,18 @@ async fn protected_change(
                 let items = created.get_mut(list_key).and_then(Value::as_array_mut);
                 for item in items.into_iter().flatten() {
                     let mut one = serde_json::json!({ item_key: item.take() });
-                    let path =
-                        neutron_tag(gw, change.site, change.path, auth_token.clone(), &one, tag)
-                            .await;
-                    if path.is_some() {
+                    if neutron_tag(gw, change.site, change.path, auth_token.clone(), &one, tag)
+                        .await
+                    {
                         add_tag_to_response(&mut one, tag);
                     }
                     *item = one.get_mut(item_key).map(Value::take).unwrap_or_default();
-                    tagged.push(path);
                 }
             }
             None => {
-                let path =
-                    neutron_tag(gw, change.site, change.path, auth_token, created, tag).await;
-                if path.is_some() {
+                if neutron_tag(gw, change.site, change.path, auth_token, created, tag).await {
                     add_tag_to_response(created, tag);
                 }
-                tagged.push(path);
             }
         }
     }
@@ -540,7 +535,7 @@ async fn protected_change(
         },
         None => vec![mutation],
     };
-    let outcome = submit_creates(gw, change.req_id, &creates, tagged).await;
+    let outcome = submit_creates(gw, change.req_id, &creates).await;
     match &outcome {
         MirrorOutcome::Rejected { reason } => {
             if let UsageDelta::Add { kind, .. } = &usage {
@@ -592,19 +587,13 @@ async fn protected_change(
 }
 
 /// Submits the mirror records of a change: one, or one per resource of a Neutron bulk
-/// create, each followed by the tier tag Neutron accepted for it (`tagged`, same order).
-/// The outcome is the weakest one: a bulk create is only `Applied` if every part was. When
-/// a Gold part is rejected (the engine has undone that part), the others are undone too —
-/// deleted at the primary, and the parts already mirrored deleted at the recovery site
-/// through the journal — so that the tenant's 503 "nothing was changed" holds for all.
-async fn submit_creates(
-    gw: &Gateway,
-    req_id: &HeaderValue,
-    creates: &[Mutation],
-    tagged: Vec<Option<String>>,
-) -> MirrorOutcome {
+/// create. The outcome is the weakest one: a bulk create is only `Applied` if every part
+/// was. When a Gold part is rejected (the engine has undone that part), the others are
+/// undone too — deleted at the primary, and the parts already mirrored deleted at the
+/// recovery site through the journal — so that the tenant's 503 "nothing was changed"
+/// holds for all.
+async fn submit_creates(gw: &Gateway, req_id: &HeaderValue, creates: &[Mutation]) -> MirrorOutcome {
     let mut outcome = MirrorOutcome::NotMirrored;
-    let mut tagged = tagged.into_iter();
     for (i, m) in creates.iter().enumerate() {
         let part = gw.mirror.submit(m.clone()).await;
         if let MirrorOutcome::Rejected { .. } = &part {
@@ -613,10 +602,8 @@ async fn submit_creates(
                     tracing::warn!(request_id = ?req_id, error = %e, "cannot undo a part of a rejected bulk create");
                 }
                 if j < i {
-                    if let Some(delete) = deletion_of(other) {
-                        if let MirrorOutcome::Failed { reason } = gw.mirror.submit(delete).await {
-                            tracing::error!(request_id = ?req_id, reason, "the recovery copy of an undone bulk item could not be journaled for deletion");
-                        }
+                    if let Err(reason) = gw.mirror.journal_undo(other).await {
+                        tracing::error!(request_id = ?req_id, reason, "the recovery copy of an undone bulk item could not be journaled for deletion");
                     }
                 }
             }
@@ -626,25 +613,6 @@ async fn submit_creates(
             MirrorOutcome::Rejected { .. } | MirrorOutcome::Failed { .. }
         ) {
             return part;
-        }
-        if let Some(tag_path) = tagged.next().flatten() {
-            // The tag follows its resource, in order, in the same tier.
-            let tag_mutation = Mutation {
-                op: services::classify(Service::Network, &Method::PUT, &tag_path, None, None),
-                method: Method::PUT,
-                path: tag_path,
-                query: None,
-                request_body: None,
-                status: StatusCode::CREATED,
-                response_body: None,
-                location: None,
-                ..m.clone()
-            };
-            if let MirrorOutcome::Failed { reason } | MirrorOutcome::Rejected { reason } =
-                gw.mirror.submit(tag_mutation).await
-            {
-                tracing::warn!(request_id = ?req_id, reason, "the tier tag could not be journaled");
-            }
         }
         outcome = weaker(outcome, part);
     }
@@ -667,32 +635,8 @@ fn weaker(a: MirrorOutcome, b: MirrorOutcome) -> MirrorOutcome {
     }
 }
 
-/// The delete of the resource a (Neutron) create made, as a mutation of the same tenant
-/// and tier, so that the journal removes a mirrored copy that must not stay.
-fn deletion_of(create: &Mutation) -> Option<Mutation> {
-    let id = create
-        .response_body
-        .as_ref()?
-        .as_object()?
-        .values()
-        .find_map(|v| v.get("id"))?
-        .as_str()?;
-    let path = format!("{}/{id}", create.path.trim_end_matches('/'));
-    Some(Mutation {
-        op: services::classify(create.op.service, &Method::DELETE, &path, None, None),
-        method: Method::DELETE,
-        path,
-        query: None,
-        request_body: None,
-        status: StatusCode::NO_CONTENT,
-        response_body: None,
-        location: None,
-        ..create.clone()
-    })
-}
-
 /// Tags a resource Neutron just created (Neutron takes no tags in create bodies), with the
-/// tenant's own token, at the same site. Returns the tag's path, or `None` if it could not.
+/// tenant's own token, at the same site. Returns whether Neutron accepted it.
 async fn neutron_tag(
     gw: &Gateway,
     site: SiteName,
@@ -700,26 +644,31 @@ async fn neutron_tag(
     auth_token: Option<HeaderValue>,
     created: &Value,
     tag: &str,
-) -> Option<String> {
-    let tag_path = neutron_tag_path(create_path, created, tag)?;
-    let uri = gw.upstream_uri(site, Service::Network, &tag_path, None)?;
+) -> bool {
+    let Some(uri) = neutron_tag_path(create_path, created, tag)
+        .and_then(|tag_path| gw.upstream_uri(site, Service::Network, &tag_path, None))
+    else {
+        return false;
+    };
     let mut req = Request::put(uri);
     if let Some(token) = auth_token {
         req = req.header("x-auth-token", token);
     }
-    let req = req.body(body::empty()).ok()?;
+    let Ok(req) = req.body(body::empty()) else {
+        return false;
+    };
     match gw.client(site).send_full(req, 1 << 20).await {
-        Ok((parts, _)) if parts.status.is_success() => Some(tag_path),
+        Ok((parts, _)) if parts.status.is_success() => true,
         Ok((parts, _)) => {
             tracing::warn!(
                 status = parts.status.as_u16(),
                 "Neutron refused the tier tag"
             );
-            None
+            false
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot tag the Neutron resource");
-            None
+            false
         }
     }
 }

@@ -35,6 +35,8 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
         Some(json!({"user": {"name": "alice", "domain_id": "default", "password": "s3cret-pw", "default_project_id": pid}}))).await;
     let uid = resp.json["user"]["id"].as_str().unwrap().to_string();
     ok(engine.submit(m).await);
+    // A Gold record's transition to applied is queued when submit returns.
+    journal.flush().await.unwrap();
     let rec = journal
         .get(journal.last_seq().await.unwrap())
         .await

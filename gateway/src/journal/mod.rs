@@ -255,6 +255,17 @@ impl std::fmt::Debug for Journal {
     }
 }
 
+/// A journal command the writer has queued; [`Queued::durable`] waits for its commit.
+#[derive(Debug)]
+pub struct Queued<T>(oneshot::Receiver<Result<T, JournalError>>);
+
+impl<T> Queued<T> {
+    /// Resolves once the command's group committed (or failed).
+    pub async fn durable(self) -> Result<T, JournalError> {
+        self.0.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
 impl Journal {
     /// Opens the journal in `store`: takes the writer lease, loads the bookkeeping and starts
     /// the writer task (needs a tokio runtime). Fails with [`StateError::LeaseHeld`] if
@@ -308,11 +319,26 @@ impl Journal {
         &self,
         record: NewRecord,
     ) -> impl Future<Output = Result<u64, JournalError>> + Send + 'static {
+        let all = self.append_all(vec![record]);
+        async move {
+            all.await?
+                .first()
+                .copied()
+                .ok_or_else(|| JournalError::InvalidRecord("nothing was appended".into()))
+        }
+    }
+
+    /// Appends records together: one commit, consecutive seqs in the order given, all or
+    /// none. Resolves to their seqs once durable (a record may depend on an earlier one of
+    /// the same call). Like [`Journal::append`], dropping the polled future withdraws nothing.
+    pub fn append_all(
+        &self,
+        records: Vec<NewRecord>,
+    ) -> impl Future<Output = Result<Vec<u64>, JournalError>> + Send + 'static {
         let tx = self.tx.clone();
         async move {
             let (reply, rx) = oneshot::channel();
-            let record = Box::new(record);
-            tx.send(Command::Append { record, reply })
+            tx.send(Command::Append { records, reply })
                 .await
                 .map_err(|_| JournalError::Closed)?;
             rx.await.map_err(|_| JournalError::Closed)?
@@ -345,6 +371,30 @@ impl Journal {
             reply,
         })
         .await
+    }
+
+    /// Like [`Journal::mark_applied_with`], but returns as soon as the writer has the
+    /// transition queued: the returned [`Queued`] resolves once it is durable. Every command
+    /// sent to the journal afterwards commits in the same group or a later one, so a record
+    /// appended after this returns is never durable without this transition (and the ID-map
+    /// entry in `side`) being durable too — unless the transition fails, which `Queued`
+    /// reports.
+    pub async fn queue_mark_applied(
+        &self,
+        seq: u64,
+        recovery_id: Option<String>,
+        side: Batch,
+    ) -> Result<Queued<JournalRecord>, JournalError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Transition {
+                seq,
+                change: Change::Applied { recovery_id, side },
+                reply,
+            })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        Ok(Queued(rx))
     }
 
     /// Marks a pending record failed.

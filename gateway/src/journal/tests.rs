@@ -441,3 +441,70 @@ async fn side_batches_commit_with_their_transition_or_not_at_all() {
     let report = j.verify().await.unwrap();
     assert!(report.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_all_is_one_commit_with_consecutive_seqs_or_nothing() {
+    let store = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        commits: AtomicUsize::new(0),
+    });
+    let j = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap();
+    j.append(rec("a", "gold")).await.unwrap();
+    let before = store.commits.load(Ordering::SeqCst);
+    let mut second = rec("a", "gold");
+    second.depends_on = vec![2]; // the first record of the same call
+    let seqs = j.append_all(vec![rec("a", "gold"), second]).await.unwrap();
+    assert_eq!(seqs, [2, 3]);
+    assert_eq!(store.commits.load(Ordering::SeqCst) - before, 1);
+    // One invalid record: none of the call's records is appended, no seq is used.
+    let mut bad = rec("a", "gold");
+    bad.tier.clear();
+    let err = j.append_all(vec![rec("a", "gold"), bad]).await.unwrap_err();
+    assert!(matches!(err, JournalError::InvalidRecord(_)), "{err:?}");
+    assert_eq!(j.last_seq().await.unwrap(), 3);
+    assert_eq!(j.append(rec("a", "gold")).await.unwrap(), 4);
+    assert!(j.verify().await.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_transition_is_durable_before_any_later_append() {
+    const SIDE: Namespace = Namespace::new("test_side");
+    let store = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        commits: AtomicUsize::new(0),
+    });
+    let j = Journal::open(store.clone(), JournalConfig::default())
+        .await
+        .unwrap();
+    for round in 0..20u64 {
+        let seq = j.append(rec("a", "gold")).await.unwrap();
+        let mut side = Batch::new();
+        side.put(SIDE, seq.to_be_bytes().to_vec(), b"mapped".to_vec());
+        let queued = j
+            .queue_mark_applied(seq, Some(format!("r-{round}")), side)
+            .await
+            .unwrap();
+        // Journaled after the queued transition: once this is durable, so is that.
+        let later = j.append(rec("b", "bronze")).await.unwrap();
+        assert!(later > seq);
+        assert!(!j.get(seq).await.unwrap().unwrap().state.is_pending());
+        assert_eq!(
+            store
+                .get(SIDE, &seq.to_be_bytes())
+                .await
+                .unwrap()
+                .map(|v| v.value),
+            Some(b"mapped".to_vec())
+        );
+        assert!(!queued.durable().await.unwrap().state.is_pending());
+    }
+    // A queued transition that is not allowed reports it.
+    let queued = j.queue_mark_applied(1, None, Batch::new()).await.unwrap();
+    assert!(matches!(
+        queued.durable().await,
+        Err(JournalError::InvalidTransition { .. })
+    ));
+    assert!(j.verify().await.unwrap().is_clean());
+}

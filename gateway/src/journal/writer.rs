@@ -60,9 +60,10 @@ type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// One or more records, appended together (one commit, consecutive seqs) or not at all.
     Append {
-        record: Box<NewRecord>,
-        reply: Reply<u64>,
+        records: Vec<NewRecord>,
+        reply: Reply<Vec<u64>>,
     },
     Transition {
         seq: u64,
@@ -143,7 +144,7 @@ struct Touched {
 }
 
 enum Answer {
-    Seq(Reply<u64>, u64),
+    Seqs(Reply<Vec<u64>>, Vec<u64>),
     Record(Reply<JournalRecord>, u64),
     Checkpoint(Reply<Checkpoint>, Checkpoint),
     Unit(Reply<()>),
@@ -153,7 +154,7 @@ impl Answer {
     fn fail(self, err: JournalError) {
         // A requester that went away no longer needs the answer.
         match self {
-            Answer::Seq(r, _) => drop(r.send(Err(err))),
+            Answer::Seqs(r, _) => drop(r.send(Err(err))),
             Answer::Record(r, _) => drop(r.send(Err(err))),
             Answer::Checkpoint(r, _) => drop(r.send(Err(err))),
             Answer::Unit(r) => drop(r.send(Err(err))),
@@ -247,12 +248,21 @@ impl Writer {
         let mut closing = None;
         for cmd in commands {
             match cmd {
-                Command::Append { record, reply } => match validate(&record, next.next_seq) {
-                    Ok(()) => {
+                Command::Append { records, reply } => {
+                    let invalid = records
+                        .iter()
+                        .zip(next.next_seq..)
+                        .find_map(|(record, seq)| validate(record, seq).err());
+                    if let Some(e) = invalid {
+                        drop(reply.send(Err(e)));
+                        continue;
+                    }
+                    let mut seqs = Vec::with_capacity(records.len());
+                    for record in records {
                         let seq = next.next_seq;
                         next.next_seq += 1;
                         next.last_time_ms = (self.config.clock)().max(next.last_time_ms);
-                        let record = (*record).into_record(seq, next.last_time_ms);
+                        let record = record.into_record(seq, next.last_time_ms);
                         touched.insert(
                             seq,
                             Touched {
@@ -261,10 +271,10 @@ impl Writer {
                                 version: None,
                             },
                         );
-                        answers.push(Answer::Seq(reply, seq));
+                        seqs.push(seq);
                     }
-                    Err(e) => drop(reply.send(Err(e))),
-                },
+                    answers.push(Answer::Seqs(reply, seqs));
+                }
                 Command::Transition {
                     seq,
                     mut change,
@@ -415,7 +425,7 @@ impl Writer {
                 self.state = next;
                 for a in answers {
                     match a {
-                        Answer::Seq(r, seq) => drop(r.send(Ok(seq))),
+                        Answer::Seqs(r, seqs) => drop(r.send(Ok(seqs))),
                         Answer::Record(r, seq) if excluded.contains(&seq) => {
                             let conflict = sides
                                 .iter()

@@ -162,6 +162,24 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// The tags a Neutron create record's resource is to get after its create.
+fn created_tags(rec: &JournalRecord) -> Vec<String> {
+    if rec.service != Service::Network.as_str() || rec.request.method != "POST" {
+        return Vec::new();
+    }
+    rec.request
+        .body
+        .as_ref()
+        .and_then(Value::as_object)
+        .and_then(|o| o.values().find_map(|v| v.get("tags")))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 fn protection_key(
     service: &str,
     resource_type: &str,
@@ -526,7 +544,49 @@ impl Applier {
     /// Applies one record; returns the recovery ID of what it created, if anything. The ID-map
     /// entry of a created resource is not committed here but added to `side`, for the caller
     /// to commit with the record's transition to applied (one store transaction).
+    ///
+    /// A Neutron create record carries the tags its resource got at the source (the tier
+    /// tag, added there right after the create): Neutron takes no tags in create bodies, so
+    /// the copy is created without them and tagged (`PUT .../tags/{tag}`, idempotent) once
+    /// its ID is known — also when it already existed (mapped, or adopted after a crash).
+    /// If tagging fails after a fresh create, the copy's mapping is committed at once, so
+    /// the retry only tags it.
     pub async fn apply(
+        &self,
+        rec: &JournalRecord,
+        side: &mut Batch,
+    ) -> Result<Option<String>, ApplyError> {
+        let tags = created_tags(rec);
+        let id = self.apply_request(rec, side).await?;
+        let (Some(id), false) = (id.as_deref(), tags.is_empty()) else {
+            return Ok(id);
+        };
+        let collection = rec.request.path.split('?').next().unwrap_or_default();
+        for tag in &tags {
+            let path = format!("{collection}/{id}/tags/{}", percent_encode(tag));
+            let answer = self
+                .call(&self.recovery, Service::Network, "PUT", &path, None, &[])
+                .await
+                .and_then(|a| {
+                    if a.status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(a.error(self.site_name(&self.recovery)))
+                    }
+                });
+            if let Err(e) = answer {
+                if !side.is_empty() {
+                    // Created but not yet mapped: map it now, so the retry only tags it.
+                    self.store.commit(std::mem::take(side)).await?;
+                }
+                return Err(e);
+            }
+        }
+        Ok(Some(id.to_string()))
+    }
+
+    /// Applies the record's request (a Neutron create without its tags).
+    async fn apply_request(
         &self,
         rec: &JournalRecord,
         side: &mut Batch,
@@ -602,6 +662,15 @@ impl Applier {
         let (path, mut body) = self
             .translate_request(&t, &req.path, req.body.clone(), 0)
             .await?;
+        if t.service == Service::Network && t.action == MirrorAction::Create {
+            // Tagged after the create (see `apply`).
+            if let Some(o) = t
+                .wrapper
+                .and_then(|w| body.as_mut()?.get_mut(w)?.as_object_mut())
+            {
+                o.remove("tags");
+            }
+        }
         if let Some(sealed) = &req.secret {
             let clear = self
                 .key

@@ -89,7 +89,7 @@ pub use target::{mirror_target, Kind, MirrorAction, Target};
 
 use crate::config::SiteName;
 use crate::journal::{
-    Checkpoint, Direction, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord,
+    Checkpoint, Direction, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord, Queued,
     RecordFilter, RecordPage, TenantRef, PENDING_BY_TIER,
 };
 use crate::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation};
@@ -190,7 +190,7 @@ struct Inner {
     metrics: MirrorMetrics,
     gold_timeout: Duration,
     tiers: Mutex<BTreeMap<String, MirrorMode>>,
-    claimed: Mutex<HashSet<u64>>,
+    claimed: Arc<Mutex<HashSet<u64>>>,
     backoff: Mutex<HashMap<BackoffKey, Backoff>>,
     retry_initial: Duration,
     retry_max: Duration,
@@ -215,16 +215,17 @@ impl std::fmt::Debug for MirrorEngine {
     }
 }
 
-/// Releases a claim when dropped (also when a Gold apply times out).
-struct Claim<'a> {
-    inner: &'a Inner,
+/// Releases a claim when dropped (also when a Gold apply times out). Owned, so that a
+/// Gold record's claim can outlive the tenant's call until its queued transition is
+/// durable.
+struct Claim {
+    claimed: Arc<Mutex<HashSet<u64>>>,
     seq: u64,
 }
 
-impl Drop for Claim<'_> {
+impl Drop for Claim {
     fn drop(&mut self) {
-        self.inner
-            .claimed
+        self.claimed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.seq);
@@ -274,7 +275,7 @@ impl MirrorEngine {
             metrics,
             gold_timeout: deps.gold_timeout,
             tiers: Mutex::new(deps.tiers.into_iter().collect()),
-            claimed: Mutex::new(HashSet::new()),
+            claimed: Arc::new(Mutex::new(HashSet::new())),
             backoff: Mutex::new(HashMap::new()),
             retry_initial: deps.retry_initial,
             retry_max: deps.retry_max.max(deps.retry_initial),
@@ -305,6 +306,12 @@ impl MirrorEngine {
 
     /// Journals a successful change and, for Gold, applies it before returning.
     pub async fn submit(&self, m: Mutation) -> MirrorOutcome {
+        self.submit_with(m, true).await
+    }
+
+    /// Journals a successful change; for Gold, applies it before returning if `inline`
+    /// (else the worker applies it, like a degraded one).
+    async fn submit_with(&self, m: Mutation, inline: bool) -> MirrorOutcome {
         let inner = &self.inner;
         if m.tier.mode == MirrorMode::Off || !m.status.is_success() {
             return MirrorOutcome::NotMirrored;
@@ -388,30 +395,55 @@ impl MirrorEngine {
                 };
             }
         };
-        if m.tier.mode != MirrorMode::Sync || direction == Direction::Reverse {
+        if m.tier.mode != MirrorMode::Sync || direction == Direction::Reverse || !inline {
             inner.metrics.op(&tier, resource, "queued");
             inner.wake.notify_one();
             return MirrorOutcome::Queued;
         }
-        // Gold: apply inline, bounded.
-        let claim = inner.claim(seq);
+        // Gold: apply inline, bounded. The worker may have claimed the record already (it
+        // wakes on every submit); then its apply is waited for, never run twice.
         let started = Instant::now();
-        let result = match tokio::time::timeout(inner.gold_timeout, inner.apply_seq(seq)).await {
-            Ok(r) => r,
-            Err(_) => Err(ApplyError::Retryable(format!(
-                "the recovery site did not apply the change within {:?}",
-                inner.gold_timeout
-            ))),
+        let deadline = started + inner.gold_timeout;
+        let Some(claim) = inner.claim_by(seq, deadline).await else {
+            // Undoing the primary change now could race that apply: leave the record to it.
+            inner.metrics.op(&tier, resource, "degraded");
+            return MirrorOutcome::Degraded {
+                reason: format!(
+                    "the record was being applied for longer than {:?}",
+                    inner.gold_timeout
+                ),
+            };
         };
+        let result =
+            match tokio::time::timeout_at(deadline.into(), inner.apply_seq_queued(seq)).await {
+                Ok(r) => r,
+                Err(_) => Err(ApplyError::Retryable(format!(
+                    "the recovery site did not apply the change within {:?}",
+                    inner.gold_timeout
+                ))),
+            };
         inner
             .metrics
             .apply_duration
             .with_label_values(&[&tier])
             .observe(started.elapsed().as_secs_f64());
         let reason = match result {
-            Ok(()) => {
-                drop(claim);
-                inner.metrics.op(&tier, resource, "applied");
+            Ok(marked) => {
+                if let Some(marked) = marked {
+                    inner.metrics.op(&tier, resource, "applied");
+                    // Applied at the recovery site; the transition (and the ID-map entry) is
+                    // queued ahead of anything journaled after this answer. The claim is held
+                    // until it is durable, so the worker cannot apply the record again.
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = marked.durable().await {
+                            tracing::warn!(seq, error = %e, "a Gold record applied inline could not be marked applied; it will be applied again, adopting the copy");
+                            inner.applier_for(direction).note_maybe_sent(seq);
+                            inner.wake.notify_one();
+                        }
+                        drop(claim);
+                    });
+                }
                 return MirrorOutcome::Applied;
             }
             Err(e) => e.to_string(),
@@ -434,6 +466,16 @@ impl MirrorEngine {
                         }
                         drop(claim);
                         inner.metrics.op(&tier, resource, "rejected");
+                        // The apply may have got part of the way (a copy created, then its
+                        // tagging failed; or a timeout after the send): the undo is a change
+                        // at the primary like any other, journaled for the worker to mirror
+                        // (a no-op where nothing was mirrored).
+                        let undo = undo_mutation(&m, &t, &method, path, body);
+                        if let MirrorOutcome::Failed { reason } =
+                            Box::pin(self.submit_with(undo, false)).await
+                        {
+                            tracing::error!(seq, reason, "the undo of a rejected change could not be journaled; a recovery copy may stay");
+                        }
                         return MirrorOutcome::Rejected { reason };
                     }
                     Err(ce) => {
@@ -446,6 +488,28 @@ impl MirrorEngine {
         inner.metrics.op(&tier, resource, "degraded");
         inner.wake.notify_one();
         MirrorOutcome::Degraded { reason }
+    }
+
+    /// Journals, for the worker to mirror, the undo of a create whose mirror was applied
+    /// but which was then undone at the primary ([`MirrorEngine::undo_create`]): the other
+    /// items of a rejected Neutron bulk create.
+    pub async fn journal_undo(&self, m: &Mutation) -> Result<(), String> {
+        let target = mirror_target(
+            m.op.service,
+            m.method.as_str(),
+            &m.path,
+            m.request_body.as_ref(),
+        )
+        .ok_or_else(|| format!("{} {} is not a mirrored create", m.method, m.path))?;
+        let facts = CallFacts::of(m);
+        let n = normalise(&target, &facts).map_err(|e| e.to_string())?;
+        let (method, path, body) = compensation(&target, &n, &m.path)
+            .ok_or_else(|| format!("{} {} cannot be undone", m.method, m.path))?;
+        let undo = undo_mutation(m, &target, &method, path, body);
+        match Box::pin(self.submit_with(undo, false)).await {
+            MirrorOutcome::Failed { reason } => Err(reason),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes, at the primary and with the gateway's service token, what a successful
@@ -470,6 +534,13 @@ impl MirrorEngine {
             .map_err(|e| e.to_string())
     }
 
+    /// Waits until every journal change queued so far is durable: a Gold record's transition
+    /// to applied (and its ID-map entry) is only queued when the tenant gets its answer, so
+    /// the admin reads below wait for it, to show what the tenant was told.
+    async fn settled(&self) -> Result<(), MirrorError> {
+        Ok(self.inner.journal.flush().await?)
+    }
+
     /// A page of the journal (the secret's sealed form is not shown).
     pub async fn journal_page(
         &self,
@@ -477,6 +548,7 @@ impl MirrorEngine {
         after_seq: Option<u64>,
         limit: usize,
     ) -> Result<RecordPage, MirrorError> {
+        self.settled().await?;
         let mut page = self
             .inner
             .journal
@@ -536,6 +608,7 @@ impl MirrorEngine {
         resource_type: &str,
         primary_id: &str,
     ) -> Result<Option<IdMapping>, MirrorError> {
+        self.settled().await?;
         Ok(self
             .inner
             .idmap
@@ -550,6 +623,7 @@ impl MirrorEngine {
         after: Option<&IdMapping>,
         limit: usize,
     ) -> Result<Vec<IdMapping>, MirrorError> {
+        self.settled().await?;
         Ok(self
             .inner
             .idmap
@@ -573,6 +647,7 @@ impl MirrorEngine {
 
     /// Per tier: pending records, age of the oldest, last checkpoint.
     pub async fn status(&self) -> Result<Vec<TierStatus>, MirrorError> {
+        self.settled().await?;
         let lag = self.inner.journal.tier_lag().await?;
         let modes = self
             .inner
@@ -669,16 +744,7 @@ impl MirrorEngine {
         let mut done = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let deadline = Instant::now() + inner.gold_timeout;
-            let claim = loop {
-                if let Some(c) = inner.claim(seq) {
-                    break Some(c);
-                }
-                if Instant::now() >= deadline {
-                    break None;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
-            let Some(_claim) = claim else {
+            let Some(_claim) = inner.claim_by(seq, deadline).await else {
                 tracing::warn!(seq, "a record being applied was not superseded");
                 continue;
             };
@@ -705,6 +771,29 @@ impl MirrorEngine {
             );
         }
         Ok(done)
+    }
+}
+
+/// The compensating call of `m` (see [`target::compensation`]) as a change of the same
+/// tenant, tier and site.
+fn undo_mutation(
+    m: &Mutation,
+    t: &Target,
+    method: &str,
+    path: String,
+    body: Option<serde_json::Value>,
+) -> Mutation {
+    let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::DELETE);
+    Mutation {
+        op: crate::services::classify(t.service, &method, &path, None, None),
+        method,
+        path,
+        query: None,
+        request_body: body,
+        status: http::StatusCode::NO_CONTENT,
+        response_body: None,
+        location: None,
+        ..m.clone()
     }
 }
 
@@ -740,18 +829,59 @@ impl Inner {
         }
     }
 
-    fn claim(&self, seq: u64) -> Option<Claim<'_>> {
+    fn claim(&self, seq: u64) -> Option<Claim> {
         let fresh = self
             .claimed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(seq);
-        fresh.then_some(Claim { inner: self, seq })
+        fresh.then(|| Claim {
+            claimed: self.claimed.clone(),
+            seq,
+        })
+    }
+
+    /// Claims `seq`, waiting while another task (the worker) applies it; `None` once
+    /// `deadline` passes.
+    async fn claim_by(&self, seq: u64, deadline: Instant) -> Option<Claim> {
+        loop {
+            if let Some(c) = self.claim(seq) {
+                return Some(c);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Applies one pending record and records the outcome in the journal. `Err` only for a
     /// retryable failure (the record stays pending); permanent failures are marked failed.
     async fn apply_seq(&self, seq: u64) -> Result<(), ApplyError> {
+        match self.apply_seq_with(seq, false).await? {
+            Some(queued) => queued.durable().await.map(drop).map_err(|e| {
+                ApplyError::Retryable(format!("cannot mark record {seq} applied: {e}"))
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Inner::apply_seq`], but a successful apply's transition to applied is only
+    /// queued with the journal writer (see [`Journal::queue_mark_applied`]), not waited
+    /// for: the caller must hold the record's claim until the returned `Queued` resolves.
+    /// `None` when there was nothing to mark.
+    async fn apply_seq_queued(
+        &self,
+        seq: u64,
+    ) -> Result<Option<Queued<JournalRecord>>, ApplyError> {
+        self.apply_seq_with(seq, true).await
+    }
+
+    async fn apply_seq_with(
+        &self,
+        seq: u64,
+        queue_only: bool,
+    ) -> Result<Option<Queued<JournalRecord>>, ApplyError> {
         let rec = match self.journal.get(seq).await {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -762,7 +892,7 @@ impl Inner {
             Err(e) => return Err(ApplyError::Retryable(e.to_string())),
         };
         if !rec.state.is_pending() {
-            return Ok(());
+            return Ok(None);
         }
         let started = Instant::now();
         let applier = self.applier_for(rec.direction);
@@ -776,8 +906,9 @@ impl Inner {
             Ok(recovery_id) => {
                 // The ID-map entry of a created resource commits with the transition.
                 let has_side = !side.is_empty();
-                self.journal
-                    .mark_applied_with(seq, recovery_id, side)
+                let queued = self
+                    .journal
+                    .queue_mark_applied(seq, recovery_id, side)
                     .await
                     .map_err(|e| {
                         if has_side {
@@ -786,8 +917,19 @@ impl Inner {
                         }
                         ApplyError::Retryable(format!("cannot mark record {seq} applied: {e}"))
                     })?;
-                self.metrics.op(&rec.tier, &rec.resource_type, "applied");
-                Ok(())
+                if !queue_only {
+                    if let Err(e) = queued.durable().await {
+                        if has_side {
+                            applier.note_maybe_sent(seq);
+                        }
+                        return Err(ApplyError::Retryable(format!(
+                            "cannot mark record {seq} applied: {e}"
+                        )));
+                    }
+                    self.metrics.op(&rec.tier, &rec.resource_type, "applied");
+                    return Ok(None);
+                }
+                Ok(Some(queued))
             }
             Err(ApplyError::Permanent(reason)) => {
                 tracing::warn!(seq, tier = %rec.tier, resource = %rec.resource_type, %reason, "mirror record failed");

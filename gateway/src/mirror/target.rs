@@ -886,6 +886,20 @@ pub fn normalise(t: &Target, call: &CallFacts<'_>) -> Result<Normalised, Normali
                 .and_then(|b| b.get_mut(w))
                 .and_then(Value::as_object_mut)
             {
+                // The tags the resource got at the source right after its create (the tier
+                // tag): the applier tags the copy with them (Neutron takes none in a create).
+                let tags = call
+                    .response_body
+                    .and_then(|r| r.get(w))
+                    .and_then(|r| r.get("tags"))
+                    .and_then(Value::as_array)
+                    .filter(|t| !t.is_empty() && t.iter().all(Value::is_string));
+                match tags {
+                    Some(tags) if t.action == MirrorAction::Create => {
+                        o.insert("tags".into(), Value::Array(tags.clone()));
+                    }
+                    _ => {}
+                }
                 let tenant = o.remove("tenant_id");
                 if !o.contains_key("project_id") {
                     let p = tenant
