@@ -499,9 +499,6 @@ async fn protected_change(
             }
         }
     }
-    gw.policy
-        .record_usage(&change.tenant, &tier, &usage, rjson.as_ref())
-        .await;
     let location = rparts
         .headers
         .get(header::LOCATION)
@@ -535,7 +532,13 @@ async fn protected_change(
         },
         None => vec![mutation],
     };
-    let outcome = submit_creates(gw, change.req_id, &creates).await;
+    // Counting and journaling are independent store commits: made together, their disk
+    // flushes overlap.
+    let (_, outcome) = tokio::join!(
+        gw.policy
+            .record_usage(&change.tenant, &tier, &usage, rjson.as_ref()),
+        submit_creates(gw, change.req_id, &creates)
+    );
     match &outcome {
         MirrorOutcome::Rejected { reason } => {
             if let UsageDelta::Add { kind, .. } = &usage {

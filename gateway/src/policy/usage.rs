@@ -108,30 +108,29 @@ impl Usage {
         }
     }
 
+    /// Adds (`sign` 1) or takes away (-1) a footprint's counts, committing `with` (its
+    /// footprint record's put or delete) in the same transaction: one commit.
     async fn apply(
         &self,
-        tenant: &str,
-        tier: &str,
         kind: ProtectedKind,
         f: &Footprint,
         sign: i64,
+        with: Batch,
         metrics: &PolicyMetrics,
     ) -> Result<(), StateError> {
+        let (tenant, tier) = (f.tenant.as_str(), f.tier.as_str());
         let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(sign);
-        let entries = [
+        let deltas: Vec<(UsageKey, i64)> = [
             ("vcpus", f.vcpus),
             ("ram_mb", f.ram_mb),
             ("volume_gb", f.volume_gb),
             (kind.counter_kind(), f.count),
-        ];
-        for (what, n) in entries {
-            if n == 0 {
-                continue;
-            }
-            self.counters
-                .add(&UsageKey::new(tenant, tier, what), signed(n))
-                .await?;
-        }
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(what, n)| (UsageKey::new(tenant, tier, what), signed(n)))
+        .collect();
+        self.counters.add_all(&deltas, with).await?;
         if f.count > 0 {
             metrics
                 .protected
@@ -163,17 +162,16 @@ impl Usage {
             volume_gb: resources.volume_gb,
             count,
         };
+        let mut footprint = Batch::new();
         if let Some(id) = id {
             let key = footprint_key(kind, id)?;
-            let mut batch = Batch::new();
-            batch.put(
+            footprint.put(
                 FOOTPRINTS,
                 key.clone(),
                 frame::seal_json(FOOTPRINTS, &key, &f)?,
             );
-            self.store.commit(batch).await?;
         }
-        self.apply(tenant, tier, kind, &f, 1, metrics).await
+        self.apply(kind, &f, 1, footprint, metrics).await
     }
 
     /// Releases what the create of `id` added (nothing if the gateway did not see it).
@@ -183,14 +181,21 @@ impl Usage {
         id: &str,
         metrics: &PolicyMetrics,
     ) -> Result<(), StateError> {
-        let Some(f) = self.footprint(kind, id).await else {
-            return Ok(());
-        };
         let key = footprint_key(kind, id)?;
-        let mut batch = Batch::new();
-        batch.delete(FOOTPRINTS, key);
-        self.store.commit(batch).await?;
-        self.apply(&f.tenant, &f.tier, kind, &f, -1, metrics).await
+        let Some(stored) = self.store.get(FOOTPRINTS, &key).await? else {
+            return Ok(()); // not created through the gateway, or released already
+        };
+        let f: Footprint = frame::open_json(FOOTPRINTS, &key, &stored.value)?;
+        let mut forget = Batch::new();
+        forget.require_version(FOOTPRINTS, key.clone(), Some(stored.version));
+        forget.delete(FOOTPRINTS, key);
+        match self.apply(kind, &f, -1, forget, metrics).await {
+            // Released by a concurrent call (e.g. a delete retried): counted once.
+            Err(StateError::Conflict { namespace, .. }) if namespace == FOOTPRINTS.as_str() => {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Sets `drgw_protected_resources` from the counters of every tenant.

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{frame, key_after, push_component, split_component, Namespace, StateError, StateStore};
+use super::{
+    frame, key_after, push_component, split_component, Batch, Namespace, StateError, StateStore,
+};
 
 /// The counters' namespace.
 pub const USAGE: Namespace = Namespace::new("usage");
@@ -106,6 +108,43 @@ impl UsageCounters {
         }
     }
 
+    /// Adds each delta to its counter and commits `with` (e.g. the footprint the deltas come
+    /// from) in the same store transaction: all or nothing, one commit. A compare-and-swap
+    /// like [`UsageCounters::add`]: on a conflict it reads the counters again and retries.
+    /// `with` must not touch the counters' namespace.
+    pub async fn add_all(&self, deltas: &[(UsageKey, i64)], with: Batch) -> Result<(), StateError> {
+        let keys = deltas
+            .iter()
+            .map(|(k, _)| k.encode())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.store.get_many(USAGE, &keys).await?;
+            let mut batch = with.clone();
+            for ((k, (_, delta)), cur) in keys.iter().zip(deltas).zip(&current) {
+                let value = match cur {
+                    Some(v) => frame::open_i64(USAGE, k, &v.value)?,
+                    None => 0,
+                };
+                let next = value.checked_add(*delta).ok_or_else(|| {
+                    StateError::Invalid(format!("usage counter overflow adding {delta} to {value}"))
+                })?;
+                batch.require_version(USAGE, k.clone(), cur.as_ref().map(|v| v.version));
+                batch.put(USAGE, k.clone(), frame::seal_i64(USAGE, k, next));
+            }
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(()),
+                Err(StateError::Conflict { namespace, .. })
+                    if namespace == USAGE.as_str() && attempt < MAX_CAS_ATTEMPTS =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The counter's value (0 if never added to).
     pub async fn get(&self, key: &UsageKey) -> Result<i64, StateError> {
         let k = key.encode()?;
@@ -172,6 +211,48 @@ mod tests {
         assert_eq!(c.get(&key).await.unwrap(), 160);
         assert_eq!(c.add(&key, -60).await.unwrap(), 100);
         assert!(c.add(&key, i64::MAX).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_add_alls_are_atomic_with_their_batch() {
+        const SIDE: Namespace = Namespace::new("test_side");
+        let store = Arc::new(MemoryStore::new());
+        let c = UsageCounters::new(store.clone());
+        let (a, b) = (
+            UsageKey::new("t1", "gold", "vcpus"),
+            UsageKey::new("t1", "gold", "servers"),
+        );
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (c, a, b) = (c.clone(), a.clone(), b.clone());
+                tokio::spawn(async move {
+                    for j in 0..10u8 {
+                        let mut with = Batch::new();
+                        with.put(SIDE, vec![i, j], b"footprint".to_vec());
+                        c.add_all(&[(a.clone(), 2), (b.clone(), 1)], with)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            (c.get(&a).await.unwrap(), c.get(&b).await.unwrap()),
+            (160, 80)
+        );
+        assert_eq!(store.scan(SIDE, b"", None, 1000).await.unwrap().len(), 80);
+        // An overflow refuses the whole call: no counter and nothing of the batch changes.
+        let mut with = Batch::new();
+        with.put(SIDE, b"late".to_vec(), b"x".to_vec());
+        assert!(c
+            .add_all(&[(b.clone(), 1), (a.clone(), i64::MAX)], with)
+            .await
+            .is_err());
+        assert_eq!(c.get(&b).await.unwrap(), 80);
+        assert!(store.get(SIDE, b"late").await.unwrap().is_none());
     }
 
     #[tokio::test]
