@@ -3,6 +3,11 @@
 //! `networks`, ..., `projects`), plus one *footprint* per resource created through the
 //! gateway (namespace `policy_footprints`, key `kind ‖ id`, framed JSON value) so that a
 //! delete releases exactly what the create added, in the tier it was created in.
+//!
+//! A create's footprint and counter changes commit in one transaction with relaxed
+//! durability ([`Batch::relax_durability`]): they are on disk with the next journal commit,
+//! and a crash before it may forget the usage of the last few calls (quotas then leave
+//! those resources out), never a mirror record.
 
 use std::sync::Arc;
 
@@ -130,6 +135,10 @@ impl Usage {
         .filter(|(_, n)| *n != 0)
         .map(|(what, n)| (UsageKey::new(tenant, tier, what), signed(n)))
         .collect();
+        // Bookkeeping, not a tenant's change: on disk with the next journal commit (which a
+        // mirrored change makes right away), without a flush of its own.
+        let mut with = with;
+        with.relax_durability();
         self.counters.add_all(&deltas, with).await?;
         if f.count > 0 {
             metrics

@@ -174,7 +174,11 @@ impl RedbStore {
     }
 
     fn commit_sync(&self, batch: Batch) -> Result<u64, StateError> {
-        let txn = self.db.begin_write().map_err(backend_error)?;
+        let mut txn = self.db.begin_write().map_err(backend_error)?;
+        if batch.is_relaxed() {
+            // Written, not fsynced: the next immediate commit's fsync covers it.
+            txn.set_durability(redb::Durability::Eventual);
+        }
         let outcome = (|| {
             let mut meta = txn.open_table(META).map_err(backend_error)?;
             let revision = meta

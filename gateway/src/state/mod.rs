@@ -146,6 +146,8 @@ pub struct Precondition {
 pub struct Batch {
     pub(crate) ops: Vec<Op>,
     pub(crate) preconditions: Vec<Precondition>,
+    /// See [`Batch::relax_durability`].
+    pub(crate) relaxed: bool,
 }
 
 impl Batch {
@@ -185,10 +187,26 @@ impl Batch {
         });
     }
 
-    /// Adds `other`'s preconditions and operations (after this batch's own).
+    /// Adds `other`'s preconditions and operations (after this batch's own). The result is
+    /// relaxed only if both were.
     pub fn append(&mut self, other: Batch) {
+        self.relaxed &= other.relaxed || other.ops.is_empty();
         self.ops.extend(other.ops);
         self.preconditions.extend(other.preconditions);
+    }
+
+    /// Lets the commit return before the batch is flushed to disk: it is atomic and seen by
+    /// every later read at once, and it is on disk once any later ordinary commit is (the
+    /// journal commits all the time), but a crash before that may lose it. For bookkeeping
+    /// that a crash may roll back a little (recovery-capacity usage), never for anything a
+    /// tenant was told succeeded. A backend without the distinction commits it normally.
+    pub fn relax_durability(&mut self) {
+        self.relaxed = true;
+    }
+
+    /// Whether [`Batch::relax_durability`] was asked for.
+    pub fn is_relaxed(&self) -> bool {
+        self.relaxed
     }
 
     /// The operations, in order.
