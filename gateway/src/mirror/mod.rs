@@ -31,11 +31,21 @@
 //!   message; [`MirrorEngine::retry`] puts it back.
 //! - Gold: `submit` applies its own record inline, bounded by `gold_timeout`. On failure,
 //!   `reject` compensates a create at the primary (deletes the created resource with the
-//!   gateway's service token), marks the record failed (`rejected: ...`) and returns
-//!   [`MirrorOutcome::Rejected`]; changes that cannot be undone (updates, deletes) degrade
-//!   instead. `degrade` leaves the record pending for the worker.
-//! - A record is applied by one task at a time (an in-memory claim per seq), and an applied
-//!   record is never applied again (journal invariant). A create that may have reached the
+//!   gateway's service token), marks the record failed (`rejected: ...`), journals the
+//!   compensation like any change at the primary (so a copy the apply made before failing,
+//!   e.g. a network whose tagging failed, is deleted at the recovery site by the worker) and
+//!   returns [`MirrorOutcome::Rejected`]; changes that cannot be undone (updates, deletes)
+//!   degrade instead. `degrade` leaves the record pending for the worker.
+//! - Gold costs one disk flush: the record's append. Its transition to applied (with the
+//!   created resource's ID-map entry) is queued with the journal writer before the tenant is
+//!   answered, not waited for ([`Journal::queue_mark_applied`]): anything journaled after
+//!   the answer commits in the same group or a later one, so later records (and the admin
+//!   reads, which flush first) always see it. The record's claim is held until it is
+//!   durable. A crash in between leaves the record pending: at start-up it is applied again
+//!   and adopts the copy it made (below).
+//! - A record is applied by one task at a time (an in-memory claim per seq; Gold's inline
+//!   apply waits for a claim the worker holds), and an applied record is never applied
+//!   again (journal invariant). A create that may have reached the
 //!   recovery site without an answer (pending at start-up after a crash, or a timeout/5xx)
 //!   first looks for a single unmapped copy of the same name and project there and adopts
 //!   it, so a crash does not duplicate networks, subnets, routers or security groups;
