@@ -637,3 +637,73 @@ async fn a_pending_create_after_a_crash_adopts_the_copy_instead_of_duplicating()
     );
     engine.shutdown().await;
 }
+
+/// A Gold change must not overtake an older change of the same resource still pending (here
+/// a degraded one): the recovery copy ends with the newer value, whatever the timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_change_waits_for_an_older_pending_change_of_the_same_resource() {
+    let bed = Bed::new().await;
+    let (engine, _) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let admin = (&bed.admin, &bed.admin_ctx);
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Network,
+            Method::POST,
+            "/v2.0/networks",
+            Some(json!({"network": {"name": "ordered", "description": "created"}})),
+        )
+        .await;
+    let nid = resp.json["network"]["id"].as_str().unwrap().to_string();
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Applied);
+    let rid = recovery_id(&engine, "network", "network", &nid)
+        .await
+        .unwrap();
+
+    bed.recovery.down().await;
+    let path = format!("/v2.0/networks/{nid}");
+    let (_, first) = bed
+        .call(
+            admin,
+            &g,
+            Service::Network,
+            Method::PUT,
+            &path,
+            Some(json!({"network": {"description": "first"}})),
+        )
+        .await;
+    let out = engine.submit(first).await;
+    assert!(matches!(out, MirrorOutcome::Degraded { .. }), "{out:?}");
+    bed.recovery.up().await.unwrap();
+    let (_, second) = bed
+        .call(
+            admin,
+            &g,
+            Service::Network,
+            Method::PUT,
+            &path,
+            Some(json!({"network": {"description": "second"}})),
+        )
+        .await;
+    engine.submit(second).await;
+    eventually("both updates applied", Duration::from_secs(10), || async {
+        engine
+            .status()
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.pending == 0)
+    })
+    .await;
+    let copy = bed
+        .recovery_get(Service::Network, &format!("/v2.0/networks/{rid}"))
+        .await;
+    assert_eq!(
+        copy.json["network"]["description"], "second",
+        "{}",
+        copy.json
+    );
+    engine.shutdown().await;
+}

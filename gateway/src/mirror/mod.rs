@@ -100,7 +100,7 @@ pub use target::{mirror_target, Kind, MirrorAction, Target};
 use crate::config::SiteName;
 use crate::journal::{
     Checkpoint, Direction, Journal, JournalError, JournalRecord, MirrorRequest, NewRecord, Queued,
-    RecordFilter, RecordPage, TenantRef, PENDING_BY_TIER,
+    RecordFilter, RecordPage, RecordState, TenantRef, PENDING_BY_TIER,
 };
 use crate::mutation::{GoldFailure, MirrorMode, MirrorOutcome, Mutation};
 use crate::operation::Service;
@@ -396,6 +396,8 @@ impl MirrorEngine {
             },
             depends_on: Vec::new(),
         };
+        let resource_key = ordering_key(record.primary_id.as_deref(), &record.request.path);
+        let tenant = record.tenant.clone();
         let seq = match inner.journal.append(record).await {
             Ok(seq) => seq,
             Err(e) => {
@@ -414,6 +416,16 @@ impl MirrorEngine {
         // wakes on every submit); then its apply is waited for, never run twice.
         let started = Instant::now();
         let deadline = started + inner.gold_timeout;
+        if inner
+            .older_pending(&tenant, seq, resource_key.as_deref())
+            .await
+        {
+            // An older change of the same resource is still pending (a degraded Gold one,
+            // or one of another tier): applying this one first would let that one overwrite
+            // it later. The worker applies them in order; the answer waits for it.
+            inner.wake.notify_one();
+            return inner.await_worker(seq, deadline, &tier, resource).await;
+        }
         let Some(claim) = inner.claim_by(seq, deadline).await else {
             // Undoing the primary change now could race that apply: leave the record to it.
             inner.metrics.op(&tier, resource, "degraded");
@@ -816,10 +828,15 @@ enum TenantRun {
 /// call (`/v2.0/networks/{id}/tags/...`, `/v3/projects/{id}/tags`, `/v2/images/{id}/tags/..`)
 /// the tagged resource's.
 fn ordering_id(r: &JournalRecord) -> Option<String> {
-    if let Some(p) = &r.primary_id {
-        return Some(p.clone());
+    ordering_key(r.primary_id.as_deref(), &r.request.path)
+}
+
+/// [`ordering_id`] of a record's primary ID and normalised path.
+fn ordering_key(primary_id: Option<&str>, path: &str) -> Option<String> {
+    if let Some(p) = primary_id {
+        return Some(p.to_string());
     }
-    let path = r.request.path.split('?').next().unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
         [_, _, id, "tags", ..] => Some((*id).to_string()),
@@ -849,6 +866,59 @@ impl Inner {
             claimed: self.claimed.clone(),
             seq,
         })
+    }
+
+    /// Whether `tenant` has a pending record older than `seq` about the same resource (or
+    /// possibly: too many older records to look at all). A read; no store write.
+    async fn older_pending(&self, tenant: &TenantRef, seq: u64, resource: Option<&str>) -> bool {
+        const LOOK: usize = 256;
+        match self.journal.pending_for_tenant(tenant, None, LOOK).await {
+            Ok(pending) => {
+                let older: Vec<&JournalRecord> = pending.iter().filter(|r| r.seq < seq).collect();
+                older.len() == LOOK
+                    || resource.is_some_and(|key| {
+                        older.iter().any(|r| ordering_id(r).as_deref() == Some(key))
+                    })
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "cannot read the tenant's pending records; applying in order via the worker");
+                true
+            }
+        }
+    }
+
+    /// Waits (until `deadline`) for the worker to apply `seq`; the Gold outcome.
+    async fn await_worker(
+        &self,
+        seq: u64,
+        deadline: Instant,
+        tier: &str,
+        resource: &str,
+    ) -> MirrorOutcome {
+        loop {
+            match self.journal.get(seq).await {
+                Ok(Some(r)) => match r.state {
+                    RecordState::Applied { .. } => return MirrorOutcome::Applied,
+                    RecordState::Failed { reason, .. } => {
+                        self.metrics.op(tier, resource, "degraded");
+                        return MirrorOutcome::Degraded { reason };
+                    }
+                    RecordState::Pending => {}
+                },
+                Ok(None) => {}
+                Err(e) => tracing::debug!(seq, error = %e, "cannot read a Gold record's state"),
+            }
+            if Instant::now() >= deadline {
+                self.metrics.op(tier, resource, "degraded");
+                return MirrorOutcome::Degraded {
+                    reason: format!(
+                        "an older change of the same resource was not applied within {:?}",
+                        self.gold_timeout
+                    ),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Claims `seq`, waiting while another task (the worker) applies it; `None` once
