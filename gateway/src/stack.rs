@@ -39,6 +39,7 @@ use crate::policy::{
 use crate::rewrite::{self, BodyRewrite, Rewriter};
 use crate::services;
 use crate::token::TokenContext;
+use crate::upstream::UpstreamBody;
 
 /// Where a listener sends a request: the service and the path prefix to strip.
 #[derive(Debug, Clone)]
@@ -303,7 +304,7 @@ async fn send_upstream(
     site: SiteName,
     req_id: &HeaderValue,
     req: Request<ProxyBody>,
-) -> Result<Response<Incoming>, Response<ProxyBody>> {
+) -> Result<Response<UpstreamBody>, Response<ProxyBody>> {
     let sent = Instant::now();
     match gw.client(site).send(req).await {
         Ok(resp) => {
@@ -830,7 +831,7 @@ async fn rewrite_response(
     gw: &Gateway,
     op: &Operation,
     subject_token: Option<HeaderValue>,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
 ) -> Response<ProxyBody> {
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
