@@ -97,13 +97,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names finds the few present (usually none, or `Connection:
-    // keep-alive`), instead of a hashed removal for every hop-by-hop name.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    // keep-alive`), instead of a hashed removal for every hop-by-hop name; they are kept
+    // on the stack (at most one of each of the nine names).
+    let mut present: [Option<HeaderName>; 9] = Default::default();
+    let mut count = 0;
+    for name in headers.keys().filter(|n| is_hop_by_hop(n)) {
+        if let Some(slot) = present.get_mut(count) {
+            *slot = Some(name.clone());
+            count += 1;
+        }
+    }
+    if count == 0 {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -116,7 +120,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(present.iter()) {
+    for name in named.iter().chain(present.iter().flatten()) {
         headers.remove(name);
     }
 }
