@@ -254,12 +254,13 @@ impl Gateway {
             pq.push('?');
             pq.push_str(q);
         }
-        Uri::builder()
-            .scheme(base.scheme.clone())
-            .authority(base.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .ok()
+        // From parts, not `Uri::builder()`: the builder moves its whole state through a
+        // `Result` at every step, which cost more than the path check itself.
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(base.scheme.clone());
+        parts.authority = Some(base.authority.clone());
+        parts.path_and_query = Some(http::uri::PathAndQuery::try_from(pq).ok()?);
+        Uri::from_parts(parts).ok()
     }
 
     /// The largest JSON response the gateway buffers to rewrite; larger ones stream

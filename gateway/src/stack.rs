@@ -39,6 +39,7 @@ use crate::policy::{
 use crate::rewrite::{self, BodyRewrite, Rewriter};
 use crate::services;
 use crate::token::TokenContext;
+use crate::upstream::UpstreamBody;
 
 /// Where a listener sends a request: the service and the path prefix to strip.
 #[derive(Debug, Clone)]
@@ -96,13 +97,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names finds the few present (usually none, or `Connection:
-    // keep-alive`), instead of a hashed removal for every hop-by-hop name.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    // keep-alive`), instead of a hashed removal for every hop-by-hop name; they are kept
+    // on the stack (at most one of each of the nine names).
+    let mut present: [Option<HeaderName>; 9] = Default::default();
+    let mut count = 0;
+    for name in headers.keys().filter(|n| is_hop_by_hop(n)) {
+        if let Some(slot) = present.get_mut(count) {
+            *slot = Some(name.clone());
+            count += 1;
+        }
+    }
+    if count == 0 {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -115,7 +120,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(present.iter()) {
+    for name in named.iter().chain(present.iter().flatten()) {
         headers.remove(name);
     }
 }
@@ -303,7 +308,7 @@ async fn send_upstream(
     site: SiteName,
     req_id: &HeaderValue,
     req: Request<ProxyBody>,
-) -> Result<Response<Incoming>, Response<ProxyBody>> {
+) -> Result<Response<UpstreamBody>, Response<ProxyBody>> {
     let sent = Instant::now();
     match gw.client(site).send(req).await {
         Ok(resp) => {
@@ -782,7 +787,7 @@ async fn rewrite_response(
     gw: &Gateway,
     op: &Operation,
     subject_token: Option<HeaderValue>,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
 ) -> Response<ProxyBody> {
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);

@@ -251,15 +251,30 @@ fn operation(
 }
 
 /// True when `segments` has exactly the pattern's length and every literal matches.
+/// Whether `segments` match `pattern` (`/`-separated literals and `*`), segment for
+/// segment. Walks the pattern's bytes once: most rows fail on their first segment, and
+/// this runs for every row of a table until one matches.
 fn pattern_matches(pattern: &str, segments: &[&str]) -> bool {
-    let mut count = 0;
-    for (i, p) in pattern.split('/').enumerate() {
-        match segments.get(i) {
-            Some(s) if p == "*" || p == *s => count += 1,
-            _ => return false,
+    let mut rest = pattern.as_bytes();
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            match rest.split_first() {
+                Some((b'/', after)) => rest = after,
+                _ => return false,
+            }
+        }
+        let literal = segment.as_bytes();
+        let ends_at = |n: usize| rest.len() == n || rest[n] == b'/';
+        if rest.starts_with(literal) && ends_at(literal.len()) {
+            rest = &rest[literal.len()..];
+        } else if rest.first() == Some(&b'*') && ends_at(1) {
+            rest = &rest[1..];
+        } else {
+            return false;
         }
     }
-    count == segments.len()
+    // Segments are never empty, so an empty pattern (one empty segment) matches nothing.
+    !segments.is_empty() && rest.is_empty()
 }
 
 /// The non-empty segments of a path, on the stack.
@@ -534,6 +549,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn pattern_matching_agrees_with_splitting(
+            pattern in "[a-c*/]{0,8}",
+            segments in prop::collection::vec("[a-c*]{1,2}", 0..4),
+        ) {
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let split: Vec<&str> = pattern.split('/').collect();
+            let expected = split.len() == segments.len()
+                && split.iter().zip(&segments).all(|(p, s)| *p == "*" || p == s);
+            prop_assert_eq!(pattern_matches(&pattern, &segments), expected);
+        }
+
         #[test]
         fn classify_never_panics(
             path in ".{0,300}",
