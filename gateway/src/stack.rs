@@ -480,10 +480,32 @@ async fn protected_change(
                 .and_then(|b| request::bulk_items(*kind, b))
                 .is_some()
         });
-    // The tier tag, once Neutron accepted it, is in the answer and so in the create's mirror
-    // record: the recovery copy is tagged with it as part of that record.
-    if let (Some(AfterCreate::NeutronTag { tag }), Some(created)) = (&after_create, rjson.as_mut())
-    {
+    // The tier tag: the journaled answer carries it (the recovery copy is tagged with it as
+    // part of the create's record), while it is put on the primary resource at the same
+    // time; the tenant's answer shows it once Neutron took it.
+    let tier_tag = after_create
+        .as_ref()
+        .map(|AfterCreate::NeutronTag { tag }| tag.as_str());
+    let mut journaled = rjson.clone();
+    if let (Some(tag), Some(created)) = (tier_tag, journaled.as_mut()) {
+        match bulk {
+            Some((_, list_key, item_key)) => {
+                let items = created.get_mut(list_key).and_then(Value::as_array_mut);
+                for item in items.into_iter().flatten() {
+                    let mut one = serde_json::json!({ item_key: item.take() });
+                    add_tag_to_response(&mut one, tag);
+                    *item = one.get_mut(item_key).map(Value::take).unwrap_or_default();
+                }
+            }
+            None => {
+                add_tag_to_response(created, tag);
+            }
+        }
+    }
+    let tagging = async {
+        let (Some(tag), Some(created)) = (tier_tag, rjson.as_mut()) else {
+            return;
+        };
         match bulk {
             Some((_, list_key, item_key)) => {
                 let items = created.get_mut(list_key).and_then(Value::as_array_mut);
@@ -503,7 +525,7 @@ async fn protected_change(
                 }
             }
         }
-    }
+    };
     let location = rparts
         .headers
         .get(header::LOCATION)
@@ -520,7 +542,7 @@ async fn protected_change(
         microversion,
         request_body: json,
         status: rparts.status,
-        response_body: rjson.clone(),
+        response_body: journaled.clone(),
         location,
     };
     let creates = match bulk {
@@ -537,11 +559,12 @@ async fn protected_change(
         },
         None => vec![mutation],
     };
-    // Counting and journaling are independent store commits: made together, their disk
-    // flushes overlap.
-    let (_, outcome) = tokio::join!(
+    // Tagging at the primary, counting and journaling (with Gold's apply) are independent:
+    // made together, their round trips and disk flushes overlap.
+    let (_, _, outcome) = tokio::join!(
+        tagging,
         gw.policy
-            .record_usage(&change.tenant, &tier, &usage, rjson.as_ref()),
+            .record_usage(&change.tenant, &tier, &usage, journaled.as_ref()),
         submit_creates(gw, change.req_id, &creates)
     );
     match &outcome {

@@ -397,8 +397,20 @@ impl MirrorEngine {
             depends_on: Vec::new(),
         };
         let resource_key = ordering_key(record.primary_id.as_deref(), &record.request.path);
-        let tenant = record.tenant.clone();
-        let seq = match inner.journal.append(record).await {
+        let inline = inline && m.tier.mode == MirrorMode::Sync && direction == Direction::Forward;
+        // Gold looks at the tenant's pending records while its own append commits.
+        let (appended, pending) = tokio::join!(inner.journal.append(record.clone()), async {
+            match inline {
+                true => Some(
+                    inner
+                        .journal
+                        .pending_for_tenant(&record.tenant, None, OLDER_LOOK)
+                        .await,
+                ),
+                false => None,
+            }
+        });
+        let seq = match appended {
             Ok(seq) => seq,
             Err(e) => {
                 inner.metrics.op(&tier, resource, "journal_error");
@@ -407,7 +419,7 @@ impl MirrorEngine {
                 };
             }
         };
-        if m.tier.mode != MirrorMode::Sync || direction == Direction::Reverse || !inline {
+        if !inline {
             inner.metrics.op(&tier, resource, "queued");
             inner.wake.notify_one();
             return MirrorOutcome::Queued;
@@ -416,10 +428,7 @@ impl MirrorEngine {
         // wakes on every submit); then its apply is waited for, never run twice.
         let started = Instant::now();
         let deadline = started + inner.gold_timeout;
-        if inner
-            .older_pending(&tenant, seq, resource_key.as_deref())
-            .await
-        {
+        if older_pending(pending, seq, resource_key.as_deref()) {
             // An older change of the same resource is still pending (a degraded Gold one,
             // or one of another tier): applying this one first would let that one overwrite
             // it later. The worker applies them in order; the answer waits for it.
@@ -844,6 +853,31 @@ fn ordering_key(primary_id: Option<&str>, path: &str) -> Option<String> {
     }
 }
 
+/// How many of a tenant's pending records a Gold change looks at for an older change of the
+/// same resource.
+const OLDER_LOOK: usize = 256;
+
+/// Whether a tenant's pending records (read while `seq` was appended) hold one older than
+/// `seq` about the same resource, or possibly do (too many to look at all, or unreadable).
+fn older_pending(
+    pending: Option<Result<Vec<JournalRecord>, JournalError>>,
+    seq: u64,
+    resource: Option<&str>,
+) -> bool {
+    match pending {
+        Some(Ok(pending)) => {
+            let mut older = pending.iter().filter(|r| r.seq < seq);
+            pending.len() >= OLDER_LOOK
+                || resource.is_some_and(|key| older.any(|r| ordering_id(r).as_deref() == Some(key)))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(seq, error = %e, "cannot read the tenant's pending records; applying in order via the worker");
+            true
+        }
+        None => false,
+    }
+}
+
 /// How many pending records of other tiers a drain looks at for ordering (beyond that, the
 /// newest are not considered; they are rarely about the same resource).
 const PENDING_ELSEWHERE_LIMIT: usize = 16_384;
@@ -866,25 +900,6 @@ impl Inner {
             claimed: self.claimed.clone(),
             seq,
         })
-    }
-
-    /// Whether `tenant` has a pending record older than `seq` about the same resource (or
-    /// possibly: too many older records to look at all). A read; no store write.
-    async fn older_pending(&self, tenant: &TenantRef, seq: u64, resource: Option<&str>) -> bool {
-        const LOOK: usize = 256;
-        match self.journal.pending_for_tenant(tenant, None, LOOK).await {
-            Ok(pending) => {
-                let older: Vec<&JournalRecord> = pending.iter().filter(|r| r.seq < seq).collect();
-                older.len() == LOOK
-                    || resource.is_some_and(|key| {
-                        older.iter().any(|r| ordering_id(r).as_deref() == Some(key))
-                    })
-            }
-            Err(e) => {
-                tracing::warn!(seq, error = %e, "cannot read the tenant's pending records; applying in order via the worker");
-                true
-            }
-        }
     }
 
     /// Waits (until `deadline`) for the worker to apply `seq`; the Gold outcome.
