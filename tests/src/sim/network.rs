@@ -99,9 +99,8 @@ impl Network {
     }
 
     fn get(&self, url: &str, id: &str) -> Option<&Value> {
-        self.items
-            .get(url)
-            .and_then(|v| v.iter().find(|i| id_of(i) == id))
+        let items = self.items.get(url)?;
+        find_idx(items, id).map(|i| &items[i])
     }
 
     /// The resources of a collection with this name.
