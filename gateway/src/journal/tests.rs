@@ -310,8 +310,8 @@ impl StateStore for CountingStore {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_are_group_committed_and_gap_free() {
+/// A journal over a [`CountingStore`].
+async fn counting_journal() -> (Journal, Arc<CountingStore>) {
     let store = Arc::new(CountingStore {
         inner: MemoryStore::new(),
         commits: AtomicUsize::new(0),
@@ -319,6 +319,12 @@ async fn concurrent_appends_are_group_committed_and_gap_free() {
     let j = Journal::open(store.clone(), JournalConfig::default())
         .await
         .unwrap();
+    (j, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_group_committed_and_gap_free() {
+    let (j, store) = counting_journal().await;
     let tasks: Vec<_> = (0..500)
         .map(|i| tokio::spawn(j.append(rec(&format!("t{}", i % 7), "bronze"))))
         .collect();
@@ -383,13 +389,7 @@ async fn corrupt_record_is_reported_not_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn side_batches_commit_with_their_transition_or_not_at_all() {
     const SIDE: Namespace = Namespace::new("test_side");
-    let store = Arc::new(CountingStore {
-        inner: MemoryStore::new(),
-        commits: AtomicUsize::new(0),
-    });
-    let j = Journal::open(store.clone(), JournalConfig::default())
-        .await
-        .unwrap();
+    let (j, store) = counting_journal().await;
     for _ in 0..4 {
         j.append(rec("a", "bronze")).await.unwrap();
     }
@@ -444,13 +444,7 @@ async fn side_batches_commit_with_their_transition_or_not_at_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_all_is_one_commit_with_consecutive_seqs_or_nothing() {
-    let store = Arc::new(CountingStore {
-        inner: MemoryStore::new(),
-        commits: AtomicUsize::new(0),
-    });
-    let j = Journal::open(store.clone(), JournalConfig::default())
-        .await
-        .unwrap();
+    let (j, store) = counting_journal().await;
     j.append(rec("a", "gold")).await.unwrap();
     let before = store.commits.load(Ordering::SeqCst);
     let mut second = rec("a", "gold");
@@ -471,13 +465,7 @@ async fn append_all_is_one_commit_with_consecutive_seqs_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_transition_is_durable_before_any_later_append() {
     const SIDE: Namespace = Namespace::new("test_side");
-    let store = Arc::new(CountingStore {
-        inner: MemoryStore::new(),
-        commits: AtomicUsize::new(0),
-    });
-    let j = Journal::open(store.clone(), JournalConfig::default())
-        .await
-        .unwrap();
+    let (j, store) = counting_journal().await;
     for round in 0..20u64 {
         let seq = j.append(rec("a", "gold")).await.unwrap();
         let mut side = Batch::new();

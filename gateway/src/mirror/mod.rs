@@ -525,17 +525,7 @@ impl MirrorEngine {
     /// but which was then undone at the primary ([`MirrorEngine::undo_create`]): the other
     /// items of a rejected Neutron bulk create.
     pub async fn journal_undo(&self, m: &Mutation) -> Result<(), String> {
-        let target = mirror_target(
-            m.op.service,
-            m.method.as_str(),
-            &m.path,
-            m.request_body.as_ref(),
-        )
-        .ok_or_else(|| format!("{} {} is not a mirrored create", m.method, m.path))?;
-        let facts = CallFacts::of(m);
-        let n = normalise(&target, &facts).map_err(|e| e.to_string())?;
-        let (method, path, body) = compensation(&target, &n, &m.path)
-            .ok_or_else(|| format!("{} {} cannot be undone", m.method, m.path))?;
+        let (target, method, path, body) = undo_of(m)?;
         let undo = undo_mutation(m, &target, &method, path, body);
         match Box::pin(self.submit_with(undo, false)).await {
             MirrorOutcome::Failed { reason } => Err(reason),
@@ -547,17 +537,7 @@ impl MirrorEngine {
     /// create made there; for the other creates of a Neutron bulk create whose Gold mirror
     /// was rejected (the tenant is told that nothing was changed). Nothing is journaled.
     pub async fn undo_create(&self, m: &Mutation) -> Result<(), String> {
-        let target = mirror_target(
-            m.op.service,
-            m.method.as_str(),
-            &m.path,
-            m.request_body.as_ref(),
-        )
-        .ok_or_else(|| format!("{} {} is not a mirrored create", m.method, m.path))?;
-        let facts = CallFacts::of(m);
-        let n = normalise(&target, &facts).map_err(|e| e.to_string())?;
-        let (method, path, body) = compensation(&target, &n, &m.path)
-            .ok_or_else(|| format!("{} {} cannot be undone", m.method, m.path))?;
+        let (target, method, path, body) = undo_of(m)?;
         self.inner
             .applier
             .compensate(target.service, &method, &path, body.as_ref())
@@ -805,6 +785,22 @@ impl MirrorEngine {
     }
 }
 
+/// The target of a mirrored create `m` and the call that undoes it at the primary
+/// ([`target::compensation`]): method, path, body.
+fn undo_of(m: &Mutation) -> Result<(Target, String, String, Option<serde_json::Value>), String> {
+    let target = mirror_target(
+        m.op.service,
+        m.method.as_str(),
+        &m.path,
+        m.request_body.as_ref(),
+    )
+    .ok_or_else(|| format!("{} {} is not a mirrored create", m.method, m.path))?;
+    let n = normalise(&target, &CallFacts::of(m)).map_err(|e| e.to_string())?;
+    let (method, path, body) = compensation(&target, &n, &m.path)
+        .ok_or_else(|| format!("{} {} cannot be undone", m.method, m.path))?;
+    Ok((target, method, path, body))
+}
+
 /// The compensating call of `m` (see [`target::compensation`]) as a change of the same
 /// tenant, tier and site.
 fn undo_mutation(
@@ -953,12 +949,8 @@ impl Inner {
     /// Applies one pending record and records the outcome in the journal. `Err` only for a
     /// retryable failure (the record stays pending); permanent failures are marked failed.
     async fn apply_seq(&self, seq: u64) -> Result<(), ApplyError> {
-        match self.apply_seq_with(seq, false).await? {
-            Some(queued) => queued.durable().await.map(drop).map_err(|e| {
-                ApplyError::Retryable(format!("cannot mark record {seq} applied: {e}"))
-            }),
-            None => Ok(()),
-        }
+        // Not queue-only: the transition is durable (or reported) when this returns.
+        self.apply_seq_with(seq, false).await.map(drop)
     }
 
     /// Like [`Inner::apply_seq`], but a successful apply's transition to applied is only
