@@ -36,6 +36,12 @@
 //!   records, so a batch that fails to commit consumes none.
 //! - A record is durable before [`Journal::append`] returns its seq (the batch holding it has
 //!   committed with immediate durability).
+//! - A transition to applied (with its side batch) may commit with relaxed durability: seen
+//!   by every later read at once, durable with the next ordinary commit and at most
+//!   `writer::SYNC_AFTER` (100 ms) after it in any case. A crash may roll it back; the record is
+//!   then pending again, which the mirror engine handles by applying it again and adopting
+//!   the copy it made. Every other change (append, failure, retry, checkpoint) is durable
+//!   when its call returns, and so is everything committed before it.
 //! - A record's state moves only `pending → applied`, `pending → failed` and
 //!   `failed → pending` (retry). An applied record never changes again, so it is never
 //!   re-applied. A record's content other than its state, `attempts` and (dropped on apply)
@@ -255,13 +261,13 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-/// A journal command the writer has queued; [`Queued::durable`] waits for its commit.
+/// A journal command the writer has queued; [`Queued::committed`] waits for its commit.
 #[derive(Debug)]
 pub struct Queued<T>(oneshot::Receiver<Result<T, JournalError>>);
 
 impl<T> Queued<T> {
-    /// Resolves once the command's group committed (or failed).
-    pub async fn durable(self) -> Result<T, JournalError> {
+    /// Resolves once the command's group committed (or failed): seen by every later read.
+    pub async fn committed(self) -> Result<T, JournalError> {
         self.0.await.map_err(|_| JournalError::Closed)?
     }
 }
@@ -296,6 +302,7 @@ impl Journal {
                 max_batch: config.max_batch.max(1),
                 ..config
             },
+            unsynced_since: None,
         };
         tokio::spawn(writer.run());
         Ok(Journal { store, tx })
@@ -374,11 +381,11 @@ impl Journal {
     }
 
     /// Like [`Journal::mark_applied_with`], but returns as soon as the writer has the
-    /// transition queued: the returned [`Queued`] resolves once it is durable. Every command
-    /// sent to the journal afterwards commits in the same group or a later one, so a record
-    /// appended after this returns is never durable without this transition (and the ID-map
-    /// entry in `side`) being durable too — unless the transition fails, which `Queued`
-    /// reports.
+    /// transition queued: the returned [`Queued`] resolves once it has committed. Every
+    /// command sent to the journal afterwards commits in the same group or a later one, so a
+    /// record appended after this returns is never durable without this transition (and the
+    /// ID-map entry in `side`) being durable too — unless the transition fails, which
+    /// `Queued` reports.
     pub async fn queue_mark_applied(
         &self,
         seq: u64,
@@ -438,7 +445,8 @@ impl Journal {
         .await
     }
 
-    /// Resolves once everything sent to the writer before it is durable.
+    /// Resolves once everything sent to the writer before it is durable (relaxed commits
+    /// included).
     pub async fn flush(&self) -> Result<(), JournalError> {
         self.call(|reply| Command::Flush { reply }).await
     }

@@ -5,6 +5,11 @@
 //! model's records (seq, tenant, tier, state), in order, numbered without gaps; a record
 //! whose append was acknowledged is never lost, an applied record never comes back, and the
 //! per-tier pending counts agree.
+//!
+//! The store models durability: a commit with relaxed durability (a group of transitions to
+//! applied) reaches the "disk" only with the next ordinary commit, and a crash restarts from
+//! the disk. After a crash, a record applied by a relaxed commit may therefore be pending
+//! again (never anything else), and the model follows what the journal reopened with.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -21,9 +26,11 @@ const BEFORE_COMMIT: u8 = 1;
 const AFTER_COMMIT: u8 = 2;
 
 /// One process's view of the shared store: once it has crashed, nothing it does reaches
-/// the store any more (a restarted process gets a new view).
+/// the store any more (a restarted process gets a new view, opened on `disk`).
 struct CrashingStore {
     inner: Arc<MemoryStore>,
+    /// What survives a crash: `inner` as of its last ordinary (not relaxed) commit.
+    disk: std::sync::Mutex<MemoryStore>,
     next_commit: AtomicU8,
     dead: AtomicBool,
 }
@@ -31,10 +38,28 @@ struct CrashingStore {
 impl CrashingStore {
     fn new(inner: Arc<MemoryStore>) -> Arc<CrashingStore> {
         Arc::new(CrashingStore {
+            disk: std::sync::Mutex::new(inner.deep_copy()),
             inner,
             next_commit: AtomicU8::new(NO_CRASH),
             dead: AtomicBool::new(false),
         })
+    }
+
+    /// The store a process restarted after a crash finds.
+    fn disk(&self) -> MemoryStore {
+        self.disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .deep_copy()
+    }
+
+    async fn commit_to(&self, batch: Batch) -> Result<u64, StateError> {
+        let relaxed = batch.is_relaxed();
+        let revision = self.inner.commit(batch).await?;
+        if !relaxed {
+            *self.disk.lock().unwrap_or_else(|e| e.into_inner()) = self.inner.deep_copy();
+        }
+        Ok(revision)
     }
 
     fn gone() -> StateError {
@@ -81,10 +106,10 @@ impl StateStore for CrashingStore {
                 }
                 AFTER_COMMIT => {
                     self.dead.store(true, Ordering::SeqCst);
-                    self.inner.commit(batch).await?;
+                    self.commit_to(batch).await?;
                     Err(CrashingStore::gone())
                 }
-                _ => self.inner.commit(batch).await,
+                _ => self.commit_to(batch).await,
             }
         })
     }
@@ -151,6 +176,9 @@ struct ModelRecord {
     tenant: String,
     tier: &'static str,
     state: ModelState,
+    /// `state` made durable: it differs from `state` only while a transition to applied may
+    /// sit in relaxed commits.
+    durable: ModelState,
 }
 
 fn new_record(tenant: &str, tier: &str) -> NewRecord {
@@ -233,8 +261,48 @@ async fn check(j: &Journal, model: &[ModelRecord]) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// The model after a write landed. Any write other than a transition to applied commits
+/// durably, and with it everything before.
+fn land(
+    model: &mut Vec<ModelRecord>,
+    appended: Option<ModelRecord>,
+    changed: Option<(usize, ModelState)>,
+) {
+    if let Some((i, to)) = changed {
+        model[i].state = to;
+    }
+    let durable = !matches!(changed, Some((_, ModelState::Applied)));
+    if let Some(m) = appended {
+        model.push(m);
+    }
+    if durable {
+        for m in model.iter_mut() {
+            m.durable = m.state;
+        }
+    }
+}
+
+/// After a crash, a record applied by a relaxed commit may be pending again: the model
+/// takes the journal's word for exactly those records, and for nothing else.
+async fn settle_after_crash(
+    j: &Journal,
+    model: &mut [ModelRecord],
+) -> Result<(), TestCaseError> {
+    let page = j
+        .list(&RecordFilter::default(), None, 1000)
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for (r, m) in page.records.iter().zip(model.iter_mut()) {
+        if m.state != m.durable && matches!(r.state, RecordState::Pending) {
+            m.state = m.durable;
+        }
+        m.durable = m.state;
+    }
+    Ok(())
+}
+
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let shared = Arc::new(MemoryStore::new());
+    let mut shared = Arc::new(MemoryStore::new());
     let owner = "drgw-model-test";
     let mut p = start(&shared, owner).await;
     let mut model: Vec<ModelRecord> = Vec::new();
@@ -251,6 +319,11 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .close()
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                // Closing makes everything durable: the next process opens what is on disk.
+                for m in &mut model {
+                    m.durable = m.state;
+                }
+                shared = Arc::new(p.store.disk());
                 p = start(&shared, owner).await;
                 None
             }
@@ -262,6 +335,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     tenant: format!("t{tenant}"),
                     tier: TIERS[tier as usize],
                     state: ModelState::Pending,
+                    durable: ModelState::Pending,
                 };
                 let r = p.journal.append(new_record(&m.tenant, m.tier)).await;
                 if let Ok(seq) = &r {
@@ -335,21 +409,19 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Some(mode) => {
                 prop_assert!(result.is_err(), "a crashed commit was acknowledged");
-                // The process is gone; a new one opens the same store.
+                // The process is gone; a new one opens what reached the disk.
+                shared = Arc::new(p.store.disk());
                 drop(p);
                 p = start(&shared, owner).await;
-                if mode == BEFORE_COMMIT {
-                    check(&p.journal, &model).await?;
-                    continue;
+                if mode == AFTER_COMMIT {
+                    land(&mut model, appended, changed);
                 }
+                settle_after_crash(&p.journal, &mut model).await?;
+                check(&p.journal, &model).await?;
+                continue;
             }
         }
-        if let Some(m) = appended {
-            model.push(m);
-        }
-        if let Some((i, to)) = changed {
-            model[i].state = to;
-        }
+        land(&mut model, appended, changed);
         check(&p.journal, &model).await?;
     }
     Ok(())

@@ -486,12 +486,12 @@ async fn a_queued_transition_is_durable_before_any_later_append() {
                 .map(|v| v.value),
             Some(b"mapped".to_vec())
         );
-        assert!(!queued.durable().await.unwrap().state.is_pending());
+        assert!(!queued.committed().await.unwrap().state.is_pending());
     }
     // A queued transition that is not allowed reports it.
     let queued = j.queue_mark_applied(1, None, Batch::new()).await.unwrap();
     assert!(matches!(
-        queued.durable().await,
+        queued.committed().await,
         Err(JournalError::InvalidTransition { .. })
     ));
     assert!(j.verify().await.unwrap().is_clean());

@@ -40,9 +40,13 @@
 //!   created resource's ID-map entry) is queued with the journal writer before the tenant is
 //!   answered, not waited for ([`Journal::queue_mark_applied`]): anything journaled after
 //!   the answer commits in the same group or a later one, so later records (and the admin
-//!   reads, which flush first) always see it. The record's claim is held until it is
-//!   durable. A crash in between leaves the record pending: at start-up it is applied again
-//!   and adopts the copy it made (below).
+//!   reads, which flush first) always see it. The record's claim is held until it has
+//!   committed. A crash before it is durable leaves the record pending: at start-up it is
+//!   applied again and adopts the copy it made (below).
+//! - Transitions to applied, Gold's and the worker's alike, commit with relaxed durability
+//!   when nothing else is in their group (see [`Journal`]): seen at once, on disk with the
+//!   next append or within 100 ms. Losing one in a crash costs a second apply that adopts
+//!   the copy, never a duplicate or a lost change.
 //! - A record is applied by one task at a time (an in-memory claim per seq; Gold's inline
 //!   apply waits for a claim the worker holds), and an applied record is never applied
 //!   again (journal invariant). A create that may have reached the
@@ -226,8 +230,8 @@ impl std::fmt::Debug for MirrorEngine {
 }
 
 /// Releases a claim when dropped (also when a Gold apply times out). Owned, so that a
-/// Gold record's claim can outlive the tenant's call until its queued transition is
-/// durable.
+/// Gold record's claim can outlive the tenant's call until its queued transition has
+/// committed.
 struct Claim {
     claimed: Arc<Mutex<HashSet<u64>>>,
     seq: u64,
@@ -464,10 +468,10 @@ impl MirrorEngine {
                     inner.metrics.op(&tier, resource, "applied");
                     // Applied at the recovery site; the transition (and the ID-map entry) is
                     // queued ahead of anything journaled after this answer. The claim is held
-                    // until it is durable, so the worker cannot apply the record again.
+                    // until it has committed, so the worker cannot apply the record again.
                     let inner = self.inner.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = marked.durable().await {
+                        if let Err(e) = marked.committed().await {
                             tracing::warn!(seq, error = %e, "a Gold record applied inline could not be marked applied; it will be applied again, adopting the copy");
                             inner.applier_for(direction).note_maybe_sent(seq);
                             inner.wake.notify_one();
@@ -949,7 +953,7 @@ impl Inner {
     /// Applies one pending record and records the outcome in the journal. `Err` only for a
     /// retryable failure (the record stays pending); permanent failures are marked failed.
     async fn apply_seq(&self, seq: u64) -> Result<(), ApplyError> {
-        // Not queue-only: the transition is durable (or reported) when this returns.
+        // Not queue-only: the transition has committed (or is reported) when this returns.
         self.apply_seq_with(seq, false).await.map(drop)
     }
 
@@ -1005,7 +1009,7 @@ impl Inner {
                         ApplyError::Retryable(format!("cannot mark record {seq} applied: {e}"))
                     })?;
                 if !queue_only {
-                    if let Err(e) = queued.durable().await {
+                    if let Err(e) = queued.committed().await {
                         if has_side {
                             applier.note_maybe_sent(seq);
                         }

@@ -172,3 +172,28 @@ async fn redb_survives_reopen() {
     assert_eq!((got.value.as_slice(), got.version), (&b"durable"[..], v));
     assert!(s.put(A, b"k2", b"x").await.unwrap() > v);
 }
+
+#[tokio::test]
+async fn redb_relaxed_commits_are_seen_at_once_and_kept_by_the_next_ordinary_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RedbStore::open_in(dir.path()).unwrap();
+        for i in 0..3u8 {
+            let mut b = Batch::new();
+            b.put(A, vec![b'r', i], b"relaxed".to_vec());
+            b.relax_durability();
+            let rev = s.commit(b).await.unwrap();
+            // Seen by the next read at once, with its revision.
+            let got = s.get(A, &[b'r', i]).await.unwrap().unwrap();
+            assert_eq!(got.version, rev);
+        }
+        s.commit(Batch::new()).await.unwrap();
+    }
+    let s = RedbStore::open_in(dir.path()).unwrap();
+    for i in 0..3u8 {
+        assert_eq!(
+            s.get(A, &[b'r', i]).await.unwrap().map(|v| v.value),
+            Some(b"relaxed".to_vec())
+        );
+    }
+}

@@ -176,8 +176,9 @@ impl RedbStore {
     fn commit_sync(&self, batch: Batch) -> Result<u64, StateError> {
         let mut txn = self.db.begin_write().map_err(backend_error)?;
         if batch.is_relaxed() {
-            // Written, not fsynced: the next immediate commit's fsync covers it.
-            txn.set_durability(redb::Durability::Eventual);
+            // Seen by every later read, not fsynced: the next immediate commit's fsync covers
+            // it. (Not `Eventual`: on Linux redb fsyncs an eventual commit like any other.)
+            txn.set_durability(redb::Durability::None);
         }
         let outcome = (|| {
             let mut meta = txn.open_table(META).map_err(backend_error)?;

@@ -30,6 +30,20 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// An independent copy of the data as it is now (leases not copied): what a disk would
+    /// hold after a flush, for tests that model crashes.
+    #[cfg(test)]
+    pub(crate) fn deep_copy(&self) -> MemoryStore {
+        let data = self.lock();
+        MemoryStore {
+            data: Arc::new(Mutex::new(MemoryData {
+                revision: data.revision,
+                data: data.data.clone(),
+            })),
+            leases: Arc::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryData> {
         self.data.lock().unwrap_or_else(|p| p.into_inner())
     }
