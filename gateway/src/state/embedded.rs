@@ -5,8 +5,12 @@
 //! - one table per [`Namespace`], named after it (`&[u8]` → `&[u8]`); each value is
 //!   `version: u64 BE ‖ value bytes`.
 //!
-//! Every call runs on tokio's blocking pool, so it needs a tokio runtime. Write transactions
-//! use redb's immediate durability: the commit has reached the disk when `commit` returns.
+//! Reads run on the calling task: a redb read transaction never waits for a writer (readers
+//! see the last commit) and its pages come from redb's cache or the OS page cache, so a read
+//! costs microseconds, less than a hand-off to another thread and back. Commits run on
+//! tokio's blocking pool (they wait for the write lock and for the disk), so the store needs
+//! a tokio runtime. Write transactions use redb's immediate durability (the commit has
+//! reached the disk when `commit` returns) unless the batch is relaxed.
 
 use std::collections::HashMap;
 use std::ops::RangeFrom;
@@ -116,10 +120,10 @@ impl RedbStore {
         &self.path
     }
 
-    fn get_many_sync(
+    fn get_many_sync<K: AsRef<[u8]>>(
         &self,
         ns: Namespace,
-        keys: &[Vec<u8>],
+        keys: &[K],
     ) -> Result<Vec<Option<Versioned>>, StateError> {
         let txn = self.db.begin_read().map_err(backend_error)?;
         let table = match txn.open_table(table(ns)) {
@@ -129,7 +133,8 @@ impl RedbStore {
         };
         keys.iter()
             .map(|key| {
-                let stored = table.get(key.as_slice()).map_err(backend_error)?;
+                let key = key.as_ref();
+                let stored = table.get(key).map_err(backend_error)?;
                 stored.map(|v| decode(ns, key, v.value())).transpose()
             })
             .collect()
@@ -266,9 +271,8 @@ impl StateStore for RedbStore {
     }
 
     fn get<'a>(&'a self, ns: Namespace, key: &'a [u8]) -> StoreFuture<'a, Option<Versioned>> {
-        let keys = vec![key.to_vec()];
         Box::pin(async move {
-            let mut found = self.blocking(move |s| s.get_many_sync(ns, &keys)).await?;
+            let mut found = self.get_many_sync(ns, std::slice::from_ref(&key))?;
             Ok(found.pop().flatten())
         })
     }
@@ -278,8 +282,7 @@ impl StateStore for RedbStore {
         ns: Namespace,
         keys: &'a [Vec<u8>],
     ) -> StoreFuture<'a, Vec<Option<Versioned>>> {
-        let keys = keys.to_vec();
-        Box::pin(self.blocking(move |s| s.get_many_sync(ns, &keys)))
+        Box::pin(async move { self.get_many_sync(ns, keys) })
     }
 
     fn scan<'a>(
@@ -289,9 +292,7 @@ impl StateStore for RedbStore {
         start: Option<&'a [u8]>,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Entry>> {
-        let prefix = prefix.to_vec();
-        let start = start.map(<[u8]>::to_vec);
-        Box::pin(self.blocking(move |s| s.scan_sync(ns, &prefix, start.as_deref(), limit)))
+        Box::pin(async move { self.scan_sync(ns, prefix, start, limit) })
     }
 
     fn commit(&self, batch: Batch) -> StoreFuture<'_, u64> {

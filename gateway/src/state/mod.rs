@@ -20,9 +20,10 @@
 //! # Async, with blocking I/O inside the backend
 //! The trait is asynchronous (boxed futures, so `Arc<dyn StateStore>` works and the backend
 //! is picked at run time): an etcd backend is network I/O and must not block a runtime thread.
-//! redb is synchronous, so [`RedbStore`] runs every call on tokio's blocking pool
-//! (`spawn_blocking`); the cost (a thread hand-off, some microseconds) is amortised by the
-//! journal's group commit, which turns many appends into one batch.
+//! redb is synchronous: [`RedbStore`] runs commits on tokio's blocking pool (`spawn_blocking`;
+//! the hand-off is amortised by the journal's group commit, which turns many appends into one
+//! batch) and reads on the calling task (a read transaction never waits for a writer and
+//! costs microseconds, less than the hand-off).
 //!
 //! # Backends
 //! - [`RedbStore`]: embedded, one redb file in `state_dir` (default
