@@ -284,10 +284,7 @@ fn land(
 
 /// After a crash, a record applied by a relaxed commit may be pending again: the model
 /// takes the journal's word for exactly those records, and for nothing else.
-async fn settle_after_crash(
-    j: &Journal,
-    model: &mut [ModelRecord],
-) -> Result<(), TestCaseError> {
+async fn settle_after_crash(j: &Journal, model: &mut [ModelRecord]) -> Result<(), TestCaseError> {
     let page = j
         .list(&RecordFilter::default(), None, 1000)
         .await
