@@ -638,6 +638,70 @@ async fn a_pending_create_after_a_crash_adopts_the_copy_instead_of_duplicating()
     engine.shutdown().await;
 }
 
+/// A reference to a resource whose copy exists at the recovery site but is not mapped (its
+/// own record's transition to applied was rolled back by a crash, or another tier's record
+/// has not been marked yet) adopts that copy instead of mirroring the resource a second time.
+#[tokio::test]
+async fn a_dependency_whose_copy_exists_unmapped_is_adopted_not_duplicated() {
+    let bed = Bed::new().await;
+    let (engine, _) = bed.mem_engine().await;
+    // The network exists at the primary; its mutation is never submitted here.
+    let (resp, _never_submitted) = bed
+        .call(
+            (&bed.demo, &bed.demo_ctx),
+            &bronze(),
+            Service::Network,
+            Method::POST,
+            "/v2.0/networks",
+            Some(json!({"network": {"name": "dep-net"}})),
+        )
+        .await;
+    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
+    let rdemo = bed.recovery.project_id("demo").unwrap();
+    let copy = bed
+        .radmin
+        .post(
+            &bed.url(&bed.recovery, Service::Network, "/v2.0/networks"),
+            &json!({"network": {"name": "dep-net", "project_id": rdemo}}),
+        )
+        .await
+        .unwrap();
+    let copy_id = copy.json["network"]["id"].as_str().unwrap().to_string();
+    let (resp, m) = bed
+        .call((&bed.demo, &bed.demo_ctx), &bronze(), Service::Network, Method::POST, "/v2.0/subnets",
+            Some(json!({"subnet": {"name": "dep-sub", "network_id": net, "cidr": "10.19.0.0/24", "ip_version": 4}})))
+        .await;
+    let sub = resp.json["subnet"]["id"].as_str().unwrap().to_string();
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    eventually("subnet mirrored", Duration::from_secs(5), || async {
+        recovery_id(&engine, "network", "subnet", &sub)
+            .await
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        recovery_id(&engine, "network", "network", &net).await,
+        Some(copy_id.clone())
+    );
+    let rsub = recovery_id(&engine, "network", "subnet", &sub)
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Network, &format!("/v2.0/subnets/{rsub}"))
+        .await;
+    assert_eq!(got.json["subnet"]["network_id"], json!(copy_id));
+    let all = bed
+        .recovery_get(Service::Network, "/v2.0/networks?name=dep-net")
+        .await;
+    assert_eq!(
+        all.json["networks"].as_array().unwrap().len(),
+        1,
+        "no duplicate: {}",
+        all.json
+    );
+    engine.shutdown().await;
+}
+
 /// A Gold change must not overtake an older change of the same resource still pending (here
 /// a degraded one): the recovery copy ends with the newer value, whatever the timing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

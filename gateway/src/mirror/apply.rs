@@ -1273,6 +1273,13 @@ impl Applier {
                         return Ok(rid.to_string());
                     }
                 }
+                // A copy made by this resource's own record whose transition to applied a
+                // crash rolled back (or that another tier's record has not marked yet) is
+                // adopted, not duplicated: the single unmapped copy of that name there.
+                if let Some(rid) = self.find_copy(&target, &path, Some(&body)).await? {
+                    self.map(t, id, &rid).await?;
+                    return Ok(rid);
+                }
                 let rid = self
                     .create(
                         Service::Network,
