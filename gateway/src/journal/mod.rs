@@ -36,12 +36,12 @@
 //!   records, so a batch that fails to commit consumes none.
 //! - A record is durable before [`Journal::append`] returns its seq (the batch holding it has
 //!   committed with immediate durability).
-//! - A transition to applied (with its side batch) may commit with relaxed durability: seen
-//!   by every later read at once, durable with the next ordinary commit and at most
-//!   `writer::SYNC_AFTER` (100 ms) after it in any case. A crash may roll it back; the record is
-//!   then pending again, which the mirror engine handles by applying it again and adopting
-//!   the copy it made. Every other change (append, failure, retry, checkpoint) is durable
-//!   when its call returns, and so is everything committed before it.
+//! - A transition to applied (with its side batch) may commit with relaxed durability
+//!   ([`Batch::relax_durability`]): seen by every later read at once, durable with the next
+//!   ordinary commit (see [`RELAXED_FLUSH_AFTER`]) and at graceful close. A crash may roll
+//!   it back; the record is then pending again, which the mirror engine handles by applying
+//!   it again and adopting the copy it made. Every other change (append, failure, retry,
+//!   checkpoint) is durable when its call returns, and so is everything committed before it.
 //! - A record's state moves only `pending → applied`, `pending → failed` and
 //!   `failed → pending` (retry). An applied record never changes again, so it is never
 //!   re-applied. A record's content other than its state, `attempts` and (dropped on apply)
@@ -81,6 +81,8 @@ use record::{
 };
 use writer::{Change, Command, Writer, WriterState};
 
+#[cfg(doc)]
+use crate::state::RELAXED_FLUSH_AFTER;
 use crate::state::{frame, key_after, now_ms, Batch, StateError, StateStore};
 
 /// The lease that elects the journal's writer.
@@ -302,7 +304,7 @@ impl Journal {
                 max_batch: config.max_batch.max(1),
                 ..config
             },
-            unsynced_since: None,
+            unsynced: false,
         };
         tokio::spawn(writer.run());
         Ok(Journal { store, tx })

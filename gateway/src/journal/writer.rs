@@ -13,9 +13,9 @@
 //! is fenced out with a conflict instead of interleaving.
 //!
 //! A group that holds only transitions to applied commits with relaxed durability (seen by
-//! every later read at once, flushed by the next ordinary commit, and at most [`SYNC_AFTER`]
-//! later by an empty ordinary commit if none comes): an apply's bookkeeping costs no disk
-//! flush of its own. Flush and close make everything before them durable.
+//! every later read at once, on disk with the next ordinary commit, see
+//! [`Batch::relax_durability`]): an apply's bookkeeping costs no disk flush of its own.
+//! Flush and close make everything before them durable.
 //!
 //! A transition to applied may carry a side batch (the record's ID-map entry), committed in
 //! the same transaction. A conflict on a side batch's keys is not fencing: the transitions
@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use super::record::{
     decode_record, encode_record, index_key, pending_count_key, seq_key, tenant_prefix,
@@ -174,8 +173,8 @@ pub(crate) struct Writer {
     pub(crate) state: WriterState,
     pub(crate) lease: Lease,
     pub(crate) config: JournalConfig,
-    /// When the oldest commit not yet durable (a relaxed group, see [`relaxable`]) was made.
-    pub(crate) unsynced_since: Option<Instant>,
+    /// Whether a relaxed group (see [`relaxable`]) committed since the last ordinary commit.
+    pub(crate) unsynced: bool,
 }
 
 impl Writer {
@@ -185,13 +184,7 @@ impl Writer {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         renew.tick().await;
         loop {
-            let sync_at = self.unsynced_since.map(|t| t + SYNC_AFTER);
             tokio::select! {
-                () = sleep_until_or_never(sync_at) => {
-                    if let Err(e) = self.sync().await {
-                        tracing::warn!(error = %e, "journal writer could not flush relaxed commits; will try again");
-                    }
-                }
                 cmd = self.rx.recv() => {
                     let Some(first) = cmd else { break };
                     let mut commands = vec![first];
@@ -246,11 +239,8 @@ impl Writer {
 
     /// Commits one group of commands; returns whether the writer keeps running.
     async fn process(&mut self, commands: Vec<Command>) -> bool {
-        let relaxed =
-            relaxable(&commands) && self.unsynced_since.is_none_or(|t| t.elapsed() < SYNC_AFTER);
-        let wants_durable = commands
-            .iter()
-            .any(|c| matches!(c, Command::Flush { .. } | Command::Close { .. }));
+        let relaxed = relaxable(&commands);
+        let flush = commands.iter().any(|c| matches!(c, Command::Flush { .. }));
         // Read every stored record a transition needs in one snapshot.
         let wanted: Vec<Vec<u8>> = commands
             .iter()
@@ -464,14 +454,12 @@ impl Writer {
             Ok(revision) => {
                 if revision > 0 {
                     next.meta_version = Some(revision);
-                    if relaxed {
-                        self.unsynced_since.get_or_insert_with(Instant::now);
-                    } else {
-                        self.unsynced_since = None;
-                    }
+                    self.unsynced = relaxed;
                 }
                 self.state = next;
-                if wants_durable && self.unsynced_since.is_some() {
+                // Flush: everything before is durable. Close: also what other modules
+                // committed relaxed (usage), before the process goes.
+                if (flush && self.unsynced) || closing.is_some() {
                     if let Err(e) = self.sync().await {
                         for a in answers {
                             a.fail(e.clone().into());
@@ -539,17 +527,9 @@ impl Writer {
     /// Makes every relaxed commit durable: an empty batch committed with ordinary
     /// durability (the store flushes everything committed before it).
     async fn sync(&mut self) -> Result<(), StateError> {
-        match self.store.commit(Batch::new()).await {
-            Ok(_) => {
-                self.unsynced_since = None;
-                Ok(())
-            }
-            Err(e) => {
-                // Try again after another SYNC_AFTER.
-                self.unsynced_since = Some(Instant::now());
-                Err(e)
-            }
-        }
+        self.store.commit(Batch::new()).await?;
+        self.unsynced = false;
+        Ok(())
     }
 
     fn finish_close(
@@ -585,9 +565,6 @@ impl Writer {
 /// How many times the writer yields to gather a group (see [`Writer::gather`]).
 const GATHER_YIELDS: usize = 2;
 
-/// How long a relaxed commit may stay not durable: the bound on what a crash can roll back.
-pub(crate) const SYNC_AFTER: Duration = Duration::from_millis(100);
-
 /// Whether a group may commit with relaxed durability: it holds only transitions to applied.
 /// Forgetting one in a crash is safe: the record is pending again at start-up and is applied
 /// again, adopting the copy it made (see `mirror`). Everything else (appends, failures,
@@ -602,13 +579,6 @@ fn relaxable(commands: &[Command]) -> bool {
             }
         )
     })
-}
-
-async fn sleep_until_or_never(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn reject(cmd: Command, err: JournalError) {

@@ -15,13 +15,16 @@
 use std::collections::HashMap;
 use std::ops::RangeFrom;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, TableDefinition, TableError};
 
 use super::lease::LeaseTable;
-use super::{Batch, Entry, Lease, Namespace, Op, StateError, StateStore, StoreFuture, Versioned};
+use super::{
+    Batch, Entry, Lease, Namespace, Op, StateError, StateStore, StoreFuture, Versioned,
+    RELAXED_FLUSH_AFTER,
+};
 
 /// The state file's name inside `state_dir`.
 pub const DEFAULT_STATE_FILE: &str = "state.redb";
@@ -80,6 +83,8 @@ pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
     leases: Arc<LeaseTable>,
+    /// When the last commit that reached the disk was made (see `commit_sync`).
+    last_durable: Arc<Mutex<Instant>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -107,6 +112,7 @@ impl RedbStore {
             db: Arc::new(db),
             path,
             leases: Arc::default(),
+            last_durable: Arc::new(Mutex::new(Instant::now())),
         })
     }
 
@@ -180,9 +186,14 @@ impl RedbStore {
 
     fn commit_sync(&self, batch: Batch) -> Result<u64, StateError> {
         let mut txn = self.db.begin_write().map_err(backend_error)?;
-        if batch.is_relaxed() {
-            // Seen by every later read, not fsynced: the next immediate commit's fsync covers
-            // it. (Not `Eventual`: on Linux redb fsyncs an eventual commit like any other.)
+        let mut last_durable = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
+        // A relaxed batch is seen by every later read but not fsynced: the next immediate
+        // commit's fsync covers it. If none came for RELAXED_FLUSH_AFTER, this one is it, so
+        // a crash rolls back at most that much of relaxed commits. (Not redb's `Eventual`:
+        // on Linux it fsyncs like an immediate commit.) The lock is held by the one write
+        // transaction there can be.
+        let relaxed = batch.is_relaxed() && last_durable.elapsed() < RELAXED_FLUSH_AFTER;
+        if relaxed {
             txn.set_durability(redb::Durability::None);
         }
         let outcome = (|| {
@@ -235,6 +246,9 @@ impl RedbStore {
         match outcome {
             Ok(Ok(revision)) => {
                 txn.commit().map_err(backend_error)?;
+                if !relaxed {
+                    *last_durable = Instant::now();
+                }
                 Ok(revision)
             }
             Ok(Err(conflict)) => {

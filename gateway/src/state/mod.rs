@@ -140,6 +140,12 @@ pub struct Precondition {
     pub expected: Option<u64>,
 }
 
+/// In the embedded backend, relaxed commits ([`Batch::relax_durability`]) made within this
+/// time of the last commit that reached the disk skip the flush; the next one after it
+/// flushes. So under load a crash rolls back at most this much of relaxed commits (more
+/// only if the store went idle right after them).
+pub const RELAXED_FLUSH_AFTER: Duration = Duration::from_millis(100);
+
 /// An atomic transaction: if every precondition holds, every operation is applied in order,
 /// under one new revision; otherwise nothing is, and the commit fails with
 /// [`StateError::Conflict`].
@@ -197,10 +203,13 @@ impl Batch {
     }
 
     /// Lets the commit return before the batch is flushed to disk: it is atomic and seen by
-    /// every later read at once, and it is on disk once any later ordinary commit is (the
-    /// journal commits all the time), but a crash before that may lose it. For bookkeeping
-    /// that a crash may roll back a little (recovery-capacity usage), never for anything a
-    /// tenant was told succeeded. A backend without the distinction commits it normally.
+    /// every later read at once, and it is on disk once any later ordinary commit is (in the
+    /// embedded backend, a relaxed commit made [`RELAXED_FLUSH_AFTER`] or more after the last
+    /// one that reached the disk is made ordinary; a clean close flushes), but a crash
+    /// before that may lose it. For bookkeeping that a crash may roll
+    /// back a little (recovery-capacity usage, a journal record's transition to applied),
+    /// never for anything a tenant was told succeeded. A backend without the distinction
+    /// commits it normally.
     pub fn relax_durability(&mut self) {
         self.relaxed = true;
     }
