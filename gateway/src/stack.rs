@@ -110,7 +110,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if count == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // The usual `Connection` value is a bare option: nothing to parse.
+    let only_options = headers.get_all(header::CONNECTION).iter().all(|v| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+    });
+    let named: Vec<HeaderName> = if only_options {
+        Vec::new()
+    } else {
+        connection_named(headers)
+    };
+    for name in named.iter().chain(present.iter().flatten()) {
+        headers.remove(name);
+    }
+}
+
+/// The header names a `Connection` header lists (its options `close` and `keep-alive`
+/// left out).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -119,10 +137,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         // Connection options, not header names (`keep-alive` is removed anyway).
         .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(present.iter().flatten()) {
-        headers.remove(name);
-    }
+        .collect()
 }
 
 /// The request id of a call: the client's `X-Openstack-Request-Id` when it is well formed
@@ -221,7 +236,10 @@ pub async fn handle(
         && !matches!(op.resource, ResourceType::Token | ResourceType::ImageData)
         && json_or_empty(&parts.headers);
     let tenant_ctx = if protected {
-        tenant(&gw, &parts.headers, site).await
+        // Boxed, like the other rare paths below: the request's future is moved whole
+        // (into hyper's connection, and within it), so a large state on a path that reads
+        // never take costs every request.
+        Box::pin(tenant(&gw, &parts.headers, site)).await
     } else {
         None
     };
@@ -785,9 +803,16 @@ fn json_or_empty(headers: &HeaderMap) -> bool {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    // The usual value, without splitting off parameters.
+    if value.as_bytes().eq_ignore_ascii_case(b"application/json") {
+        return true;
+    }
+    value
+        .to_str()
+        .ok()
         .map(|ct| {
             let ct = ct.split(';').next().unwrap_or("").trim();
             let lower_ends = |suffix: &str| {
@@ -886,7 +911,15 @@ async fn rewrite_response(
             );
         }
     };
-    finish_buffered(gw, op, parts, buffered, subject_token.as_ref()).await
+    // Boxed: only a body that needs rewriting comes here (see `tenant` in `handle`).
+    Box::pin(finish_buffered(
+        gw,
+        op,
+        parts,
+        buffered,
+        subject_token.as_ref(),
+    ))
+    .await
 }
 
 /// Points a `Location` header at the gateway.

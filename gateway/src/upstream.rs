@@ -5,23 +5,34 @@
 //! connects anywhere a request names.
 //!
 //! The pool is ours, not hyper-util's: per upstream host (scheme and authority) a stack of
-//! idle `hyper::client::conn::http1` senders, each driving one connection task. Checkout
-//! pops the most recently used sender that is ready and younger than the idle timeout;
-//! a response hands its sender back once its body has been read to the end (or at once
-//! for an empty body), so no task is spawned per request. At most
-//! `pool_max_idle_per_host` senders wait per host; a reaper task drops the expired ones.
-//! A request refused by a reused connection before it was written (the upstream closed it
-//! while idle) is retried on another connection, as hyper-util's client did.
+//! idle `hyper::client::conn::http1` connections (the sender and the connection state
+//! machine together). A connection has no task of its own: the task that sends a request
+//! drives it, while waiting for the response head and then from the response body's
+//! `poll_frame`, so a request and its response never hop between tasks. Checkout pops the
+//! most recently used connection that is younger than the idle timeout; a response hands
+//! its connection back once its body has been read to the end (or at once for an empty
+//! body). At most `pool_max_idle_per_host` connections wait per host; a reaper task drops
+//! the expired ones and those the upstream closed.
+//! A reused connection the upstream closed while it sat idle shows its EOF at the first
+//! poll of the next exchange, before anything is written: the request comes back unsent
+//! and goes to another connection, as with hyper-util's client; one that may have been
+//! written is never resent. The request timeout uses one timer per connection, kept from
+//! request to request.
 
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -117,7 +128,7 @@ impl UpstreamClient {
                 idle_timeout: cfg.pool_idle_timeout,
                 max_idle_per_host: cfg.pool_max_idle_per_host,
                 hosts: Mutex::new(Vec::new()),
-                reaper_started: std::sync::atomic::AtomicBool::new(false),
+                reaper_started: AtomicBool::new(false),
             }),
         })
     }
@@ -129,32 +140,24 @@ impl UpstreamClient {
         &self,
         req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let request_timeout = self.pool.request_timeout;
-        let (req, body_sent) = if req.body().is_end_stream() {
-            (req, None)
-        } else {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let req = req.map(|inner| {
-                body::stream(SignalOnEnd {
-                    inner,
-                    done: Some(tx),
-                })
-            });
-            (req, Some(rx))
-        };
-        let response = self.pool.request(req);
-        tokio::pin!(response);
-        let deadline = async {
-            if let Some(rx) = body_sent {
-                // Err means the body was dropped: the request is over either way.
-                let _ = rx.await;
-            }
-            tokio::time::sleep(request_timeout).await;
-        };
-        tokio::select! {
-            r = &mut response => r,
-            _ = deadline => Err(UpstreamError::Timeout(request_timeout)),
+        let timeout = self.pool.request_timeout;
+        if req.body().is_end_stream() {
+            let deadline = Deadline {
+                timeout,
+                at: Some(Instant::now() + timeout),
+                body_sent: None,
+            };
+            return self.pool.request(req, deadline).await;
         }
+        let sent = Arc::new(AtomicBool::new(false));
+        let done = sent.clone();
+        let req = req.map(|inner| body::stream(SignalOnEnd { inner, done }));
+        let deadline = Deadline {
+            timeout,
+            at: None,
+            body_sent: Some(sent),
+        };
+        self.pool.request(req, deadline).await
     }
 
     /// Sends a small request with a fixed body and reads the whole response (for the
@@ -185,7 +188,7 @@ struct Pool {
     /// One entry per host ever used; a site has a handful (one per service at most), so a
     /// linear search beats hashing. Entries are never removed: their index is stable.
     hosts: Mutex<Vec<HostPool>>,
-    reaper_started: std::sync::atomic::AtomicBool,
+    reaper_started: AtomicBool,
 }
 
 /// One upstream host's idle connections.
@@ -195,26 +198,28 @@ struct HostPool {
     /// The `Host` header of requests to this host (the port only when not the default).
     host_header: HeaderValue,
     /// Most recently used last.
-    idle: Vec<IdleSender>,
+    idle: Vec<IdleConn>,
 }
 
-struct IdleSender {
-    sender: SendRequest<ProxyBody>,
+struct IdleConn {
+    conn: Conn,
     since: Instant,
 }
 
-/// A sender checked out of the pool, with what the request needs to know of its host.
+/// A connection checked out of the pool, with what the request needs to know of its host.
 struct Checkout {
     host: usize,
     host_header: HeaderValue,
-    idle: Option<SendRequest<ProxyBody>>,
+    idle: Option<Conn>,
 }
 
 impl Pool {
-    /// Sends `req` (absolute URI) on an idle connection to its host, or a new one.
+    /// Sends `req` (absolute URI) on an idle connection to its host, or a new one, and
+    /// waits for the response head until `deadline`.
     async fn request(
         self: &Arc<Pool>,
         mut req: Request<ProxyBody>,
+        mut deadline: Deadline,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let uri = req.uri();
         let https = match uri.scheme() {
@@ -242,24 +247,32 @@ impl Pool {
         };
         // Reused connections first; one the upstream closed while idle gives the request
         // back unsent, and the next one gets it.
-        while let Some(mut sender) = checkout.idle.take() {
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.response(checkout.host, sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::Reset(error_chain(e.error()))),
-                },
+        while let Some(mut conn) = checkout.idle.take() {
+            match conn.exchange(req, &mut deadline).await {
+                Ok(resp) => return Ok(self.response(checkout.host, conn, resp)),
+                Err(Failed::Unsent(unsent, _)) => req = *unsent,
+                Err(Failed::Sent(e)) => return Err(e),
             }
-            checkout.idle = self.idle_sender(checkout.host);
+            checkout.idle = self.idle_conn(checkout.host);
         }
-        let mut sender = self.connect(https, &authority).await?;
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok(self.response(checkout.host, sender, resp)),
-            Err(e) => Err(UpstreamError::Reset(error_chain(e.error()))),
+        // Boxed: connecting (resolve, TCP, TLS) has a large state, and the request future
+        // that would carry it is moved whole at every request. A request without a body
+        // is already under its deadline (which bounds the name resolution too).
+        let connect = Box::pin(self.connect(https, &authority));
+        let mut conn = match deadline.known() {
+            Some(at) => tokio::time::timeout_at(at, connect)
+                .await
+                .map_err(|_| UpstreamError::Timeout(deadline.timeout))??,
+            None => connect.await?,
+        };
+        match conn.exchange(req, &mut deadline).await {
+            Ok(resp) => Ok(self.response(checkout.host, conn, resp)),
+            Err(Failed::Unsent(_, e)) => Err(UpstreamError::Reset(error_chain(&e))),
+            Err(Failed::Sent(e)) => Err(e),
         }
     }
 
-    /// The host's pool entry (made on first use) and a ready idle sender, if any.
+    /// The host's pool entry (made on first use) and an idle connection, if any.
     fn checkout(&self, https: bool, authority: &Authority) -> Result<Checkout, UpstreamError> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         let host = match hosts
@@ -280,7 +293,7 @@ impl Pool {
                 hosts.len() - 1
             }
         };
-        let idle = self.pop_ready(&mut hosts[host]);
+        let idle = self.pop_live(&mut hosts[host]);
         Ok(Checkout {
             host,
             host_header: hosts[host].host_header.clone(),
@@ -288,17 +301,17 @@ impl Pool {
         })
     }
 
-    fn idle_sender(&self, host: usize) -> Option<SendRequest<ProxyBody>> {
+    fn idle_conn(&self, host: usize) -> Option<Conn> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        hosts.get_mut(host).and_then(|h| self.pop_ready(h))
+        hosts.get_mut(host).and_then(|h| self.pop_live(h))
     }
 
-    /// The most recently used sender that is ready and not expired; the others are dropped
-    /// (which closes their connections).
-    fn pop_ready(&self, host: &mut HostPool) -> Option<SendRequest<ProxyBody>> {
+    /// The most recently used connection that is not expired; the others are dropped
+    /// (which closes them). One the upstream closed while idle is noticed by the exchange.
+    fn pop_live(&self, host: &mut HostPool) -> Option<Conn> {
         while let Some(idle) = host.idle.pop() {
-            if idle.sender.is_ready() && idle.since.elapsed() < self.idle_timeout {
-                return Some(idle.sender);
+            if idle.since.elapsed() < self.idle_timeout && idle.conn.sender.is_ready() {
+                return Some(idle.conn);
             }
         }
         None
@@ -308,13 +321,13 @@ impl Pool {
     fn response(
         self: &Arc<Pool>,
         host: usize,
-        sender: SendRequest<ProxyBody>,
+        conn: Conn,
         resp: Response<Incoming>,
     ) -> Response<UpstreamBody> {
         let give_back = GiveBack {
             pool: self.clone(),
             host,
-            sender,
+            conn,
         };
         let give_back = if resp.body().is_end_stream() {
             give_back.release();
@@ -325,19 +338,19 @@ impl Pool {
         resp.map(|inner| UpstreamBody { inner, give_back })
     }
 
-    /// Puts a ready sender back, unless the host already has enough idle ones.
-    fn put(self: &Arc<Pool>, host: usize, sender: SendRequest<ProxyBody>) {
+    /// Puts a connection back, unless the host already has enough idle ones.
+    fn put(self: &Arc<Pool>, host: usize, conn: Conn) {
         let surplus = {
             let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
             match hosts.get_mut(host) {
                 Some(h) if h.idle.len() < self.max_idle_per_host => {
-                    h.idle.push(IdleSender {
-                        sender,
+                    h.idle.push(IdleConn {
+                        conn,
                         since: Instant::now(),
                     });
                     None
                 }
-                _ => Some(sender),
+                _ => Some(conn),
             }
         };
         drop(surplus);
@@ -346,7 +359,6 @@ impl Pool {
 
     /// Starts (once) the task that closes connections idle for longer than the timeout.
     fn start_reaper(self: &Arc<Pool>) {
-        use std::sync::atomic::Ordering;
         if self.reaper_started.load(Ordering::Relaxed)
             || self.reaper_started.swap(true, Ordering::Relaxed)
         {
@@ -369,28 +381,28 @@ impl Pool {
         });
     }
 
+    /// Closes the connections idle for too long, and those the upstream closed (their
+    /// sockets would otherwise linger half-closed until the timeout).
     fn drop_expired(&self) {
         let mut expired = Vec::new();
         {
             let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
             for host in hosts.iter_mut() {
-                let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(&mut host.idle)
-                    .into_iter()
-                    .partition(|i| i.since.elapsed() < self.idle_timeout && !i.sender.is_closed());
-                host.idle = keep;
-                expired.extend(old);
+                for mut idle in std::mem::take(&mut host.idle) {
+                    if idle.since.elapsed() < self.idle_timeout && idle.conn.reusable() {
+                        host.idle.push(idle);
+                    } else {
+                        expired.push(idle);
+                    }
+                }
             }
         }
         drop(expired);
     }
 
-    /// Opens a connection (TCP, then TLS for `https`) and starts its connection task.
+    /// Opens a connection (TCP, then TLS for `https`) and its HTTP/1.1 handshake.
     /// Every failure here is a connect failure.
-    async fn connect(
-        &self,
-        https: bool,
-        authority: &Authority,
-    ) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+    async fn connect(&self, https: bool, authority: &Authority) -> Result<Conn, UpstreamError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             UpstreamError::Connect(format!("{what} {authority}: {e}"))
         };
@@ -432,7 +444,7 @@ impl Pool {
         };
         let _ = tcp.set_nodelay(true);
         if !https {
-            return handshake(TokioIo::new(tcp)).await;
+            return Conn::handshake(UpstreamIo::Plain(tcp)).await;
         }
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| fail("invalid TLS server name for", &e))?;
@@ -441,24 +453,217 @@ impl Pool {
             .connect(name, tcp)
             .await
             .map_err(|e| fail("TLS handshake with", &e))?;
-        handshake(TokioIo::new(tls)).await
+        Conn::handshake(UpstreamIo::Tls(Box::new(tls))).await
     }
 }
 
-/// HTTP/1.1 on an open connection: the sender, and the connection's task spawned.
-async fn handshake<T>(io: T) -> Result<SendRequest<ProxyBody>, UpstreamError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
+/// The byte stream of an upstream connection: plain TCP or TLS over it.
+enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
-    });
-    Ok(sender)
+    }
+}
+
+impl tokio::io::AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(s) => s.is_write_vectored(),
+            UpstreamIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One upstream connection: hyper's sender and the connection state machine it feeds.
+/// No task of its own: the task that sends a request drives the connection until the
+/// response has been read (while waiting for the head, then from the body's `poll_frame`),
+/// so a request never hops to another task and back. Idle in the pool, nobody polls it.
+struct Conn {
+    sender: SendRequest<ProxyBody>,
+    /// `None` once the connection has ended. Boxed: the state machine is large, and the
+    /// connection moves with its response (pool, body wrapper, back to the pool).
+    driver: Option<Box<Connection<TokioIo<UpstreamIo>, ProxyBody>>>,
+    /// The request timeout's timer, kept from request to request: it is set again only
+    /// when it would ring later than the current request's deadline (see
+    /// [`Conn::poll_deadline`]), so a request on a busy connection registers no timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Why an exchange on a connection failed.
+enum Failed {
+    /// The request was not written (the connection had closed): it can go elsewhere.
+    /// Boxed: rare, and the request is large.
+    Unsent(Box<Request<ProxyBody>>, hyper::Error),
+    /// The request may have reached the upstream.
+    Sent(UpstreamError),
+}
+
+impl Conn {
+    async fn handshake(io: UpstreamIo) -> Result<Conn, UpstreamError> {
+        let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| UpstreamError::Connect(error_chain(&e)))?;
+        Ok(Conn {
+            sender,
+            driver: Some(Box::new(driver)),
+            timer: None,
+        })
+    }
+
+    /// Moves the connection on (reads, writes) with `cx`; false once it has ended.
+    ///
+    /// Wakers: everything inside the connection that can complete (the response head, a
+    /// body chunk, the end of a body) completes only while this task drives it, so those
+    /// are polled, and the connection is first driven, without a waker: a real one would
+    /// only wake this task while it runs, for one more poll of the client connection that
+    /// finds nothing to do. Only before answering `Pending` is the connection driven with
+    /// the task's waker, so that the socket wakes the task.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = self.driver.as_mut() else {
+            return false;
+        };
+        match Pin::new(driver.as_mut()).poll(cx) {
+            Poll::Pending => return true,
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "upstream connection ended with an error")
+            }
+        }
+        // Dropping the state machine hands back a request it had not started (with its
+        // message), and fails one it had.
+        self.driver = None;
+        false
+    }
+
+    /// True when the connection is open and idle, ready for another request (driven once
+    /// without a waker: it finishes the response just read, and notices an upstream that
+    /// closed it). An idle connection is polled by nobody; whoever uses it next drives it.
+    fn reusable(&mut self) -> bool {
+        self.drive(&mut noop_context()) && self.sender.is_ready()
+    }
+
+    /// Ready once `at` has passed; else the task's waker is registered to be woken no
+    /// later than `at`. Deadlines of successive requests only grow, so a timer set for an
+    /// earlier request is left as it is and, when it rings early, set again: one timer
+    /// registration per timeout period and connection instead of one per request.
+    fn poll_deadline(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() > at {
+            timer.as_mut().reset(at);
+        }
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= at {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(at);
+        }
+    }
+
+    /// Sends `req` and drives the connection until the response head arrives, or
+    /// `deadline` passes. A request the connection had not begun to write when it turned
+    /// out closed comes back (`Failed::Unsent`): an idle connection the upstream closed is
+    /// noticed here, at its first poll, before anything is written.
+    async fn exchange(
+        &mut self,
+        req: Request<ProxyBody>,
+        deadline: &mut Deadline,
+    ) -> Result<Response<Incoming>, Failed> {
+        let response = self.sender.try_send_request(req);
+        let mut response = std::pin::pin!(response);
+        let mut written = false;
+        std::future::poll_fn(|cx| {
+            let mut polled;
+            if !std::mem::replace(&mut written, true) {
+                // This poll writes the request: no answer can be there yet, so the task's
+                // waker at once.
+                self.drive(cx);
+                polled = response.as_mut().poll(&mut noop_context());
+            } else {
+                // The socket woke the task: look without a waker first.
+                self.drive(&mut noop_context());
+                polled = response.as_mut().poll(&mut noop_context());
+                if polled.is_pending() && self.driver.is_some() {
+                    self.drive(cx);
+                    polled = response.as_mut().poll(&mut noop_context());
+                }
+            }
+            match polled {
+                Poll::Ready(Ok(resp)) => Poll::Ready(Ok(resp)),
+                Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
+                    Some(unsent) => Failed::Unsent(Box::new(unsent), e.into_error()),
+                    None => Failed::Sent(UpstreamError::Reset(error_chain(e.error()))),
+                })),
+                // Cannot happen (an ended connection fails its requests), but never hang.
+                Poll::Pending if self.driver.is_none() => Poll::Ready(Err(Failed::Sent(
+                    UpstreamError::Reset("upstream connection ended without an answer".into()),
+                ))),
+                Poll::Pending => match deadline.known() {
+                    Some(at) if self.poll_deadline(at, cx).is_ready() => {
+                        Poll::Ready(Err(Failed::Sent(UpstreamError::Timeout(deadline.timeout))))
+                    }
+                    _ => Poll::Pending,
+                },
+            }
+        })
+        .await
+    }
+}
+
+/// A context whose waker does nothing (see [`Conn::drive`]).
+fn noop_context() -> Context<'static> {
+    Context::from_waker(Waker::noop())
 }
 
 /// The `Host` header for a host: its name, and its port unless it is the scheme's default.
@@ -476,34 +681,27 @@ fn host_header(https: bool, authority: &Authority) -> Option<HeaderValue> {
 struct GiveBack {
     pool: Arc<Pool>,
     host: usize,
-    sender: SendRequest<ProxyBody>,
+    conn: Conn,
 }
 
 impl GiveBack {
-    /// Back to the pool now if the connection is ready for the next request; else (the
-    /// connection task has not yet seen the end of the response) once it is.
+    /// Back to the pool if the connection is ready for the next request; else (it ended,
+    /// or the upstream answered before the request body was all sent) it closes.
     fn release(self) {
         let GiveBack {
             pool,
             host,
-            mut sender,
+            mut conn,
         } = self;
-        if sender.is_ready() {
-            pool.put(host, sender);
-        } else if !sender.is_closed() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if sender.ready().await.is_ok() {
-                        pool.put(host, sender);
-                    }
-                });
-            }
+        if conn.reusable() {
+            pool.put(host, conn);
         }
     }
 }
 
-/// An upstream response body. Its connection goes back to the pool when the body has
-/// been read to the end; dropped before that, the connection closes with it.
+/// An upstream response body. It drives its connection as it is read; the connection goes
+/// back to the pool when the body has been read to the end; dropped before that, the
+/// connection closes with it.
 pub struct UpstreamBody {
     inner: Incoming,
     give_back: Option<GiveBack>,
@@ -514,18 +712,42 @@ impl http_body::Body for UpstreamBody {
     type Error = hyper::Error;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        // The body is fed by its connection, which only this task moves on: look, drive it
+        // without a waker and look again, and only then drive it with the task's waker
+        // (see `Conn::drive`).
+        let polled = match this.give_back.as_mut() {
+            Some(give_back) if give_back.conn.driver.is_some() => {
+                let inner = &mut this.inner;
+                let mut look = || Pin::new(&mut *inner).poll_frame(&mut noop_context());
+                let mut polled = look();
+                if polled.is_pending() {
+                    give_back.conn.drive(&mut noop_context());
+                    polled = look();
+                }
+                if polled.is_pending() {
+                    give_back.conn.drive(cx);
+                    polled = look();
+                }
+                if polled.is_pending() && give_back.conn.driver.is_none() {
+                    // Ended while nothing more was readable: let the body say how.
+                    polled = Pin::new(&mut this.inner).poll_frame(cx);
+                }
+                polled
+            }
+            _ => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         match &polled {
-            Poll::Ready(Some(Ok(_))) if !self.inner.is_end_stream() => {}
+            Poll::Ready(Some(Ok(_))) if !this.inner.is_end_stream() => {}
             Poll::Ready(Some(Ok(_))) | Poll::Ready(None) => {
-                if let Some(give_back) = self.give_back.take() {
+                if let Some(give_back) = this.give_back.take() {
                     give_back.release();
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.give_back = None,
+            Poll::Ready(Some(Err(_))) => this.give_back = None,
             Poll::Pending => {}
         }
         polled
@@ -559,10 +781,30 @@ impl Drop for UpstreamBody {
     }
 }
 
-/// A request body that reports when it has been sent completely (or dropped).
+/// When the request timeout ends: `timeout` after the request body has been sent.
+struct Deadline {
+    timeout: Duration,
+    /// Known once the body has been sent (at once for a request without one).
+    at: Option<Instant>,
+    /// Set by [`SignalOnEnd`] when the body has been sent.
+    body_sent: Option<Arc<AtomicBool>>,
+}
+
+impl Deadline {
+    /// The deadline, once it is known (fixed at the first call after the body was sent).
+    fn known(&mut self) -> Option<Instant> {
+        if self.at.is_none() && self.body_sent.as_ref()?.load(Ordering::Relaxed) {
+            self.at = Some(Instant::now() + self.timeout);
+        }
+        self.at
+    }
+}
+
+/// A request body that reports when it has been sent completely (or dropped). The flag is
+/// read by the task that drives the connection, the only one that polls this body.
 struct SignalOnEnd {
     inner: ProxyBody,
-    done: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Arc<AtomicBool>,
 }
 
 impl http_body::Body for SignalOnEnd {
@@ -570,14 +812,12 @@ impl http_body::Body for SignalOnEnd {
     type Error = crate::body::BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) = &polled {
-            if let Some(tx) = self.done.take() {
-                let _ = tx.send(());
-            }
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = &polled {
+            self.done.store(true, Ordering::Relaxed);
         }
         polled
     }
@@ -588,6 +828,13 @@ impl http_body::Body for SignalOnEnd {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for SignalOnEnd {
+    fn drop(&mut self) {
+        // Dropped (sent to its end, or given up): the request is over either way.
+        self.done.store(true, Ordering::Relaxed);
     }
 }
 
@@ -720,6 +967,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pooled_connection_the_upstream_closed_is_replaced() {
+        // Answers one request per connection (keep-alive on the wire), then closes it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = stream.write_all(answer).await;
+                    drop(stream);
+                });
+            }
+        });
+        let client = client(Duration::from_secs(5));
+        for path in ["/a", "/b", "/c"] {
+            let resp = client
+                .send(get(&format!("http://{addr}{path}")))
+                .await
+                .expect("response");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(&body[..], b"ok");
+            // The upstream's close reaches the idle connection before the next request.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn refused_is_a_connect_failure() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -763,6 +1043,48 @@ mod tests {
             .expect_err("hung up");
         assert_eq!(err.kind(), "reset");
         assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_still_times_out() {
+        // Answers the first request on a connection, then never again.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = stream.write_all(answer).await;
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let client = client(Duration::from_millis(200));
+        // Right after the first request (its timer still set, for an earlier deadline),
+        // and after its timer has rung while the connection sat idle.
+        for pause in [Duration::ZERO, Duration::from_millis(300)] {
+            let resp = client
+                .send(get(&format!("http://{addr}/first")))
+                .await
+                .expect("response");
+            resp.into_body().collect().await.expect("body");
+            tokio::time::sleep(pause).await;
+            let started = std::time::Instant::now();
+            let err = client
+                .send(get(&format!("http://{addr}/second")))
+                .await
+                .expect_err("silent");
+            assert_eq!(err.kind(), "timeout");
+            let waited = started.elapsed();
+            assert!(waited >= Duration::from_millis(190), "{waited:?}");
+            assert!(waited < Duration::from_secs(2), "{waited:?}");
+        }
     }
 
     #[test]
