@@ -412,10 +412,15 @@ impl Pool {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| fail("cannot resolve", &e))?
-            .collect();
+        // Every step of connecting is bounded by the connect timeout (resolution, each TCP
+        // attempt's share, the TLS handshake): a request with a body starts its request
+        // timer only once the body is sent, so nothing else bounds them.
+        let addrs: Vec<std::net::SocketAddr> =
+            tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((host, port)))
+                .await
+                .map_err(|_| fail("cannot resolve", &"timed out"))?
+                .map_err(|e| fail("cannot resolve", &e))?
+                .collect();
         if addrs.is_empty() {
             return Err(fail("cannot resolve", &"no addresses"));
         }
@@ -448,10 +453,9 @@ impl Pool {
         }
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| fail("invalid TLS server name for", &e))?;
-        let tls = self
-            .tls
-            .connect(name, tcp)
+        let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
             .await
+            .map_err(|_| fail("TLS handshake with", &"timed out"))?
             .map_err(|e| fail("TLS handshake with", &e))?;
         Conn::handshake(UpstreamIo::Tls(Box::new(tls))).await
     }
