@@ -458,15 +458,13 @@ impl Writer {
                 }
                 self.state = next;
                 // Flush: everything before is durable. Close: also what other modules
-                // committed relaxed (usage), before the process goes.
-                if (flush && self.unsynced) || closing.is_some() {
-                    if let Err(e) = self.sync().await {
-                        for a in answers {
-                            a.fail(e.clone().into());
-                        }
-                        return self.finish_close(closing, Err(e.into()));
-                    }
-                }
+                // committed relaxed (usage), before the process goes. If that fails, only the
+                // flush and the close report it: the group's own commit stands.
+                let unflushed = if (flush && self.unsynced) || closing.is_some() {
+                    self.sync().await.err()
+                } else {
+                    None
+                };
                 for a in answers {
                     match a {
                         Answer::Seqs(r, seqs) => drop(r.send(Ok(seqs))),
@@ -486,10 +484,13 @@ impl Writer {
                             drop(r.send(record.ok_or(JournalError::NotFound { seq })));
                         }
                         Answer::Checkpoint(r, c) => drop(r.send(Ok(c))),
-                        Answer::Unit(r) => drop(r.send(Ok(()))),
+                        Answer::Unit(r) => drop(r.send(match &unflushed {
+                            Some(e) => Err(e.clone().into()),
+                            None => Ok(()),
+                        })),
                     }
                 }
-                self.finish_close(closing, Ok(()))
+                self.finish_close(closing, unflushed.map_or(Ok(()), |e| Err(e.into())))
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal commit failed");
