@@ -212,6 +212,48 @@ impl Bed {
         (resp, m)
     }
 
+    /// Creates a network named `name` for the demo tenant at the primary: its primary id and
+    /// the mutation to submit at `tier`.
+    pub async fn demo_network(&self, tier: &TierChoice, name: &str) -> (String, Mutation) {
+        let (resp, m) = self
+            .call(
+                (&self.demo, &self.demo_ctx),
+                tier,
+                Service::Network,
+                Method::POST,
+                "/v2.0/networks",
+                Some(serde_json::json!({"network": {"name": name}})),
+            )
+            .await;
+        let id = resp.json["network"]["id"]
+            .as_str()
+            .expect("network id")
+            .to_string();
+        (id, m)
+    }
+
+    /// Creates a network named `name` directly at the recovery site, in the demo tenant's
+    /// project there, mapped to nothing (as a copy whose mark a crash rolled back would be);
+    /// its recovery id.
+    pub async fn unmapped_recovery_network(&self, name: &str) -> String {
+        let project = self
+            .recovery
+            .project_id("demo")
+            .expect("demo at the recovery site");
+        let copy = self
+            .radmin
+            .post(
+                &self.url(&self.recovery, Service::Network, "/v2.0/networks"),
+                &serde_json::json!({"network": {"name": name, "project_id": project}}),
+            )
+            .await
+            .expect("recovery network");
+        copy.json["network"]["id"]
+            .as_str()
+            .expect("network id")
+            .to_string()
+    }
+
     pub async fn recovery_get(&self, svc: Service, path: &str) -> SimResponse {
         self.radmin
             .get(&self.url(&self.recovery, svc, path))

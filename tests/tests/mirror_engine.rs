@@ -22,17 +22,7 @@ fn flavor_body(name: &str) -> Value {
 async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
     let bed = Bed::new().await;
     let (engine, _) = bed.mem_engine().await;
-    let (resp, m) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &bronze(),
-            Service::Network,
-            Method::POST,
-            "/v2.0/networks",
-            Some(json!({"network": {"name": "app-net"}})),
-        )
-        .await;
-    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
+    let (net, m) = bed.demo_network(&bronze(), "app-net").await;
     assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
     let (resp, m) = bed
         .call((&bed.demo, &bed.demo_ctx), &bronze(), Service::Network, Method::POST, "/v2.0/subnets",
@@ -224,17 +214,8 @@ async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
     bed.recovery.down().await;
     let mut nets = Vec::new();
     for i in 0..5 {
-        let (resp, m) = bed
-            .call(
-                (&bed.demo, &bed.demo_ctx),
-                &bronze(),
-                Service::Network,
-                Method::POST,
-                "/v2.0/networks",
-                Some(json!({"network": {"name": format!("q-{i}")}})),
-            )
-            .await;
-        nets.push(resp.json["network"]["id"].as_str().unwrap().to_string());
+        let (id, m) = bed.demo_network(&bronze(), &format!("q-{i}")).await;
+        nets.push(id);
         assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
     }
     // A rename of the first network, queued after its create.
@@ -503,17 +484,8 @@ async fn restart_on_the_same_file_does_not_reapply() {
     let (engine, journal) = bed.engine(store, Duration::from_secs(3)).await;
     let mut nets = Vec::new();
     for i in 0..3 {
-        let (resp, m) = bed
-            .call(
-                (&bed.demo, &bed.demo_ctx),
-                &bronze(),
-                Service::Network,
-                Method::POST,
-                "/v2.0/networks",
-                Some(json!({"network": {"name": format!("r-{i}")}})),
-            )
-            .await;
-        nets.push(resp.json["network"]["id"].as_str().unwrap().to_string());
+        let (id, m) = bed.demo_network(&bronze(), &format!("r-{i}")).await;
+        nets.push(id);
         engine.submit(m).await;
     }
     eventually("applied before restart", Duration::from_secs(5), || async {
@@ -535,17 +507,7 @@ async fn restart_on_the_same_file_does_not_reapply() {
     let store = open_redb(&path).await;
     let (engine, journal) = bed.engine(store, Duration::from_secs(3)).await;
     // One more record after the restart, to prove the engine runs.
-    let (resp, m) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &bronze(),
-            Service::Network,
-            Method::POST,
-            "/v2.0/networks",
-            Some(json!({"network": {"name": "r-after"}})),
-        )
-        .await;
-    let after = resp.json["network"]["id"].as_str().unwrap().to_string();
+    let (after, m) = bed.demo_network(&bronze(), "r-after").await;
     engine.submit(m).await;
     eventually("applied after restart", Duration::from_secs(5), || async {
         recovery_id(&engine, "network", "network", &after)
@@ -581,27 +543,8 @@ async fn a_pending_create_after_a_crash_adopts_the_copy_instead_of_duplicating()
     let journal = Journal::open(store.clone(), JournalConfig::default())
         .await
         .unwrap();
-    let (resp, m) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &bronze(),
-            Service::Network,
-            Method::POST,
-            "/v2.0/networks",
-            Some(json!({"network": {"name": "crashy"}})),
-        )
-        .await;
-    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
-    let rdemo = bed.recovery.project_id("demo").unwrap();
-    let copy = bed
-        .radmin
-        .post(
-            &bed.url(&bed.recovery, Service::Network, "/v2.0/networks"),
-            &json!({"network": {"name": "crashy", "project_id": rdemo}}),
-        )
-        .await
-        .unwrap();
-    let copy_id = copy.json["network"]["id"].as_str().unwrap().to_string();
+    let (net, m) = bed.demo_network(&bronze(), "crashy").await;
+    let copy_id = bed.unmapped_recovery_network("crashy").await;
     journal.close().await.unwrap();
     drop((journal, store));
     let store = open_redb(&path).await;
@@ -646,27 +589,8 @@ async fn a_dependency_whose_copy_exists_unmapped_is_adopted_not_duplicated() {
     let bed = Bed::new().await;
     let (engine, _) = bed.mem_engine().await;
     // The network exists at the primary; its mutation is never submitted here.
-    let (resp, _never_submitted) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &bronze(),
-            Service::Network,
-            Method::POST,
-            "/v2.0/networks",
-            Some(json!({"network": {"name": "dep-net"}})),
-        )
-        .await;
-    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
-    let rdemo = bed.recovery.project_id("demo").unwrap();
-    let copy = bed
-        .radmin
-        .post(
-            &bed.url(&bed.recovery, Service::Network, "/v2.0/networks"),
-            &json!({"network": {"name": "dep-net", "project_id": rdemo}}),
-        )
-        .await
-        .unwrap();
-    let copy_id = copy.json["network"]["id"].as_str().unwrap().to_string();
+    let (net, _never_submitted) = bed.demo_network(&bronze(), "dep-net").await;
+    let copy_id = bed.unmapped_recovery_network("dep-net").await;
     let (resp, m) = bed
         .call((&bed.demo, &bed.demo_ctx), &bronze(), Service::Network, Method::POST, "/v2.0/subnets",
             Some(json!({"subnet": {"name": "dep-sub", "network_id": net, "cidr": "10.19.0.0/24", "ip_version": 4}})))

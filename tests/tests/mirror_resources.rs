@@ -215,17 +215,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     assert_eq!(got.json["volume_type"]["name"], "fast");
 
     // A server: not created at the recovery site, its spec stored with translated refs.
-    let (resp, m) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &bronze(),
-            Service::Network,
-            Method::POST,
-            "/v2.0/networks",
-            Some(json!({"network": {"name": "srv-net"}})),
-        )
-        .await;
-    let net = resp.json["network"]["id"].as_str().unwrap().to_string();
+    let (net, m) = bed.demo_network(&bronze(), "srv-net").await;
     let _ = m; // never submitted: the server's reference is mirrored as a dependency
                // Upload data at the primary so that the image is active (data is not mirrored).
     let up = bed
