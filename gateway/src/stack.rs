@@ -177,6 +177,8 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let service = route.service;
     let started = Instant::now();
+    // Bronze applies give way to tenant requests while the runtime is busy with them.
+    let _tenant = gw.mirror.tenant_request();
     let (mut parts, incoming) = req.into_parts();
 
     // 1. request context

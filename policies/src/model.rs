@@ -17,6 +17,8 @@ pub enum MirrorMode {
     /// Journaled and applied in consistent batches every `interval` (silver).
     Periodic { interval: Duration },
     /// Journaled and applied in the background; alert when older than `max_lag` (bronze).
+    /// While tenants keep the gateway busy, a record waits for at most a quarter of
+    /// `max_lag` before it applies (the gateway's `mirror::pace`).
     Async { max_lag: Duration },
     /// Proxied, not mirrored.
     Off,

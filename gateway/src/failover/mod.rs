@@ -677,6 +677,8 @@ impl FailoverController {
     /// waking the mirror worker as it goes.
     async fn drain(&self, timeout: Duration) -> Result<(), DrainFailure> {
         let deadline = Instant::now() + timeout;
+        // Bronze records stop giving way to tenants' calls while the switch waits for them.
+        let _hurry = self.gw.mirror.hurry();
         loop {
             self.gw.mirror.wake();
             let in_flight = self.in_flight.load(Ordering::Acquire);

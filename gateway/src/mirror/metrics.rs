@@ -15,6 +15,9 @@ pub struct MirrorMetrics {
     pub pending: IntGaugeVec,
     pub lag: GaugeVec,
     pub checkpoint_timestamp: prometheus::Gauge,
+    /// `drgw_mirror_deferred_seconds_total{tier}`: time asynchronous records waited for a
+    /// runtime busy with tenant requests (see `mirror::pace`).
+    pub deferred: prometheus::CounterVec,
 }
 
 impl MirrorMetrics {
@@ -56,12 +59,20 @@ impl MirrorMetrics {
                 "drgw_checkpoint_timestamp_seconds",
                 "Time of the last checkpoint (Silver consistent cut), seconds since the epoch",
             )?,
+            deferred: prometheus::CounterVec::new(
+                Opts::new(
+                    "drgw_mirror_deferred_seconds_total",
+                    "Time asynchronous records waited, giving way to tenant requests while the gateway's runtime was busy with them, by tier",
+                ),
+                &["tier"],
+            )?,
         };
         registry.register(Box::new(m.operations.clone()))?;
         registry.register(Box::new(m.apply_duration.clone()))?;
         registry.register(Box::new(m.pending.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.checkpoint_timestamp.clone()))?;
+        registry.register(Box::new(m.deferred.clone()))?;
         Ok(m)
     }
 

@@ -20,7 +20,9 @@
 //!   the primary first, and the later create record then finds the mapping and is applied
 //!   without sending anything.
 //! - Bronze (and Gold records left pending by `degrade`) apply as soon as the worker wakes
-//!   (on every submit, and every `tick`).
+//!   (on every submit, and every `tick`), except that a Bronze record gives way to tenant
+//!   requests while they keep the runtime busy, for at most a quarter of its tier's
+//!   `max_lag` ([`pace`]; `drgw_mirror_deferred_seconds_total` counts the waits).
 //! - Silver: every `interval` the worker takes the journal's last seq as the cut, applies the
 //!   tier's pending records up to it and, when none up to the cut is left pending, appends a
 //!   checkpoint (id, time, last seq).
@@ -83,6 +85,7 @@
 mod apply;
 pub mod flavor_fit;
 mod metrics;
+pub mod pace;
 pub mod secret;
 pub mod target;
 
@@ -113,6 +116,7 @@ use crate::state::{
     StateStore,
 };
 use apply::Applier;
+use pace::Pacer;
 use target::{compensation, normalise, CallFacts};
 
 /// Errors of the engine's own calls (admin API data functions, start-up).
@@ -210,6 +214,8 @@ struct Inner {
     retry_max: Duration,
     tick: Duration,
     parallel: Arc<Semaphore>,
+    /// Holds asynchronous applies back while tenants keep the runtime busy.
+    pacer: Pacer,
     wake: Notify,
     key: SecretKey,
     shared_identity: bool,
@@ -295,6 +301,7 @@ impl MirrorEngine {
             retry_max: deps.retry_max.max(deps.retry_initial),
             tick: deps.tick.max(Duration::from_millis(10)),
             parallel: Arc::new(Semaphore::new(deps.parallel_tenants.max(1))),
+            pacer: Pacer::for_current_runtime(),
             wake: Notify::new(),
             key: deps.secret_key,
             shared_identity: deps.shared_identity,
@@ -731,6 +738,17 @@ impl MirrorEngine {
         self.inner.wake.notify_one();
     }
 
+    /// Asynchronous records stop giving way to tenant requests (see [`pace`]) until the
+    /// guard is dropped: for a caller that waits for the journal to drain.
+    pub fn hurry(&self) -> pace::Counted {
+        self.inner.pacer.hurry()
+    }
+
+    /// Counts a tenant request in flight (see [`pace`]) until the guard is dropped.
+    pub fn tenant_request(&self) -> pace::Counted {
+        self.inner.pacer.tenant_request()
+    }
+
     /// Marks every record still pending in `direction` failed with `superseded: {why}` and
     /// returns their seqs: a forced switch abandons the site those changes came from (they
     /// are in its RPO report). A record being applied at this moment is waited for (up to
@@ -910,6 +928,8 @@ impl Inner {
         tier: &str,
         resource: &str,
     ) -> MirrorOutcome {
+        // The older record may be an asynchronous one: it must not give way now.
+        let _hurry = self.pacer.hurry();
         loop {
             match self.journal.get(seq).await {
                 Ok(Some(r)) => match r.state {
@@ -1135,24 +1155,27 @@ impl Inner {
     }
 
     /// Applies a tier's pending records (up to `up_to`), tenants in parallel. Returns whether
-    /// anything is left pending up to the cut, and how many records were processed.
+    /// anything is left pending up to the cut, and how many records were processed. With
+    /// `give_way` (an asynchronous tier), each record first waits while the runtime is
+    /// busy with tenant requests, up to that long after its journal time (see [`pace`]).
     async fn drain(
         self: &Arc<Self>,
         direction: Direction,
         tier: &str,
         up_to: Option<u64>,
+        give_way: Option<Duration>,
     ) -> Result<(bool, usize), MirrorError> {
         let records = self.pending_of_tier(direction, tier, up_to, 4096).await?;
         if records.is_empty() {
             return Ok((false, 0));
         }
-        let mut by_tenant: BTreeMap<TenantRef, Vec<(u64, Option<String>)>> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<TenantRef, Vec<(u64, u64, Option<String>)>> = BTreeMap::new();
         for r in records {
             let resource = ordering_id(&r);
             by_tenant
                 .entry(r.tenant)
                 .or_default()
-                .push((r.seq, resource));
+                .push((r.seq, r.time_ms, resource));
         }
         let older = Arc::new(self.pending_elsewhere(tier).await?);
         let now = Instant::now();
@@ -1177,7 +1200,10 @@ impl Inner {
             tasks.spawn(async move {
                 let _permit = permit.acquire_owned().await;
                 let mut done = 0usize;
-                for (seq, primary_id) in seqs {
+                for (seq, time_ms, primary_id) in seqs {
+                    if let Some(bound) = give_way {
+                        inner.give_way(&key.1, time_ms, bound).await;
+                    }
                     // A re-tiered resource: its older change in another tier goes first.
                     let waits = primary_id.is_some_and(|p| {
                         older
@@ -1220,6 +1246,26 @@ impl Inner {
             }
         }
         Ok((blocked, processed))
+    }
+
+    /// Waits while tenants keep the runtime busy, until `bound` after the record's journal time
+    /// (`time_ms`, wall clock).
+    async fn give_way(&self, tier: &str, time_ms: u64, bound: Duration) {
+        let bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+        let left = time_ms.saturating_add(bound_ms).saturating_sub(now_ms());
+        if left == 0 {
+            return;
+        }
+        let waited = self
+            .pacer
+            .give_way(Instant::now() + Duration::from_millis(left))
+            .await;
+        if !waited.is_zero() {
+            self.metrics
+                .deferred
+                .with_label_values(&[tier])
+                .inc_by(waited.as_secs_f64());
+        }
     }
 
     fn back_off(&self, key: &BackoffKey) {
@@ -1280,7 +1326,13 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             match mode {
                 MirrorMode::Off => {}
                 MirrorMode::Async { .. } | MirrorMode::Sync => {
-                    match inner.drain(Direction::Forward, &tier, None).await {
+                    // Asynchronous records give way to tenants for a while; Gold records
+                    // left pending (degraded) are late already and apply at once.
+                    let give_way = match mode {
+                        MirrorMode::Async { max_lag } => Some(pace::defer_bound(max_lag)),
+                        _ => None,
+                    };
+                    match inner.drain(Direction::Forward, &tier, None, give_way).await {
                         Ok((blocked, n)) => busy |= n > 0 && !blocked,
                         Err(e) => {
                             tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
@@ -1301,7 +1353,10 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                             continue;
                         }
                     };
-                    match inner.drain(Direction::Forward, &tier, Some(cut)).await {
+                    match inner
+                        .drain(Direction::Forward, &tier, Some(cut), None)
+                        .await
+                    {
                         Ok((false, _)) => {
                             let left = inner
                                 .pending_of_tier(Direction::Forward, &tier, Some(cut), 1)
@@ -1349,7 +1404,7 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             if *stop.borrow() {
                 return;
             }
-            match inner.drain(Direction::Reverse, &tier, None).await {
+            match inner.drain(Direction::Reverse, &tier, None, None).await {
                 Ok((blocked, n)) => busy |= n > 0 && !blocked,
                 Err(e) => {
                     tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
