@@ -56,6 +56,67 @@ async fn compare_and_swap() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_additions_never_conflict() {
+    for (s, _dir) in backends() {
+        let name = s.backend();
+        let counter = |s: &Arc<dyn StateStore>| {
+            let s = s.clone();
+            async move {
+                match s.get(A, b"n").await.unwrap() {
+                    Some(v) => frame::open_i64(A, b"n", &v.value).unwrap(),
+                    None => 0,
+                }
+            }
+        };
+        // 8 tasks × 25 additions, each batch with a put of its own: every one commits.
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    for j in 0..25u8 {
+                        let mut b = Batch::new();
+                        b.add_counter(A, b"n".to_vec(), 2);
+                        b.put(B, vec![i, j], b"x".to_vec());
+                        s.commit(b).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(counter(&s).await, 400, "{name}");
+        assert_eq!(s.scan(B, b"", None, 1000).await.unwrap().len(), 200);
+
+        // A batch whose precondition fails adds nothing.
+        let mut b = Batch::new();
+        b.add_counter(A, b"n".to_vec(), 1);
+        b.require_version(B, b"missing".to_vec(), Some(1));
+        assert_eq!(s.commit(b).await.unwrap_err().kind(), "conflict");
+        assert_eq!(counter(&s).await, 400, "{name}");
+
+        // Saturating, never failing.
+        let mut b = Batch::new();
+        b.add_counter(A, b"n".to_vec(), i64::MAX);
+        s.commit(b).await.unwrap();
+        assert_eq!(counter(&s).await, i64::MAX, "{name}");
+
+        // A value that is not a framed counter is left alone; the rest of the batch commits.
+        s.put(A, b"text", b"not a counter").await.unwrap();
+        let mut b = Batch::new();
+        b.add_counter(A, b"text".to_vec(), 1);
+        b.put(B, b"after".to_vec(), b"y".to_vec());
+        s.commit(b).await.unwrap();
+        assert_eq!(
+            s.get(A, b"text").await.unwrap().unwrap().value,
+            b"not a counter",
+            "{name}"
+        );
+        assert!(s.get(B, b"after").await.unwrap().is_some(), "{name}");
+    }
+}
+
 #[tokio::test]
 async fn batches_are_atomic() {
     for (s, _dir) in backends() {

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::lease::LeaseTable;
-use super::{Batch, Entry, Lease, Namespace, Op, StateError, StateStore, StoreFuture, Versioned};
+use super::{
+    added_counter, Batch, Entry, Lease, Namespace, Op, StateError, StateStore, StoreFuture,
+    Versioned,
+};
 
 type Data = BTreeMap<(&'static str, Vec<u8>), (u64, Vec<u8>)>;
 
@@ -148,6 +151,13 @@ impl StateStore for MemoryStore {
                     }
                     Op::Delete { ns, key } => {
                         guard.data.remove(&(ns.as_str(), key));
+                    }
+                    Op::AddCounter { ns, key, delta } => {
+                        let slot = (ns.as_str(), key);
+                        let stored = guard.data.get(&slot).map(|(_, v)| v.as_slice());
+                        if let Some(value) = added_counter(ns, &slot.1, stored, delta) {
+                            guard.data.insert(slot, (revision, value));
+                        }
                     }
                 }
             }

@@ -11,8 +11,10 @@
 //!
 //! Operations: [`get`](StateStore::get) / [`get_many`](StateStore::get_many), prefix
 //! [`scan`](StateStore::scan) with an inclusive start key and a limit, and
-//! [`commit`](StateStore::commit) of an atomic [`Batch`] of puts and deletes guarded by version
-//! preconditions (all or nothing). `put`, `delete` and `put_if_version` are one-operation
+//! [`commit`](StateStore::commit) of an atomic [`Batch`] of puts, deletes and counter
+//! additions guarded by version preconditions (all or nothing). A counter addition
+//! ([`Op::AddCounter`]) reads and writes inside the commit, so concurrent additions never
+//! conflict (an etcd backend would run it as a compare-and-swap retried inside `commit`). `put`, `delete` and `put_if_version` are one-operation
 //! batches. A named [`Lease`] with an owner and a TTL elects the single writer of a subsystem
 //! (the journal's writer task); its `token` increases on every grant and may be used as a
 //! fencing token.
@@ -129,6 +131,44 @@ pub enum Op {
         ns: Namespace,
         key: Vec<u8>,
     },
+    /// Add `delta` to the counter at `key` (a [`frame::seal_i64`] value; absent counts as 0),
+    /// saturating at the i64 bounds. Never conflicts, so a counter update can ride in any
+    /// batch; a stored value that is not a framed counter is left as it is (and logged).
+    AddCounter {
+        ns: Namespace,
+        key: Vec<u8>,
+        delta: i64,
+    },
+}
+
+impl Op {
+    /// The namespace the operation writes.
+    pub fn namespace(&self) -> Namespace {
+        match self {
+            Op::Put { ns, .. } | Op::Delete { ns, .. } | Op::AddCounter { ns, .. } => *ns,
+        }
+    }
+}
+
+/// The value an [`Op::AddCounter`] leaves at `key`, given the stored one; `None` if the
+/// stored value is not a framed counter (then nothing is written).
+pub(crate) fn added_counter(
+    ns: Namespace,
+    key: &[u8],
+    stored: Option<&[u8]>,
+    delta: i64,
+) -> Option<Vec<u8>> {
+    let current = match stored {
+        None => 0,
+        Some(v) => match frame::open_i64(ns, key, v) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(namespace = %ns, error = %e, "a counter is unreadable; left as it is");
+                return None;
+            }
+        },
+    };
+    Some(frame::seal_i64(ns, key, current.saturating_add(delta)))
 }
 
 /// A precondition of a [`Batch`]: the key's current version must equal `expected`
@@ -177,6 +217,15 @@ impl Batch {
         self.ops.push(Op::Delete {
             ns,
             key: key.into(),
+        });
+    }
+
+    /// Add `delta` to the counter at `key` (see [`Op::AddCounter`]).
+    pub fn add_counter(&mut self, ns: Namespace, key: impl Into<Vec<u8>>, delta: i64) {
+        self.ops.push(Op::AddCounter {
+            ns,
+            key: key.into(),
+            delta,
         });
     }
 

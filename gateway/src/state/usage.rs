@@ -1,7 +1,9 @@
 //! Usage counters: (tenant, tier, kind) → i64, with atomic add.
 //!
 //! Namespace `usage`; key `tenant ‖ tier ‖ kind` (length-prefixed components); value a framed
-//! big-endian i64. `add` is a compare-and-swap loop, so it stays atomic on a shared backend.
+//! big-endian i64. Additions are [`Op::AddCounter`](super::Op) operations: the backend
+//! reads and writes the counter inside the commit, so concurrent additions never conflict
+//! and stay atomic on a shared backend too.
 
 use std::sync::Arc;
 
@@ -11,8 +13,6 @@ use super::{
 
 /// The counters' namespace.
 pub const USAGE: Namespace = Namespace::new("usage");
-
-const MAX_CAS_ATTEMPTS: usize = 64;
 
 /// What a counter counts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,68 +81,29 @@ impl UsageCounters {
         UsageCounters { store }
     }
 
-    /// Adds `delta` atomically; returns the new value. Overflow is refused.
+    /// Adds `delta` atomically (saturating at the i64 bounds); returns the value right
+    /// after (read after the commit: a concurrent addition may be in it too).
     pub async fn add(&self, key: &UsageKey, delta: i64) -> Result<i64, StateError> {
-        let k = key.encode()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let current = self.store.get(USAGE, &k).await?;
-            let value = match &current {
-                Some(v) => frame::open_i64(USAGE, &k, &v.value)?,
-                None => 0,
-            };
-            let next = value.checked_add(delta).ok_or_else(|| {
-                StateError::Invalid(format!("usage counter overflow adding {delta} to {value}"))
-            })?;
-            let framed = frame::seal_i64(USAGE, &k, next);
-            match self
-                .store
-                .put_if_version(USAGE, &k, &framed, current.map(|v| v.version))
-                .await
-            {
-                Ok(_) => return Ok(next),
-                Err(StateError::Conflict { .. }) if attempt < MAX_CAS_ATTEMPTS => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        self.add_all(&[(key.clone(), delta)], Batch::new()).await?;
+        self.get(key).await
     }
 
-    /// Adds each delta to its counter and commits `with` (e.g. the footprint the deltas come
-    /// from) in the same store transaction: all or nothing, one commit. A compare-and-swap
-    /// like [`UsageCounters::add`]: on a conflict it reads the counters again and retries.
-    /// `with` must not touch the counters' namespace.
-    pub async fn add_all(&self, deltas: &[(UsageKey, i64)], with: Batch) -> Result<(), StateError> {
-        let keys = deltas
-            .iter()
-            .map(|(k, _)| k.encode())
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let current = self.store.get_many(USAGE, &keys).await?;
-            let mut batch = with.clone();
-            for ((k, (_, delta)), cur) in keys.iter().zip(deltas).zip(&current) {
-                let value = match cur {
-                    Some(v) => frame::open_i64(USAGE, k, &v.value)?,
-                    None => 0,
-                };
-                let next = value.checked_add(*delta).ok_or_else(|| {
-                    StateError::Invalid(format!("usage counter overflow adding {delta} to {value}"))
-                })?;
-                batch.require_version(USAGE, k.clone(), cur.as_ref().map(|v| v.version));
-                batch.put(USAGE, k.clone(), frame::seal_i64(USAGE, k, next));
-            }
-            match self.store.commit(batch).await {
-                Ok(_) => return Ok(()),
-                Err(StateError::Conflict { namespace, .. })
-                    if namespace == USAGE.as_str() && attempt < MAX_CAS_ATTEMPTS =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e),
-            }
+    /// The deltas as counter additions in `batch` ([`Op::AddCounter`](super::Op): they
+    /// never conflict, so the batch may ride in any other commit).
+    pub fn add_to(&self, deltas: &[(UsageKey, i64)], batch: &mut Batch) -> Result<(), StateError> {
+        for (key, delta) in deltas {
+            batch.add_counter(USAGE, key.encode()?, *delta);
         }
+        Ok(())
+    }
+
+    /// Adds each delta to its counter (saturating) and commits `with` (e.g. the footprint
+    /// the deltas come from) in the same store transaction: all or nothing, one commit.
+    /// Concurrent additions never conflict. `with` must not touch the counters' namespace.
+    pub async fn add_all(&self, deltas: &[(UsageKey, i64)], with: Batch) -> Result<(), StateError> {
+        let mut batch = with;
+        self.add_to(deltas, &mut batch)?;
+        self.store.commit(batch).await.map(drop)
     }
 
     /// The counter's value (0 if never added to).
@@ -210,7 +171,8 @@ mod tests {
         }
         assert_eq!(c.get(&key).await.unwrap(), 160);
         assert_eq!(c.add(&key, -60).await.unwrap(), 100);
-        assert!(c.add(&key, i64::MAX).await.is_err());
+        // Saturates rather than fails (an addition never makes its batch fail).
+        assert_eq!(c.add(&key, i64::MAX).await.unwrap(), i64::MAX);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,15 +206,6 @@ mod tests {
             (160, 80)
         );
         assert_eq!(store.scan(SIDE, b"", None, 1000).await.unwrap().len(), 80);
-        // An overflow refuses the whole call: no counter and nothing of the batch changes.
-        let mut with = Batch::new();
-        with.put(SIDE, b"late".to_vec(), b"x".to_vec());
-        assert!(c
-            .add_all(&[(b.clone(), 1), (a.clone(), i64::MAX)], with)
-            .await
-            .is_err());
-        assert_eq!(c.get(&b).await.unwrap(), 80);
-        assert!(store.get(SIDE, b"late").await.unwrap().is_none());
     }
 
     #[tokio::test]
