@@ -30,7 +30,7 @@ use crate::config::SiteName;
 use crate::failover::{ids, CollectingLookup, FailoverController};
 use crate::fault;
 use crate::gateway::Gateway;
-use crate::mutation::{MirrorOutcome, Mutation};
+use crate::mutation::{MirrorMode, MirrorOutcome, Mutation};
 use crate::operation::{Action, Operation, ResourceType, Service};
 use crate::policy::{
     add_tag_to_response, neutron_tag_path, request, AfterCreate, EvalContext, PolicyVerdict,
@@ -579,14 +579,41 @@ async fn protected_change(
         },
         None => vec![mutation],
     };
+    // A single create's usage commits with its journal record (one commit instead of two);
+    // anything else (a bulk create, a delete, a change that is not journaled) on its own.
+    let along = match creates.as_slice() {
+        [_] if tier.mode != MirrorMode::Off => {
+            gw.policy
+                .usage_of_create(&change.tenant, &tier, &usage, journaled.as_ref())
+        }
+        _ => None,
+    };
+    let counting = async {
+        if along.is_none() {
+            gw.policy
+                .record_usage(&change.tenant, &tier, &usage, journaled.as_ref())
+                .await;
+        }
+    };
+    let journaling = async {
+        let Some(pending) = &along else {
+            return submit_creates(gw, change.req_id, &creates).await;
+        };
+        let outcome = gw
+            .mirror
+            .submit_along(creates[0].clone(), pending.batch())
+            .await;
+        match outcome {
+            MirrorOutcome::NotMirrored | MirrorOutcome::Failed { .. } => {
+                gw.policy.commit_usage(pending.clone()).await;
+            }
+            _ => gw.policy.usage_committed(pending),
+        }
+        outcome
+    };
     // Tagging at the primary, counting and journaling (with Gold's apply) are independent:
     // made together, their round trips and disk flushes overlap.
-    let (_, _, outcome) = tokio::join!(
-        tagging,
-        gw.policy
-            .record_usage(&change.tenant, &tier, &usage, journaled.as_ref()),
-        submit_creates(gw, change.req_id, &creates)
-    );
+    let (_, _, outcome) = tokio::join!(tagging, counting, journaling);
     match &outcome {
         MirrorOutcome::Rejected { reason } => {
             if let UsageDelta::Add { kind, .. } = &usage {

@@ -59,6 +59,8 @@
 //! commit, see `writer`). Reads go straight to the store. A transition to applied may carry
 //! a side batch (the record's ID-map entry) committed in the same transaction; a side batch
 //! whose precondition fails is taken out and the rest of the group committed without it.
+//! An append may carry a side batch without preconditions (the created resource's usage
+//! bookkeeping, [`Journal::append_with`]): it commits with the record, both or neither.
 
 mod record;
 mod writer;
@@ -328,7 +330,19 @@ impl Journal {
         &self,
         record: NewRecord,
     ) -> impl Future<Output = Result<u64, JournalError>> + Send + 'static {
-        let all = self.append_all(vec![record]);
+        self.append_with(record, Batch::new())
+    }
+
+    /// Like [`Journal::append`], and commits `side` in the same store transaction: both or
+    /// neither. `side` must have no preconditions (an append is never taken out of its
+    /// group; [`JournalError::InvalidRecord`] otherwise) and must not touch the journal's
+    /// own namespaces.
+    pub fn append_with(
+        &self,
+        record: NewRecord,
+        side: Batch,
+    ) -> impl Future<Output = Result<u64, JournalError>> + Send + 'static {
+        let all = self.send_append(vec![record], side);
         async move {
             all.await?
                 .first()
@@ -344,12 +358,24 @@ impl Journal {
         &self,
         records: Vec<NewRecord>,
     ) -> impl Future<Output = Result<Vec<u64>, JournalError>> + Send + 'static {
+        self.send_append(records, Batch::new())
+    }
+
+    fn send_append(
+        &self,
+        records: Vec<NewRecord>,
+        side: Batch,
+    ) -> impl Future<Output = Result<Vec<u64>, JournalError>> + Send + 'static {
         let tx = self.tx.clone();
         async move {
             let (reply, rx) = oneshot::channel();
-            tx.send(Command::Append { records, reply })
-                .await
-                .map_err(|_| JournalError::Closed)?;
+            tx.send(Command::Append {
+                records,
+                side,
+                reply,
+            })
+            .await
+            .map_err(|_| JournalError::Closed)?;
             rx.await.map_err(|_| JournalError::Closed)?
         }
     }

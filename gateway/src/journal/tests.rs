@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::state::{Batch, Entry, Lease, MemoryStore, Namespace, StoreFuture, Versioned};
+use crate::state::{frame, Batch, Entry, Lease, MemoryStore, Namespace, StoreFuture, Versioned};
 
 fn rec(project: &str, tier: &str) -> NewRecord {
     NewRecord {
@@ -459,6 +459,50 @@ async fn append_all_is_one_commit_with_consecutive_seqs_or_nothing() {
     assert!(matches!(err, JournalError::InvalidRecord(_)), "{err:?}");
     assert_eq!(j.last_seq().await.unwrap(), 3);
     assert_eq!(j.append(rec("a", "gold")).await.unwrap(), 4);
+    assert!(j.verify().await.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appends_side_batch_commits_with_it_in_one_commit() {
+    const SIDE: Namespace = Namespace::new("test_side");
+    let (j, store) = counting_journal().await;
+    j.append(rec("a", "bronze")).await.unwrap();
+    let before = store.commits.load(Ordering::SeqCst);
+    let mut side = Batch::new();
+    side.put(SIDE, b"footprint".to_vec(), b"f".to_vec());
+    side.add_counter(SIDE, b"count".to_vec(), 3);
+    assert_eq!(j.append_with(rec("a", "bronze"), side).await.unwrap(), 2);
+    assert_eq!(store.commits.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(
+        store.get(SIDE, b"footprint").await.unwrap().unwrap().value,
+        b"f"
+    );
+    let count = store.get(SIDE, b"count").await.unwrap().unwrap();
+    assert_eq!(frame::open_i64(SIDE, b"count", &count.value).unwrap(), 3);
+
+    // Concurrent appends with side batches share group commits; every side lands.
+    let appends = (0..16).map(|_| {
+        let mut side = Batch::new();
+        side.add_counter(SIDE, b"count".to_vec(), 1);
+        j.append_with(rec("a", "bronze"), side)
+    });
+    for seq in futures_util::future::join_all(appends).await {
+        seq.unwrap();
+    }
+    let count = store.get(SIDE, b"count").await.unwrap().unwrap();
+    assert_eq!(frame::open_i64(SIDE, b"count", &count.value).unwrap(), 19);
+
+    // A side batch with a precondition is refused, and neither it nor its record is written.
+    let mut guarded = Batch::new();
+    guarded.require_version(SIDE, b"footprint".to_vec(), None);
+    guarded.put(SIDE, b"guarded".to_vec(), b"g".to_vec());
+    let err = j
+        .append_with(rec("a", "bronze"), guarded)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::InvalidRecord(_)), "{err:?}");
+    assert!(store.get(SIDE, b"guarded").await.unwrap().is_none());
+    assert_eq!(j.last_seq().await.unwrap(), 18);
     assert!(j.verify().await.unwrap().is_clean());
 }
 

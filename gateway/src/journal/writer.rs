@@ -68,6 +68,9 @@ pub(crate) enum Command {
     /// One or more records, appended together (one commit, consecutive seqs) or not at all.
     Append {
         records: Vec<NewRecord>,
+        /// Committed with the records (no preconditions; see
+        /// [`Journal::append_with`](super::Journal::append_with)).
+        side: Batch,
         reply: Reply<Vec<u64>>,
     },
     Transition {
@@ -276,14 +279,29 @@ impl Writer {
         let mut closing = None;
         for cmd in commands {
             match cmd {
-                Command::Append { records, reply } => {
+                Command::Append {
+                    records,
+                    side,
+                    reply,
+                } => {
                     let invalid = records
                         .iter()
                         .zip(next.next_seq..)
-                        .find_map(|(record, seq)| validate(record, seq).err());
+                        .find_map(|(record, seq)| validate(record, seq).err())
+                        .or_else(|| {
+                            (!side.preconditions().is_empty()).then(|| {
+                                JournalError::InvalidRecord(
+                                    "an append's side batch may not have preconditions".into(),
+                                )
+                            })
+                        });
                     if let Some(e) = invalid {
                         drop(reply.send(Err(e)));
                         continue;
+                    }
+                    if !side.is_empty() {
+                        // Keyed by the first new seq: never taken out (it has no version).
+                        sides.push((next.next_seq, side));
                     }
                     let mut seqs = Vec::with_capacity(records.len());
                     for record in records {

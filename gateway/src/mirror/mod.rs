@@ -327,12 +327,22 @@ impl MirrorEngine {
 
     /// Journals a successful change and, for Gold, applies it before returning.
     pub async fn submit(&self, m: Mutation) -> MirrorOutcome {
-        self.submit_with(m, true).await
+        self.submit_with(m, Batch::new(), true).await
     }
 
-    /// Journals a successful change; for Gold, applies it before returning if `inline`
-    /// (else the worker applies it, like a degraded one).
-    async fn submit_with(&self, m: Mutation, inline: bool) -> MirrorOutcome {
+    /// Like [`MirrorEngine::submit`], and commits `side` (bookkeeping of the change without
+    /// preconditions, such as its usage counters) with the record's append: one commit.
+    /// `side` is committed exactly when the outcome is neither
+    /// [`MirrorOutcome::NotMirrored`] nor [`MirrorOutcome::Failed`]; otherwise the caller
+    /// still holds the change's bookkeeping to commit.
+    pub async fn submit_along(&self, m: Mutation, side: Batch) -> MirrorOutcome {
+        self.submit_with(m, side, true).await
+    }
+
+    /// Journals a successful change (with `side`, see [`MirrorEngine::submit_along`]); for
+    /// Gold, applies it before returning if `inline` (else the worker applies it, like a
+    /// degraded one).
+    async fn submit_with(&self, m: Mutation, side: Batch, inline: bool) -> MirrorOutcome {
         let inner = &self.inner;
         if m.tier.mode == MirrorMode::Off || !m.status.is_success() {
             return MirrorOutcome::NotMirrored;
@@ -410,17 +420,18 @@ impl MirrorEngine {
         let resource_key = ordering_key(record.primary_id.as_deref(), &record.request.path);
         let inline = inline && m.tier.mode == MirrorMode::Sync && direction == Direction::Forward;
         // Gold looks at the tenant's pending records while its own append commits.
-        let (appended, pending) = tokio::join!(inner.journal.append(record.clone()), async {
-            match inline {
-                true => Some(
-                    inner
-                        .journal
-                        .pending_for_tenant(&record.tenant, None, OLDER_LOOK)
-                        .await,
-                ),
-                false => None,
-            }
-        });
+        let (appended, pending) =
+            tokio::join!(inner.journal.append_with(record.clone(), side), async {
+                match inline {
+                    true => Some(
+                        inner
+                            .journal
+                            .pending_for_tenant(&record.tenant, None, OLDER_LOOK)
+                            .await,
+                    ),
+                    false => None,
+                }
+            });
         let seq = match appended {
             Ok(seq) => seq,
             Err(e) => {
@@ -514,7 +525,7 @@ impl MirrorEngine {
                         // (a no-op where nothing was mirrored).
                         let undo = undo_mutation(&m, &t, &method, path, body);
                         if let MirrorOutcome::Failed { reason } =
-                            Box::pin(self.submit_with(undo, false)).await
+                            Box::pin(self.submit_with(undo, Batch::new(), false)).await
                         {
                             tracing::error!(seq, reason, "the undo of a rejected change could not be journaled; a recovery copy may stay");
                         }
@@ -538,7 +549,7 @@ impl MirrorEngine {
     pub async fn journal_undo(&self, m: &Mutation) -> Result<(), String> {
         let (target, method, path, body) = undo_of(m)?;
         let undo = undo_mutation(m, &target, &method, path, body);
-        match Box::pin(self.submit_with(undo, false)).await {
+        match Box::pin(self.submit_with(undo, Batch::new(), false)).await {
             MirrorOutcome::Failed { reason } => Err(reason),
             _ => Ok(()),
         }

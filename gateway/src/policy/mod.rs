@@ -51,6 +51,7 @@ pub use request::{add_tag_to_response, neutron_tag_path, ProtectedKind, Target};
 pub use watch::FileStamp;
 
 use lookup::Lookups;
+pub use usage::PendingUsage;
 use usage::Usage;
 
 /// Everything the stage needs to know about one request.
@@ -563,6 +564,46 @@ impl PolicyStage {
         };
         if let Err(e) = result {
             tracing::warn!(project, tier = %tier.name, error = %e, "cannot record recovery-capacity usage");
+        }
+    }
+
+    /// The usage a single (not bulk) create adds, prepared to commit with the create's
+    /// journal record ([`crate::mirror::MirrorEngine::submit_along`]); `None` for any other
+    /// delta, or when it cannot be prepared (then [`Policy::record_usage`] is the way).
+    /// Once it has committed, [`Policy::usage_committed`]; if it did not,
+    /// [`Policy::commit_usage`].
+    pub fn usage_of_create(
+        &self,
+        tenant: &TokenContext,
+        tier: &TierChoice,
+        delta: &UsageDelta,
+        response: Option<&Value>,
+    ) -> Option<PendingUsage> {
+        let UsageDelta::Add { kind, resources } = delta else {
+            return None;
+        };
+        if response
+            .and_then(|r| request::bulk_items(*kind, r))
+            .is_some()
+        {
+            return None;
+        }
+        let project = tenant.project_id.as_deref().unwrap_or("");
+        let id = response.and_then(|r| request::created_id(*kind, r));
+        self.usage
+            .prepare_add(project, &tier.name, *kind, resources, id)
+            .ok()
+    }
+
+    /// Records that prepared usage committed (with a journal record).
+    pub fn usage_committed(&self, pending: &PendingUsage) {
+        pending.committed(&self.metrics);
+    }
+
+    /// Commits prepared usage on its own (errors are logged, like [`Policy::record_usage`]'s).
+    pub async fn commit_usage(&self, pending: PendingUsage) {
+        if let Err(e) = self.usage.commit(pending, &self.metrics).await {
+            tracing::warn!(error = %e, "cannot record recovery-capacity usage");
         }
     }
 

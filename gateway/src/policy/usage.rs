@@ -4,10 +4,11 @@
 //! gateway (namespace `policy_footprints`, key `kind ‖ id`, framed JSON value) so that a
 //! delete releases exactly what the create added, in the tier it was created in.
 //!
-//! A create's footprint and counter changes commit in one transaction with relaxed
-//! durability ([`Batch::relax_durability`]): they are on disk with the next journal commit,
-//! and a crash before it may forget the usage of the last few calls (quotas then leave
-//! those resources out), never a mirror record.
+//! A create's footprint and counter changes commit in one transaction: with the create's
+//! journal record when the change is mirrored (the append's commit, durable), otherwise on
+//! their own with relaxed durability ([`Batch::relax_durability`]): then they are on disk
+//! with the next journal commit, and a crash before it may forget the usage of the last few
+//! calls (quotas then leave those resources out), never a mirror record.
 
 use std::sync::Arc;
 
@@ -34,6 +35,38 @@ pub(crate) struct Footprint {
     pub ram_mb: u64,
     pub volume_gb: u64,
     pub count: u64,
+}
+
+/// A change of usage (counter additions and the footprint's put or delete) prepared as one
+/// batch. A create's has no preconditions, so it can commit on its own or ride in another
+/// commit (the create's journal append); [`PendingUsage::committed`] then updates the gauge.
+#[derive(Clone, Debug)]
+pub struct PendingUsage {
+    batch: Batch,
+    kind: ProtectedKind,
+    tier: String,
+    count: i64,
+}
+
+impl PendingUsage {
+    /// The batch to commit.
+    pub fn batch(&self) -> Batch {
+        self.batch.clone()
+    }
+
+    /// Records that the batch committed (the protected-resources gauge).
+    pub(crate) fn committed(&self, metrics: &PolicyMetrics) {
+        if self.count != 0 {
+            metrics
+                .protected
+                .with_label_values(&[self.tier.as_str(), self.kind.counter_kind()])
+                .add(self.count);
+        }
+    }
+}
+
+fn signed(n: u64, sign: i64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(sign)
 }
 
 pub(crate) struct Usage {
@@ -113,18 +146,16 @@ impl Usage {
         }
     }
 
-    /// Adds (`sign` 1) or takes away (-1) a footprint's counts, committing `with` (its
-    /// footprint record's put or delete) in the same transaction: one commit.
-    async fn apply(
+    /// The batch that adds (`sign` 1) or takes away (-1) a footprint's counts, with `with`
+    /// (its footprint record's put or delete) in it: one commit.
+    fn prepare(
         &self,
         kind: ProtectedKind,
         f: &Footprint,
         sign: i64,
         with: Batch,
-        metrics: &PolicyMetrics,
-    ) -> Result<(), StateError> {
+    ) -> Result<PendingUsage, StateError> {
         let (tenant, tier) = (f.tenant.as_str(), f.tier.as_str());
-        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(sign);
         let deltas: Vec<(UsageKey, i64)> = [
             ("vcpus", f.vcpus),
             ("ram_mb", f.ram_mb),
@@ -133,32 +164,42 @@ impl Usage {
         ]
         .into_iter()
         .filter(|(_, n)| *n != 0)
-        .map(|(what, n)| (UsageKey::new(tenant, tier, what), signed(n)))
+        .map(|(what, n)| (UsageKey::new(tenant, tier, what), signed(n, sign)))
         .collect();
+        let mut batch = with;
+        self.counters.add_to(&deltas, &mut batch)?;
         // Bookkeeping, not a tenant's change: on disk with the next journal commit (which a
         // mirrored change makes right away), without a flush of its own.
-        let mut with = with;
-        with.relax_durability();
-        self.counters.add_all(&deltas, with).await?;
-        if f.count > 0 {
-            metrics
-                .protected
-                .with_label_values(&[tier, kind.counter_kind()])
-                .add(signed(f.count));
-        }
+        batch.relax_durability();
+        Ok(PendingUsage {
+            batch,
+            kind,
+            tier: f.tier.clone(),
+            count: signed(f.count, sign),
+        })
+    }
+
+    /// Commits prepared usage on its own.
+    pub(crate) async fn commit(
+        &self,
+        pending: PendingUsage,
+        metrics: &PolicyMetrics,
+    ) -> Result<(), StateError> {
+        self.store.commit(pending.batch.clone()).await?;
+        pending.committed(metrics);
         Ok(())
     }
 
-    /// Adds what a create added, and remembers it under `id` when the response had one.
-    pub(crate) async fn add(
+    /// What a create adds, remembered under `id` when the response had one, ready to
+    /// commit (on its own with [`Usage::commit`], or with the create's journal record).
+    pub(crate) fn prepare_add(
         &self,
         tenant: &str,
         tier: &str,
         kind: ProtectedKind,
         resources: &Resources,
         id: Option<&str>,
-        metrics: &PolicyMetrics,
-    ) -> Result<(), StateError> {
+    ) -> Result<PendingUsage, StateError> {
         let count = match kind.quota_kind() {
             Some(k) => resources.count(k).max(1),
             None => 1,
@@ -180,7 +221,21 @@ impl Usage {
                 frame::seal_json(FOOTPRINTS, &key, &f)?,
             );
         }
-        self.apply(kind, &f, 1, footprint, metrics).await
+        self.prepare(kind, &f, 1, footprint)
+    }
+
+    /// Adds what a create added, and remembers it under `id` when the response had one.
+    pub(crate) async fn add(
+        &self,
+        tenant: &str,
+        tier: &str,
+        kind: ProtectedKind,
+        resources: &Resources,
+        id: Option<&str>,
+        metrics: &PolicyMetrics,
+    ) -> Result<(), StateError> {
+        let pending = self.prepare_add(tenant, tier, kind, resources, id)?;
+        self.commit(pending, metrics).await
     }
 
     /// Releases what the create of `id` added (nothing if the gateway did not see it).
@@ -198,7 +253,8 @@ impl Usage {
         let mut forget = Batch::new();
         forget.require_version(FOOTPRINTS, key.clone(), Some(stored.version));
         forget.delete(FOOTPRINTS, key);
-        match self.apply(kind, &f, -1, forget, metrics).await {
+        let pending = self.prepare(kind, &f, -1, forget)?;
+        match self.commit(pending, metrics).await {
             // Released by a concurrent call (e.g. a delete retried): counted once.
             Err(StateError::Conflict { namespace, .. }) if namespace == FOOTPRINTS.as_str() => {
                 Ok(())
