@@ -30,7 +30,7 @@ use crate::config::SiteName;
 use crate::failover::{ids, CollectingLookup, FailoverController};
 use crate::fault;
 use crate::gateway::Gateway;
-use crate::mutation::{MirrorMode, MirrorOutcome, Mutation};
+use crate::mutation::{MirrorOutcome, Mutation};
 use crate::operation::{Action, Operation, ResourceType, Service};
 use crate::policy::{
     add_tag_to_response, neutron_tag_path, request, AfterCreate, EvalContext, PolicyVerdict,
@@ -582,10 +582,9 @@ async fn protected_change(
     // A single create's usage commits with its journal record (one commit instead of two);
     // anything else (a bulk create, a delete, a change that is not journaled) on its own.
     let along = match creates.as_slice() {
-        [_] if tier.mode != MirrorMode::Off => {
-            gw.policy
-                .usage_of_create(&change.tenant, &tier, &usage, journaled.as_ref())
-        }
+        [_] => gw
+            .policy
+            .usage_of_create(&change.tenant, &tier, &usage, journaled.as_ref()),
         _ => None,
     };
     let counting = async {

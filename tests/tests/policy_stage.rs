@@ -1024,3 +1024,41 @@ fn fake_endpoints() -> drgw::sandbox::SimEndpoints {
         network: "http://127.0.0.1:5".into(),
     }
 }
+
+#[tokio::test]
+async fn creates_in_a_tier_that_is_not_mirrored_use_no_recovery_capacity() {
+    let b = bed(POLICY).await;
+    let admin = token("admin");
+    let h = HeaderMap::new();
+    let mut volume = json!({"volume": {"size": 7, "metadata": {"dr_tier": "none"}}});
+    let v = eval(
+        &b.stage,
+        Service::BlockStorage,
+        Method::POST,
+        "/v3/p-admin/volumes",
+        &admin,
+        &h,
+        Some(&mut volume),
+    )
+    .await;
+    assert_eq!(allowed_tier(&v), "none");
+    let PolicyVerdict::Allow { tier, usage, .. } = &v else {
+        panic!("{v:?}")
+    };
+    b.stage
+        .record_usage(
+            &admin,
+            tier,
+            usage,
+            Some(&json!({"volume": {"id": "vol-none", "size": 7}})),
+        )
+        .await;
+    assert_eq!(
+        b.stage.usage_of("p-admin", "none").await.expect("usage"),
+        drgw::policy::Resources::ZERO
+    );
+    assert!(!b
+        .metrics
+        .render()
+        .contains(r#"drgw_protected_resources{resource="volumes",tier="none"}"#));
+}

@@ -523,8 +523,8 @@ impl PolicyStage {
         PolicyVerdict::Deny { status, message }
     }
 
-    /// Records what a successful call changed: after a create, adds the resources in
-    /// `tier` and remembers them under the id `response` carries; after a delete,
+    /// Records what a successful call changed: after a create in a mirrored tier, adds the
+    /// resources in `tier` and remembers them under the id `response` carries; after a delete,
     /// releases what the create added. Storage errors are logged (usage is reconciled
     /// later; the tenant's call already succeeded).
     pub async fn record_usage(
@@ -537,6 +537,9 @@ impl PolicyStage {
         let project = tenant.project_id.as_deref().unwrap_or("");
         let result = match delta {
             UsageDelta::None => Ok(()),
+            // A tier that is not mirrored holds nothing at the recovery site: no capacity
+            // to count (and no transaction per create for it).
+            UsageDelta::Add { .. } if tier.mode == MirrorMode::Off => Ok(()),
             UsageDelta::Add { kind, resources } => {
                 match response.and_then(|r| request::bulk_items(*kind, r)) {
                     // A bulk create: each created resource counts one, under its own id.
@@ -582,6 +585,9 @@ impl PolicyStage {
         let UsageDelta::Add { kind, resources } = delta else {
             return None;
         };
+        if tier.mode == MirrorMode::Off {
+            return None; // not counted (see `record_usage`)
+        }
         if response
             .and_then(|r| request::bulk_items(*kind, r))
             .is_some()
