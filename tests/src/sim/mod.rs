@@ -200,6 +200,9 @@ pub(crate) struct SiteCtx {
     pub recorder: Recorder,
     /// Where image data is stored.
     pub data_dir: PathBuf,
+    /// Removes `data_dir` when the site's last task lets go of it (also for sites a test
+    /// never shuts down).
+    pub _data_dir_guard: tempfile::TempDir,
 }
 
 impl SiteCtx {

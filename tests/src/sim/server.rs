@@ -73,11 +73,11 @@ pub(crate) async fn start(config: SiteConfig) -> anyhow::Result<SiteHandle> {
         network: find(Service::Network),
         control: url(control_listener.local_addr()?),
     };
-    let data_dir =
-        std::env::temp_dir().join(format!("drgw-sim-{}-{}", config.name, uuid::Uuid::new_v4()));
-    tokio::fs::create_dir_all(&data_dir)
-        .await
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir_guard = tempfile::Builder::new()
+        .prefix(&format!("drgw-sim-{}-", config.name))
+        .tempdir()
+        .context("creating the image data directory")?;
+    let data_dir = data_dir_guard.path().to_path_buf();
     let identity = identity::Identity::bootstrap(&config, &urls);
     let world = World {
         identity,
@@ -93,6 +93,7 @@ pub(crate) async fn start(config: SiteConfig) -> anyhow::Result<SiteHandle> {
         faults: Faults::default(),
         recorder: Recorder::default(),
         data_dir,
+        _data_dir_guard: data_dir_guard,
     });
     let (kill, _) = watch::channel(0u64);
     let (kill_control, _) = watch::channel(0u64);
