@@ -287,6 +287,59 @@ async fn bronze_gives_way_to_busy_tenants_for_at_most_a_quarter_of_max_lag() {
     engine.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bronze_giving_way_does_not_hold_up_a_silver_checkpoint() {
+    let bed = Bed::new().await;
+    let (engine, _) = bed.mem_engine().await;
+    let bronze = TierChoice {
+        name: "bronze".into(),
+        mode: MirrorMode::Async {
+            max_lag: Duration::from_secs(120), // may wait 30 s
+        },
+        on_failure: GoldFailure::Degrade,
+    };
+    let silver = TierChoice {
+        name: "silver".into(),
+        mode: MirrorMode::Periodic {
+            interval: Duration::from_millis(500),
+        },
+        on_failure: GoldFailure::Degrade,
+    };
+    let tenant = engine.tenant_request();
+    let load = busy_runtime();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (bnet, m) = bed.demo_network(&bronze, "held-net").await;
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    let (snet, m) = bed.demo_network(&silver, "silver-net").await;
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    eventually("the silver checkpoint", Duration::from_secs(5), || async {
+        recovery_id(&engine, "network", "network", &snet)
+            .await
+            .is_some()
+    })
+    .await;
+    assert!(!engine
+        .checkpoints(Some("silver"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        recovery_id(&engine, "network", "network", &bnet).await,
+        None,
+        "the Bronze record is still giving way"
+    );
+    // Once tenants are gone, it applies.
+    load.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(tenant);
+    eventually("the bronze record", Duration::from_secs(5), || async {
+        recovery_id(&engine, "network", "network", &bnet)
+            .await
+            .is_some()
+    })
+    .await;
+    engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
     let bed = Bed::new().await;

@@ -1168,7 +1168,9 @@ impl Inner {
     /// Applies a tier's pending records (up to `up_to`), tenants in parallel. Returns whether
     /// anything is left pending up to the cut, and how many records were processed. With
     /// `give_way` (an asynchronous tier), each record first waits while the runtime is
-    /// busy with tenant requests, up to that long after its journal time (see [`pace`]).
+    /// busy with tenant requests, up to that long after its journal time (see [`pace`]),
+    /// and at most one `tick` in this pass (the rest of the tenant's records then wait for
+    /// the next pass, so that the worker's other tiers are not held up).
     async fn drain(
         self: &Arc<Self>,
         direction: Direction,
@@ -1190,6 +1192,7 @@ impl Inner {
         }
         let older = Arc::new(self.pending_elsewhere(tier).await?);
         let now = Instant::now();
+        let pass_ends = now + self.tick;
         let mut tasks = tokio::task::JoinSet::new();
         let mut blocked = false;
         for (tenant, seqs) in by_tenant {
@@ -1213,7 +1216,11 @@ impl Inner {
                 let mut done = 0usize;
                 for (seq, time_ms, primary_id) in seqs {
                     if let Some(bound) = give_way {
-                        inner.give_way(&key.1, time_ms, bound).await;
+                        // At most until the pass's end: the worker's other tiers (a Silver
+                        // checkpoint, Gold records left pending) must not wait for Bronze.
+                        if inner.give_way(&key.1, time_ms, bound, pass_ends).await {
+                            return (key, TenantRun::Blocked, done);
+                        }
                     }
                     // A re-tiered resource: its older change in another tier goes first.
                     let waits = primary_id.is_some_and(|p| {
@@ -1259,24 +1266,30 @@ impl Inner {
         Ok((blocked, processed))
     }
 
-    /// Waits while tenants keep the runtime busy, until `bound` after the record's journal time
-    /// (`time_ms`, wall clock).
-    async fn give_way(&self, tier: &str, time_ms: u64, bound: Duration) {
+    /// Waits while tenants keep the runtime busy, until `bound` after the record's journal
+    /// time (`time_ms`, wall clock) or until `pass_ends`, whichever comes first. Returns
+    /// whether the record is still held back (then the pass leaves it for the next one).
+    async fn give_way(
+        &self,
+        tier: &str,
+        time_ms: u64,
+        bound: Duration,
+        pass_ends: Instant,
+    ) -> bool {
         let bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
         let left = time_ms.saturating_add(bound_ms).saturating_sub(now_ms());
         if left == 0 {
-            return;
+            return false;
         }
-        let waited = self
-            .pacer
-            .give_way(Instant::now() + Duration::from_millis(left))
-            .await;
+        let due = Instant::now() + Duration::from_millis(left);
+        let waited = self.pacer.give_way(due.min(pass_ends)).await;
         if !waited.is_zero() {
             self.metrics
                 .deferred
                 .with_label_values(&[tier])
                 .inc_by(waited.as_secs_f64());
         }
+        Instant::now() < due && self.pacer.contended()
     }
 
     fn back_off(&self, key: &BackoffKey) {

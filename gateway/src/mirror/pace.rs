@@ -10,7 +10,9 @@
 //! `max_lag` (a quarter), counted from the record's journal time, so the lag stays well
 //! within the tier's promise; past it the record applies whatever the load. Under a
 //! sustained overload the backlog therefore applies at the bound's pace: pacing moves the
-//! apply work out of a burst, it does not make it cheaper.
+//! apply work out of a burst, it does not make it cheaper. The worker waits at most one
+//! `tick` per pass and leaves what is still held back for the next pass, so its other
+//! tiers (a Silver checkpoint, Gold records left pending) never wait for Bronze.
 //!
 //! The runtime counts as *contended* while tenant requests are in flight
 //! ([`Pacer::tenant_request`]) and its workers are busy: their busy time (tokio's
