@@ -313,16 +313,16 @@ async fn bronze_giving_way_does_not_hold_up_a_silver_checkpoint() {
     let (snet, m) = bed.demo_network(&silver, "silver-net").await;
     assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
     eventually("the silver checkpoint", Duration::from_secs(5), || async {
-        recovery_id(&engine, "network", "network", &snet)
+        !engine
+            .checkpoints(Some("silver"), None, 10)
             .await
-            .is_some()
+            .unwrap()
+            .is_empty()
     })
     .await;
-    assert!(!engine
-        .checkpoints(Some("silver"), None, 10)
+    assert!(recovery_id(&engine, "network", "network", &snet)
         .await
-        .unwrap()
-        .is_empty());
+        .is_some());
     assert_eq!(
         recovery_id(&engine, "network", "network", &bnet).await,
         None,
