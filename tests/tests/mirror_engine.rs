@@ -207,6 +207,21 @@ async fn silver_applies_at_the_checkpoint_and_not_before() {
     engine.shutdown().await;
 }
 
+/// Waits (up to `within`) until the network `net` has a recovery copy in the ID map.
+async fn network_mirrored(
+    engine: &drgw::mirror::MirrorEngine,
+    what: &str,
+    net: &str,
+    within: Duration,
+) {
+    eventually(what, within, || async {
+        recovery_id(engine, "network", "network", net)
+            .await
+            .is_some()
+    })
+    .await;
+}
+
 /// Keeps the runtime's workers busy (tasks that run 50 µs at a time and yield, as tenant
 /// requests would) until the returned flag is set.
 fn busy_runtime() -> Arc<std::sync::atomic::AtomicBool> {
@@ -252,14 +267,11 @@ async fn bronze_gives_way_to_busy_tenants_for_at_most_a_quarter_of_max_lag() {
         "a Bronze record applied while tenants kept the runtime busy"
     );
     // ... but not for longer than a quarter of max_lag (1 s) after it was journaled.
-    eventually(
+    network_mirrored(
+        &engine,
         "the record applied despite the load",
+        &net,
         Duration::from_secs(10),
-        || async {
-            recovery_id(&engine, "network", "network", &net)
-                .await
-                .is_some()
-        },
     )
     .await;
     let waited = submitted.elapsed();
@@ -270,14 +282,11 @@ async fn bronze_gives_way_to_busy_tenants_for_at_most_a_quarter_of_max_lag() {
     let (net2, m) = bed.demo_network(&tier, "unpaced-net").await;
     let submitted = Instant::now();
     assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
-    eventually(
+    network_mirrored(
+        &engine,
         "the second record applied",
+        &net2,
         Duration::from_secs(5),
-        || async {
-            recovery_id(&engine, "network", "network", &net2)
-                .await
-                .is_some()
-        },
     )
     .await;
     println!(
@@ -331,12 +340,7 @@ async fn bronze_giving_way_does_not_hold_up_a_silver_checkpoint() {
     // Once tenants are gone, it applies.
     load.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(tenant);
-    eventually("the bronze record", Duration::from_secs(5), || async {
-        recovery_id(&engine, "network", "network", &bnet)
-            .await
-            .is_some()
-    })
-    .await;
+    network_mirrored(&engine, "the bronze record", &bnet, Duration::from_secs(5)).await;
     engine.shutdown().await;
 }
 
@@ -642,11 +646,12 @@ async fn restart_on_the_same_file_does_not_reapply() {
     // One more record after the restart, to prove the engine runs.
     let (after, m) = bed.demo_network(&bronze(), "r-after").await;
     engine.submit(m).await;
-    eventually("applied after restart", Duration::from_secs(5), || async {
-        recovery_id(&engine, "network", "network", &after)
-            .await
-            .is_some()
-    })
+    network_mirrored(
+        &engine,
+        "applied after restart",
+        &after,
+        Duration::from_secs(5),
+    )
     .await;
     let creates = bed.recovery.requests().matching("POST", "/v2.0/networks");
     assert_eq!(
@@ -693,12 +698,7 @@ async fn a_pending_create_after_a_crash_adopts_the_copy_instead_of_duplicating()
     let (engine, _journal) = bed
         .engine(open_redb(&path).await, Duration::from_secs(3))
         .await;
-    eventually("adopted", Duration::from_secs(5), || async {
-        recovery_id(&engine, "network", "network", &net)
-            .await
-            .is_some()
-    })
-    .await;
+    network_mirrored(&engine, "adopted", &net, Duration::from_secs(5)).await;
     assert_eq!(
         recovery_id(&engine, "network", "network", &net).await,
         Some(copy_id)
