@@ -652,12 +652,7 @@ impl Journal {
             let tier = String::from_utf8(entry.key[PENDING_COUNT_PREFIX.len()..].to_vec())
                 .map_err(|_| StateError::corrupt(META, &entry.key, "tier is not UTF-8"))?;
             let pending = frame::open_u64(META, &entry.key, &entry.value)?;
-            let prefix = tier_prefix(&tier)?;
-            let oldest = self.store.scan(PENDING_BY_TIER, &prefix, None, 1).await?;
-            let oldest_pending_ms = match oldest.first() {
-                Some(e) => Some(frame::open_u64(PENDING_BY_TIER, &e.key, &e.value)?),
-                None => None,
-            };
+            let oldest_pending_ms = self.oldest_pending_ms(&tier).await?;
             out.insert(
                 tier,
                 TierLag {
@@ -667,6 +662,17 @@ impl Journal {
             );
         }
         Ok(out)
+    }
+
+    /// The journal time of the tier's oldest pending record (either direction), from the
+    /// pending index alone: no record is read.
+    pub async fn oldest_pending_ms(&self, tier: &str) -> Result<Option<u64>, JournalError> {
+        let prefix = tier_prefix(tier)?;
+        let oldest = self.store.scan(PENDING_BY_TIER, &prefix, None, 1).await?;
+        match oldest.first() {
+            Some(e) => Ok(Some(frame::open_u64(PENDING_BY_TIER, &e.key, &e.value)?)),
+            None => Ok(None),
+        }
     }
 
     /// Checkpoints in id order, of one tier or all, after `after_id`, up to `limit`.

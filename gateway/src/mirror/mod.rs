@@ -420,18 +420,17 @@ impl MirrorEngine {
         let resource_key = ordering_key(record.primary_id.as_deref(), &record.request.path);
         let inline = inline && m.tier.mode == MirrorMode::Sync && direction == Direction::Forward;
         // Gold looks at the tenant's pending records while its own append commits.
-        let (appended, pending) =
-            tokio::join!(inner.journal.append_with(record.clone(), side), async {
-                match inline {
-                    true => Some(
-                        inner
-                            .journal
-                            .pending_for_tenant(&record.tenant, None, OLDER_LOOK)
-                            .await,
-                    ),
-                    false => None,
-                }
-            });
+        let (appended, pending) = if inline {
+            let (appended, pending) = tokio::join!(
+                inner.journal.append_with(record.clone(), side),
+                inner
+                    .journal
+                    .pending_for_tenant(&record.tenant, None, OLDER_LOOK)
+            );
+            (appended, Some(pending))
+        } else {
+            (inner.journal.append_with(record, side).await, None)
+        };
         let seq = match appended {
             Ok(seq) => seq,
             Err(e) => {
@@ -882,6 +881,9 @@ fn ordering_key(primary_id: Option<&str>, path: &str) -> Option<String> {
     }
 }
 
+/// How many records a drain pass of a tier whose records give way to tenants reads.
+const GIVING_WAY_PASS_RECORDS: usize = 256;
+
 /// How many of a tenant's pending records a Gold change looks at for an older change of the
 /// same resource.
 const OLDER_LOOK: usize = 256;
@@ -1178,7 +1180,27 @@ impl Inner {
         up_to: Option<u64>,
         give_way: Option<Duration>,
     ) -> Result<(bool, usize), MirrorError> {
-        let records = self.pending_of_tier(direction, tier, up_to, 4096).await?;
+        if let Some(bound) = give_way.filter(|_| self.pacer.contended()) {
+            // Records are journaled in time order, so while the oldest may still give way,
+            // every other may too: wait here, on the pending index alone, rather than read
+            // and decode the whole backlog on every pass of a busy period.
+            let Some(oldest_ms) = self.journal.oldest_pending_ms(tier).await? else {
+                return Ok((false, 0));
+            };
+            let pass_ends = Instant::now() + self.tick;
+            if self.give_way(tier, oldest_ms, bound, pass_ends).await {
+                return Ok((true, 0));
+            }
+        }
+        // A pass that may give way reads a short prefix: what it reads and then leaves to a
+        // later pass is read again there. The worker runs the next pass at once when this
+        // one got through. A pass toward a cut (Silver) reads all it must apply.
+        let limit = if give_way.is_some() {
+            GIVING_WAY_PASS_RECORDS
+        } else {
+            4096
+        };
+        let records = self.pending_of_tier(direction, tier, up_to, limit).await?;
         if records.is_empty() {
             return Ok((false, 0));
         }
