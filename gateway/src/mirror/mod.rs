@@ -90,6 +90,7 @@ pub mod secret;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -217,6 +218,10 @@ struct Inner {
     /// Holds asynchronous applies back while tenants keep the runtime busy.
     pacer: Pacer,
     wake: Notify,
+    /// Set when a reverse record may have become pending (at start, on a reverse append, on
+    /// a retry): the tier index holds both directions, so a reverse pass reads forward
+    /// records to find reverse ones, and the worker runs one only when this says so.
+    reverse_hint: AtomicBool,
     key: SecretKey,
     shared_identity: bool,
 }
@@ -303,6 +308,7 @@ impl MirrorEngine {
             parallel: Arc::new(Semaphore::new(deps.parallel_tenants.max(1))),
             pacer: Pacer::for_current_runtime(),
             wake: Notify::new(),
+            reverse_hint: AtomicBool::new(true),
             key: deps.secret_key,
             shared_identity: deps.shared_identity,
         });
@@ -440,6 +446,9 @@ impl MirrorEngine {
                 };
             }
         };
+        if direction == Direction::Reverse {
+            inner.reverse_hint.store(true, Ordering::Release);
+        }
         if !inline {
             inner.metrics.op(&tier, resource, "queued");
             inner.wake.notify_one();
@@ -600,6 +609,9 @@ impl MirrorEngine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(r.tenant.clone(), r.tier.clone(), r.direction));
+        if r.direction == Direction::Reverse {
+            self.inner.reverse_hint.store(true, Ordering::Release);
+        }
         self.inner.wake.notify_one();
         r.request.secret = None;
         Ok(r)
@@ -881,6 +893,9 @@ fn ordering_key(primary_id: Option<&str>, path: &str) -> Option<String> {
     }
 }
 
+/// How many entries of a tier's pending index a drain pass looks at.
+const INDEX_LOOK: usize = 4096;
+
 /// How many records a drain pass of a tier whose records give way to tenants reads.
 const GIVING_WAY_PASS_RECORDS: usize = 256;
 
@@ -1074,28 +1089,30 @@ impl Inner {
     }
 
     /// Pending records of a tier in one direction, oldest first, up to `up_to`, at most
-    /// `limit` (the tier index holds both directions; up to 4096 entries are looked at).
+    /// `limit` (the tier index holds both directions; up to [`INDEX_LOOK`] entries are
+    /// looked at). Also whether entries were left unread (the limit was reached first, or
+    /// the index holds more than [`INDEX_LOOK`]).
     async fn pending_of_tier(
         &self,
         direction: Direction,
         tier: &str,
         up_to: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<JournalRecord>, MirrorError> {
+    ) -> Result<(Vec<JournalRecord>, bool), MirrorError> {
         let mut out = Vec::new();
-        let seqs = self.pending_seqs_of_tier(tier, up_to, 4096).await?;
+        let seqs = self.pending_seqs_of_tier(tier, up_to, INDEX_LOOK).await?;
         // Read in chunks (one store snapshot each) rather than one record at a time.
         for chunk in seqs.chunks(256) {
             for r in self.journal.get_many(chunk).await?.into_iter().flatten() {
                 if out.len() >= limit {
-                    return Ok(out);
+                    return Ok((out, true));
                 }
                 if r.state.is_pending() && r.direction == direction {
                     out.push(r);
                 }
             }
         }
-        Ok(out)
+        Ok((out, seqs.len() >= INDEX_LOOK))
     }
 
     /// Pending seqs of a tier (both directions), oldest first, up to `up_to`, at most `limit`.
@@ -1200,9 +1217,10 @@ impl Inner {
         } else {
             4096
         };
-        let records = self.pending_of_tier(direction, tier, up_to, limit).await?;
+        let (records, unread) = self.pending_of_tier(direction, tier, up_to, limit).await?;
         if records.is_empty() {
-            return Ok((false, 0));
+            // Reverse records past the entries looked at wait for a later pass.
+            return Ok((unread && direction == Direction::Reverse, 0));
         }
         let mut by_tenant: BTreeMap<TenantRef, Vec<(u64, u64, Option<String>)>> = BTreeMap::new();
         for r in records {
@@ -1356,6 +1374,8 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     }
     let mut due: HashMap<String, Instant> = HashMap::new();
     let mut last_cut: HashMap<String, u64> = HashMap::new();
+    let mut reverse_left = false;
+    let mut last_reverse = Instant::now();
     loop {
         let tiers: Vec<(String, MirrorMode)> = inner
             .tiers
@@ -1407,7 +1427,7 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                             let left = inner
                                 .pending_of_tier(Direction::Forward, &tier, Some(cut), 1)
                                 .await
-                                .map(|v| v.is_empty());
+                                .map(|(v, _)| v.is_empty());
                             let advanced = last_cut.get(&tier).is_none_or(|c| *c < cut);
                             if matches!(left, Ok(true))
                                 && advanced
@@ -1438,22 +1458,36 @@ async fn worker(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
         }
         // Reverse records (made at the recovery site while failed over) of every tier apply
-        // in the background toward the primary; no checkpoints.
-        let tiers: Vec<String> = inner
-            .tiers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for tier in tiers {
-            if *stop.borrow() {
-                return;
-            }
-            match inner.drain(Direction::Reverse, &tier, None, None).await {
-                Ok((blocked, n)) => busy |= n > 0 && !blocked,
-                Err(e) => {
-                    tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+        // in the background toward the primary; no checkpoints. A pass runs when one may
+        // have become pending, and once per tick while the last pass left some behind.
+        let hinted = inner.reverse_hint.swap(false, Ordering::AcqRel);
+        if hinted || (reverse_left && last_reverse.elapsed() >= inner.tick) {
+            last_reverse = Instant::now();
+            reverse_left = false;
+            let tiers: Vec<String> = inner
+                .tiers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            for tier in tiers {
+                if *stop.borrow() {
+                    return;
+                }
+                match inner.drain(Direction::Reverse, &tier, None, None).await {
+                    Ok((blocked, n)) => {
+                        busy |= n > 0 && !blocked;
+                        if n > 0 && !blocked {
+                            // There may be more, past this pass's records: look again now.
+                            inner.reverse_hint.store(true, Ordering::Release);
+                        }
+                        reverse_left |= blocked;
+                    }
+                    Err(e) => {
+                        reverse_left = true;
+                        tracing::warn!(tier, error = %e, "mirror worker cannot read the journal")
+                    }
                 }
             }
         }
