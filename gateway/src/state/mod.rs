@@ -41,7 +41,6 @@
 //!
 //! Architecture invariant: nothing outside `state/` knows which backend is in use.
 
-mod crc32c;
 mod embedded;
 pub mod failover;
 pub mod frame;
@@ -57,7 +56,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use crc32c::crc32c;
 pub use embedded::{RedbStore, DEFAULT_STATE_FILE, DEFAULT_STATE_PATH};
 pub use failover::FailoverStore;
 pub use idmap::{DirectedIdMap, IdMap, IdMapFilter, IdMapping};
