@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc rather than the C library's allocator: a proxy allocates and frees small
+/// buffers, headers and JSON values on every request, from several threads. Measured with
+/// the mirror benchmark (README): 35–45% less process CPU per proxied create.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
