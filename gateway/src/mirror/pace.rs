@@ -12,7 +12,10 @@
 //! sustained overload the backlog therefore applies at the bound's pace: pacing moves the
 //! apply work out of a burst, it does not make it cheaper. The worker waits at most one
 //! `tick` per pass and leaves what is still held back for the next pass, so its other
-//! tiers (a Silver checkpoint, Gold records left pending) never wait for Bronze.
+//! tiers (a Silver checkpoint, Gold records left pending) never wait for Bronze. A pass that
+//! starts contended waits on the oldest pending entry of the tier's index (its journal time
+//! is there) before it reads any record: records are journaled in time order, so while
+//! that one may wait, every other may too, and a busy period costs no reads.
 //!
 //! The runtime counts as *contended* while tenant requests are in flight
 //! ([`Pacer::tenant_request`]) and its workers are busy: their busy time (tokio's
