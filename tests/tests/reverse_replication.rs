@@ -420,3 +420,113 @@ async fn a_gold_volume_created_during_the_failover_is_restored_at_the_primary_on
     );
     bed.stop().await;
 }
+
+/// A reverse record the primary refused (a 4xx: permanent) waits as `failed`; retried
+/// through the admin API once the primary accepts again, it applies there. The worker runs
+/// reverse passes only when a reverse record may be pending, and a retry is one such moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reverse_record_applies_at_the_primary_when_retried() {
+    use drgw::journal::{RecordState, StateFilter};
+    use drgw_tests::sim::Service;
+
+    let bed = TestBed::start().await.expect("test bed");
+    let gw = bed.gateway.gateway.clone();
+    let ctrl = Arc::new(FailoverController::new(gw.clone()));
+    ctrl.load().await.expect("load");
+    ctrl.planned(Site::Recovery, Duration::from_secs(30))
+        .await
+        .expect("planned failover");
+    assert_eq!(gw.active_site(), SiteName::Recovery);
+
+    // Every Neutron call at the primary is refused while the tenant creates a network.
+    let refusing = bed.primary.faults().fail(Some(Service::Network), 400, None);
+    let tenant = demo(&bed).await;
+    let r_net = create(
+        &bed,
+        &tenant,
+        "networks",
+        "network",
+        json!({"name": "refused-then-retried"}),
+    )
+    .await;
+    let reverse_failed = RecordFilter {
+        direction: Some(Direction::Reverse),
+        state: Some(StateFilter::Failed),
+        ..RecordFilter::default()
+    };
+    let start = Instant::now();
+    let seq = loop {
+        let page = gw
+            .journal
+            .list(&reverse_failed, None, 10)
+            .await
+            .expect("journal");
+        if let Some(r) = page.records.first() {
+            assert_eq!(r.resource_type, "network");
+            assert!(
+                matches!(
+                    &r.state,
+                    RecordState::Failed {
+                        retryable: false,
+                        ..
+                    }
+                ),
+                "{:?}",
+                r.state
+            );
+            break r.seq;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the refused reverse record never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(bed.primary.faults().remove(refusing));
+
+    // Retried through the admin API: applied at the primary, mapped to the recovery original.
+    let admin = SimClient::new();
+    let bearer = format!("Bearer {}", bed.admin_token());
+    let retried = admin
+        .send(
+            Method::POST,
+            &format!(
+                "http://127.0.0.1:{}/v1/journal/{seq}/retry",
+                bed.ports.admin
+            ),
+            None,
+            &[("authorization", bearer.as_str())],
+        )
+        .await
+        .expect("retry");
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.json);
+    let idmap = IdMap::new(gw.store.clone());
+    let start = Instant::now();
+    let primary_id = loop {
+        if let Some(m) = idmap
+            .get_by_recovery("network", "network", &r_net)
+            .await
+            .expect("id map")
+        {
+            assert_eq!(m.origin, SiteName::Recovery);
+            break m.primary_id;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the retried reverse record never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut padmin = SimClient::new();
+    padmin.token = bed.primary.issue_token("admin", "admin");
+    let got = padmin
+        .get(&format!(
+            "{}/v2.0/networks/{primary_id}",
+            bed.primary.endpoints().network
+        ))
+        .await
+        .expect("get");
+    assert_eq!(got.status, StatusCode::OK, "{}", got.json);
+    assert_eq!(got.json["network"]["name"], "refused-then-retried");
+    bed.stop().await;
+}
