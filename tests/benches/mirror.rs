@@ -37,15 +37,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drgw::sandbox;
-
-/// The `drgw` binary's allocator, so that the gateway here runs as it does in production.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::{Site, SiteConfig, SiteHandle};
 use drgw_tests::testbed::{create_tenant, free_ports, RunningGateway};
 use http::{Method, StatusCode};
 use serde_json::json;
+
+/// The `drgw` binary's allocator, so that the gateway here runs as it does in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Every tier of the sandbox, and no rule: the tenant picks one with `X-DR-Tier`.
 const BENCH_POLICY: &str = r#"
