@@ -595,13 +595,15 @@ async fn protected_change(
         }
     };
     let journaling = async {
-        let Some(pending) = &along else {
+        let mut creates = creates;
+        let single = match (&along, creates.len()) {
+            (Some(pending), 1) => creates.pop().map(|m| (m, pending)),
+            _ => None,
+        };
+        let Some((mutation, pending)) = single else {
             return submit_creates(gw, change.req_id, &creates).await;
         };
-        let outcome = gw
-            .mirror
-            .submit_along(creates[0].clone(), pending.batch())
-            .await;
+        let outcome = gw.mirror.submit_along(mutation, pending.batch()).await;
         match outcome {
             MirrorOutcome::NotMirrored | MirrorOutcome::Failed { .. } => {
                 gw.policy.commit_usage(pending.clone()).await;
