@@ -178,17 +178,9 @@ async fn silver_applies_at_the_checkpoint_and_not_before() {
         StatusCode::NOT_FOUND,
         "a Silver change must wait for its checkpoint"
     );
-    assert!(engine
-        .checkpoints(Some("silver"), None, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    eventually("silver checkpoint", Duration::from_secs(5), || async {
-        !engine
-            .checkpoints(Some("silver"), None, 10)
-            .await
-            .unwrap()
-            .is_empty()
+    assert!(!has_checkpoint(&engine, "silver").await);
+    eventually("silver checkpoint", Duration::from_secs(5), || {
+        has_checkpoint(&engine, "silver")
     })
     .await;
     assert!(submitted.elapsed() >= Duration::from_millis(1000));
@@ -205,6 +197,15 @@ async fn silver_applies_at_the_checkpoint_and_not_before() {
     assert_eq!((s.pending, s.mode.as_str()), (0, "periodic"));
     assert_eq!(s.last_checkpoint.as_ref().map(|c| c.id), Some(cps[0].id));
     engine.shutdown().await;
+}
+
+/// Whether the tier has written a checkpoint.
+async fn has_checkpoint(engine: &drgw::mirror::MirrorEngine, tier: &str) -> bool {
+    !engine
+        .checkpoints(Some(tier), None, 10)
+        .await
+        .unwrap()
+        .is_empty()
 }
 
 /// Waits (up to `within`) until the network `net` has a recovery copy in the ID map.
@@ -321,12 +322,8 @@ async fn bronze_giving_way_does_not_hold_up_a_silver_checkpoint() {
     assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
     let (snet, m) = bed.demo_network(&silver, "silver-net").await;
     assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
-    eventually("the silver checkpoint", Duration::from_secs(5), || async {
-        !engine
-            .checkpoints(Some("silver"), None, 10)
-            .await
-            .unwrap()
-            .is_empty()
+    eventually("the silver checkpoint", Duration::from_secs(5), || {
+        has_checkpoint(&engine, "silver")
     })
     .await;
     assert!(recovery_id(&engine, "network", "network", &snet)
