@@ -8,12 +8,22 @@ use super::*;
 const A: Namespace = Namespace::new("conf_a");
 const B: Namespace = Namespace::new("conf_b");
 
+/// The memory store, the redb store as configured, and a redb store that hands every
+/// commit's writes to its flusher at once (so reads merge memory with the file).
 fn backends() -> Vec<(Arc<dyn StateStore>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let redb = RedbStore::open_in(dir.path()).unwrap();
+    let eager_dir = tempfile::tempdir().unwrap();
+    let eager = RedbStore::open_with_freeze(
+        eager_dir.path().join(embedded::DEFAULT_STATE_FILE),
+        Duration::ZERO,
+        0,
+    )
+    .unwrap();
     vec![
         (Arc::new(MemoryStore::new()), None),
         (Arc::new(redb), Some(dir)),
+        (Arc::new(eager), Some(eager_dir)),
     ]
 }
 

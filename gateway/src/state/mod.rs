@@ -22,17 +22,19 @@
 //! # Async, with blocking I/O inside the backend
 //! The trait is asynchronous (boxed futures, so `Arc<dyn StateStore>` works and the backend
 //! is picked at run time): an etcd backend is network I/O and must not block a runtime thread.
-//! redb is synchronous: [`RedbStore`] runs commits on tokio's blocking pool (`spawn_blocking`;
-//! the hand-off is amortised by the journal's group commit, which turns many appends into one
-//! batch) and reads on the calling task (a read transaction never waits for a writer and
-//! costs microseconds, less than the hand-off).
+//! redb and the log are synchronous: [`RedbStore`] runs commits on tokio's blocking pool
+//! (`spawn_blocking`; the hand-off is amortised by the journal's group commit, which turns
+//! many appends into one batch) and reads on the calling task (a read never waits for a
+//! commit's flush and costs microseconds, less than the hand-off).
 //!
 //! # Backends
 //! - [`RedbStore`]: embedded, one redb file in `state_dir` (default
-//!   [`DEFAULT_STATE_PATH`]); each write batch is one redb write transaction with immediate
-//!   durability (fsync before `commit` returns). redb locks the file, so one process owns it
-//!   and the lease only arbitrates between owners inside that process (leases live in
-//!   memory; a restarted process starts from a free lease).
+//!   [`DEFAULT_STATE_PATH`]) with a write-ahead log beside it. A commit is durable in the
+//!   log (fsync before `commit` returns) and seen by reads from memory; a flusher thread
+//!   writes the recent commits to the redb file in one transaction every 200 ms (see
+//!   `embedded` and `wal`). redb locks the file, so one process owns it and the lease only
+//!   arbitrates between owners inside that process (leases live in memory; a restarted
+//!   process starts from a free lease).
 //! - [`MemoryStore`]: the in-memory twin for tests, same semantics, no durability.
 //!
 //! Values written by the gateway's own modules are [`frame`]d (format version byte + CRC32C
@@ -47,7 +49,9 @@ pub mod frame;
 pub mod idmap;
 mod lease;
 mod memory;
+mod memtable;
 pub mod usage;
+mod wal;
 
 #[cfg(test)]
 mod conformance;
