@@ -6,6 +6,7 @@
 //! architecture map.
 
 pub mod admin;
+pub mod allocator;
 pub mod body;
 pub mod cli;
 pub mod config;

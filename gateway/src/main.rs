@@ -9,12 +9,16 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    let huge_pages_off = drgw::allocator::disable_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = huge_pages_off {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off; memory churn costs more CPU");
+    }
     let cli = drgw::cli::Cli::parse();
     // One worker: a current-thread runtime does the same work without cross-thread
     // hand-offs. More: the work-stealing runtime with that many workers.

@@ -25,8 +25,8 @@
 //!    rounds, when the state file and the simulated sites hold thousands more resources
 //!    (every rate drifts down as they grow; the cause is not pinned down yet).
 //!
-//! The process uses the `drgw` binary's allocator (mimalloc), as the gateway does in
-//! production.
+//! The process uses the `drgw` binary's allocator (mimalloc) and memory setup (no
+//! transparent huge pages), as the gateway does in production.
 //!
 //! Tuning by environment: `DRGW_BENCH_CREATES` (creates per round, default 1500),
 //! `DRGW_BENCH_CLIENTS` (concurrent client counts, comma separated, default `16,128`),
@@ -386,6 +386,7 @@ fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
+    drgw::allocator::disable_transparent_huge_pages()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
