@@ -195,23 +195,40 @@ impl Shared {
 
 /// Writes `layer` to redb in one durable transaction, with its revision.
 fn write_layer(db: &Database, layer: &Layer) -> Result<(), StateError> {
+    let writes = layer.tables().flat_map(|(name, writes)| {
+        writes
+            .iter()
+            .map(move |(key, slot)| (name, key.as_slice(), slot.as_deref()))
+    });
+    write_durably(db, writes, layer.revision)
+}
+
+/// Applies `writes` in order (a key's stored bytes, or `None`: remove it) and sets the
+/// store revision to `revision`, in one durable redb transaction.
+fn write_durably<'a>(
+    db: &Database,
+    writes: impl IntoIterator<Item = (&'a str, &'a [u8], Option<&'a [u8]>)>,
+    revision: u64,
+) -> Result<(), StateError> {
     let txn = db.begin_write().map_err(backend_error)?;
     {
-        for (name, writes) in layer.tables() {
-            let mut t = txn
-                .open_table(TableDefinition::<&[u8], &[u8]>::new(name))
-                .map_err(backend_error)?;
-            for (key, slot) in writes {
-                match slot {
-                    Some(stored) => t.insert(key.as_slice(), stored.as_slice()),
-                    None => t.remove(key.as_slice()).map(|_| None),
-                }
-                .map_err(backend_error)?;
+        let mut tables = HashMap::new();
+        for (name, key, stored) in writes {
+            let t = match tables.entry(name) {
+                std::collections::hash_map::Entry::Occupied(t) => t.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+                    txn.open_table(TableDefinition::<&[u8], &[u8]>::new(name))
+                        .map_err(backend_error)?,
+                ),
+            };
+            match stored {
+                Some(stored) => t.insert(key, stored).map(|_| ()),
+                None => t.remove(key).map(|_| ()),
             }
+            .map_err(backend_error)?;
         }
         let mut meta = txn.open_table(META).map_err(backend_error)?;
-        meta.insert(REVISION, layer.revision)
-            .map_err(backend_error)?;
+        meta.insert(REVISION, revision).map_err(backend_error)?;
     }
     txn.commit().map_err(backend_error)
 }
@@ -463,7 +480,6 @@ impl RedbStore {
         let mut entry = EntryBuilder::new(revision);
         // This batch's writes so far: later operations on the same key see them.
         let mut writes: HashMap<(&'static str, Vec<u8>), Slot> = HashMap::new();
-        let mut order: Vec<(&'static str, Vec<u8>)> = Vec::new();
         {
             let view = self.view()?;
             for check in &batch.preconditions {
@@ -500,10 +516,7 @@ impl RedbStore {
                     Some(stored) => entry.put(ns.as_str(), key, stored),
                     None => entry.delete(ns.as_str(), key),
                 }
-                let id = (ns.as_str(), key.clone());
-                if writes.insert(id.clone(), slot).is_none() {
-                    order.push(id);
-                }
+                writes.insert((ns.as_str(), key.clone()), slot);
             }
         }
         // A relaxed batch is logged but not flushed: the next flush covers it. If none came
@@ -514,9 +527,10 @@ impl RedbStore {
         w.revision = revision;
         let freeze = {
             let mut mem = shared.mem_mut();
-            for id in order {
-                let slot = writes.remove(&id).flatten();
-                mem.active.insert(id.0, id.1, slot, revision);
+            // One slot per key, the batch's last write to it; the layer is keyed, so the
+            // order does not matter.
+            for ((table, key), slot) in writes {
+                mem.active.insert(table, key, slot, revision);
             }
             mem.frozen.is_none()
                 && (mem.active.bytes() >= w.freeze_bytes
@@ -590,34 +604,14 @@ fn replay(db: &Database, segments: &[Vec<u8>; 2]) -> Result<u64, StateError> {
     let Some(last) = entries.last().map(|e| e.revision) else {
         return Ok(current);
     };
-    let txn = db.begin_write().map_err(backend_error)?;
-    {
-        let mut tables = HashMap::new();
-        for entry in &entries {
-            for write in entry.writes()? {
-                let (LoggedWrite::Put { table, .. } | LoggedWrite::Delete { table, .. }) = write;
-                if !tables.contains_key(table) {
-                    let definition = TableDefinition::<&[u8], &[u8]>::new(table);
-                    let t = txn.open_table(definition).map_err(backend_error)?;
-                    tables.insert(table, t);
-                }
-                let Some(t) = tables.get_mut(table) else {
-                    continue;
-                };
-                match write {
-                    LoggedWrite::Put { key, stored, .. } => {
-                        t.insert(key, stored).map_err(backend_error)?;
-                    }
-                    LoggedWrite::Delete { key, .. } => {
-                        t.remove(key).map_err(backend_error)?;
-                    }
-                }
-            }
-        }
-        let mut meta = txn.open_table(META).map_err(backend_error)?;
-        meta.insert(REVISION, last).map_err(backend_error)?;
+    let mut writes = Vec::new();
+    for entry in &entries {
+        writes.extend(entry.writes()?.into_iter().map(|write| match write {
+            LoggedWrite::Put { table, key, stored } => (table, key, Some(stored)),
+            LoggedWrite::Delete { table, key } => (table, key, None),
+        }));
     }
-    txn.commit().map_err(backend_error)?;
+    write_durably(db, writes, last)?;
     tracing::info!(
         from_revision = current + 1,
         to_revision = last,
