@@ -307,6 +307,7 @@ impl Journal {
                 ..config
             },
             unsynced: false,
+            close_reply: None,
         };
         tokio::spawn(writer.run());
         Ok(Journal { store, tx })

@@ -443,6 +443,46 @@ async fn side_batches_commit_with_their_transition_or_not_at_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_transitions_commit_nothing() {
+    let (j, store) = counting_journal().await;
+    let seq = j.append(rec("a", "bronze")).await.unwrap();
+    j.mark_applied(seq, Some("r1".into())).await.unwrap();
+    let before = store.commits.load(Ordering::SeqCst);
+    // Applied is final: each of these is refused, and none touches the store.
+    for _ in 0..3 {
+        let err = j.mark_failed(seq, "late", true).await.unwrap_err();
+        assert!(
+            matches!(err, JournalError::InvalidTransition { .. }),
+            "{err:?}"
+        );
+        let err = j.retry(seq).await.unwrap_err();
+        assert!(
+            matches!(err, JournalError::InvalidTransition { .. }),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.commits.load(Ordering::SeqCst), before);
+    let record = j.get(seq).await.unwrap().unwrap();
+    assert!(
+        matches!(record.state, RecordState::Applied { .. }),
+        "{record:?}"
+    );
+    assert!(j.verify().await.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_writer_has_released_its_lease() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    for n in 1..=20u64 {
+        let j = Journal::open(store.clone(), JournalConfig::default())
+            .await
+            .expect("the previous writer released the lease before its close returned");
+        assert_eq!(j.append(rec("a", "gold")).await.unwrap(), n);
+        j.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_all_is_one_commit_with_consecutive_seqs_or_nothing() {
     let (j, store) = counting_journal().await;
     j.append(rec("a", "gold")).await.unwrap();

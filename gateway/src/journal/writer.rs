@@ -2,9 +2,9 @@
 //!
 //! Request tasks send [`Command`]s over a bounded channel. The writer takes the first command,
 //! then everything already queued (up to `max_batch`), turns the lot into one store
-//! [`Batch`] (one redb write transaction, one fsync) and answers every command only after
-//! that batch committed. While a batch commits, new commands queue up and form the next one,
-//! so the batch size grows with the load.
+//! [`Batch`] (one commit, one disk flush) and answers every command only after that batch
+//! committed. While a batch commits, new commands queue up and form the next one, so the
+//! batch size grows with the load.
 //!
 //! The writer owns the in-memory copy of the journal's bookkeeping (next sequence number,
 //! next checkpoint id, pending count per tier). It advances that copy only after a commit
@@ -149,6 +149,9 @@ struct Touched {
     was_pending: Option<bool>,
     /// The stored record's version (`None`: appended by this batch).
     version: Option<u64>,
+    /// Whether a command of the batch changed it (a refused transition reads the record
+    /// but does not change it: a group of refusals commits nothing).
+    changed: bool,
 }
 
 enum Answer {
@@ -178,6 +181,8 @@ pub(crate) struct Writer {
     pub(crate) config: JournalConfig,
     /// Whether a relaxed group (see [`relaxable`]) committed since the last ordinary commit.
     pub(crate) unsynced: bool,
+    /// The answer to a `Close`, sent once the writer has stopped and released its lease.
+    pub(crate) close_reply: Option<(Reply<()>, Result<(), JournalError>)>,
 }
 
 impl Writer {
@@ -213,6 +218,10 @@ impl Writer {
         }
         if let Err(e) = self.store.release_lease(&self.lease).await {
             tracing::warn!(error = %e, "journal writer could not release its lease");
+        }
+        // Answered last: once `close` returns, the lease is free for the next writer.
+        if let Some((reply, result)) = self.close_reply.take() {
+            drop(reply.send(result));
         }
     }
 
@@ -315,6 +324,7 @@ impl Writer {
                                 record,
                                 was_pending: None,
                                 version: None,
+                                changed: true,
                             },
                         );
                         seqs.push(seq);
@@ -340,6 +350,7 @@ impl Writer {
                                         record,
                                         was_pending,
                                         version,
+                                        changed: false,
                                     });
                                 }
                                 Err(e) => {
@@ -360,6 +371,7 @@ impl Writer {
                     match apply_change(&entry.record, change, (self.config.clock)()) {
                         Ok(updated) => {
                             entry.record = updated;
+                            entry.changed = true;
                             if !side.is_empty() {
                                 sides.push((seq, side));
                             }
@@ -425,7 +437,10 @@ impl Writer {
                     return self.finish_close(closing, Ok(()));
                 }
             };
-            let nothing = checkpoints.is_empty() && touched.keys().all(|s| excluded.contains(s));
+            let nothing = checkpoints.is_empty()
+                && touched
+                    .iter()
+                    .all(|(s, t)| !t.changed || excluded.contains(s));
             if nothing {
                 break Ok(0);
             }
@@ -562,7 +577,7 @@ impl Writer {
                 while let Ok(cmd) = self.rx.try_recv() {
                     reject(cmd, JournalError::Closed);
                 }
-                drop(reply.send(result));
+                self.close_reply = Some((reply, result));
                 false
             }
             None => true,
@@ -575,7 +590,7 @@ impl Writer {
             reject(cmd, err.clone());
         }
         if let Some(reply) = closing {
-            drop(reply.send(Err(err)));
+            self.close_reply = Some((reply, Err(err)));
         }
         false
     }
@@ -679,7 +694,7 @@ fn build_batch(
         );
     }
     for (seq, t) in touched {
-        if excluded.contains(seq) {
+        if !t.changed || excluded.contains(seq) {
             continue;
         }
         let key = seq_key(*seq);
