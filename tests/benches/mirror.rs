@@ -8,7 +8,10 @@
 //!    through the gateway, in rounds of tier `none` (no mirroring: proxied only) and
 //!    `bronze` (journaled durably before the answer, applied in the background), which of
 //!    the two goes first alternating. The ratio of the two create rates is the figure
-//!    (target ≥ 0.8). The journal is drained after each Bronze round, so that its
+//!    (target ≥ 0.8): the ratio of the two tiers' median rates, and beside it the median
+//!    (and range) of each round's own ratio, which a drift across the run (or a slow
+//!    stretch of the machine's) does not skew, since a round's two tiers run back to back.
+//!    The journal is drained after each Bronze round, so that its
 //!    background applies do not slow the next round. Bronze records give way to the
 //!    tenants' creates while they keep the runtime busy (`drgw::mirror::pace`), so most of
 //!    a round's applies run in its drain: the bench also prints the process CPU per create
@@ -30,7 +33,7 @@
 //!
 //! Tuning by environment: `DRGW_BENCH_CREATES` (creates per round, default 1500),
 //! `DRGW_BENCH_CLIENTS` (concurrent client counts, comma separated, default `16,128`),
-//! `DRGW_BENCH_ROUNDS` (default 3), `DRGW_BENCH_GOLD` (Gold samples, default 300).
+//! `DRGW_BENCH_ROUNDS` (default 5), `DRGW_BENCH_GOLD` (Gold samples, default 300).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -300,7 +303,7 @@ async fn gold_overhead(bench: &Bench, gold_n: usize, label: &str) -> anyhow::Res
 async fn run() -> anyhow::Result<()> {
     let creates = env("DRGW_BENCH_CREATES", 1500);
     let client_counts = client_counts();
-    let rounds = env("DRGW_BENCH_ROUNDS", 3);
+    let rounds = env("DRGW_BENCH_ROUNDS", 5);
     let gold_n = env("DRGW_BENCH_GOLD", 300);
     let bench = Bench::start(4).await?;
 
@@ -356,17 +359,29 @@ async fn throughput(bench: &Bench, clients: usize, creates: usize, rounds: usize
             none.push(bench.round("none", r, creates, clients).await);
         }
         println!(
-            "round {r}: pass-through {:.0} creates/s, bronze {:.0} creates/s",
+            "round {r}: pass-through {:.0} creates/s, bronze {:.0} creates/s, ratio {:.2}",
             none[r - 1].rate,
-            bronze[r - 1].rate
+            bronze[r - 1].rate,
+            bronze[r - 1].rate / none[r - 1].rate
         );
     }
     let of = |rounds: &[Round], f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let (none_m, bronze_m) = (of(&none, |r| r.rate), of(&bronze, |r| r.rate));
+    // Each round's own ratio: its two tiers ran back to back.
+    let per_round: Vec<f64> = none
+        .iter()
+        .zip(&bronze)
+        .map(|(n, b)| b.rate / n.rate)
+        .collect();
+    let (low, high) = per_round
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
     println!(
         "throughput ({clients} clients, {creates} creates per round, median of {rounds}): \
-         pass-through {none_m:.0}/s, bronze {bronze_m:.0}/s, ratio {:.2} (target >= 0.8)",
-        bronze_m / none_m
+         pass-through {none_m:.0}/s, bronze {bronze_m:.0}/s, ratio {:.2} (target >= 0.8); \
+         per-round ratios: median {:.2}, range {low:.2}-{high:.2}",
+        bronze_m / none_m,
+        median(per_round.clone()),
     );
     // What a create costs in all, its Bronze apply included: the ratio a sustained overload
     // would see once the backlog's deferral bound is reached (see `drgw::mirror::pace`).
