@@ -77,21 +77,26 @@ pub struct Namespace(&'static str);
 impl Namespace {
     /// A namespace; invalid names fail at compile time when used in a `const`.
     pub const fn new(name: &'static str) -> Namespace {
+        assert!(Namespace::is_valid_name(name), "invalid namespace name");
+        Namespace(name)
+    }
+
+    /// Whether `name` may name a namespace: lowercase ASCII letters, digits and `_`, not
+    /// empty and not starting with `_`.
+    pub(crate) const fn is_valid_name(name: &str) -> bool {
         let bytes = name.as_bytes();
-        assert!(
-            !bytes.is_empty() && bytes[0] != b'_',
-            "invalid namespace name"
-        );
+        if bytes.is_empty() || bytes[0] == b'_' {
+            return false;
+        }
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            assert!(
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_',
-                "invalid namespace name"
-            );
+            if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return false;
+            }
             i += 1;
         }
-        Namespace(name)
+        true
     }
 
     /// The namespace's name.

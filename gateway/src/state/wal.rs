@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use crc32c::crc32c_append;
 
-use super::StateError;
+use super::{Namespace, StateError};
 
 /// The file grows by this much at a time.
 pub const GROWTH: u64 = 1 << 20;
@@ -138,14 +138,16 @@ impl EntryBuilder {
     /// The finished entry: header filled in.
     fn seal(mut self) -> Vec<u8> {
         let n = (self.bytes.len() - ENTRY_HEADER) as u32;
-        let crc = crc32c_append(
-            crc32c_append(0, &n.to_be_bytes()),
-            &self.bytes[ENTRY_HEADER..],
-        );
+        let crc = entry_crc(n, &self.bytes[ENTRY_HEADER..]);
         self.bytes[..4].copy_from_slice(&n.to_be_bytes());
         self.bytes[4..8].copy_from_slice(&crc.to_be_bytes());
         self.bytes
     }
+}
+
+/// An entry's checksum: CRC-32C over its payload length (u32 BE) and payload.
+fn entry_crc(n: u32, payload: &[u8]) -> u32 {
+    crc32c_append(crc32c_append(0, &n.to_be_bytes()), payload)
 }
 
 /// A read cursor over a byte slice that fails instead of panicking.
@@ -192,9 +194,10 @@ impl<'a> LoggedEntry<'a> {
         while !c.rest.is_empty() {
             let kind = c.u8().ok_or_else(bad)?;
             let name_len = usize::from(c.u8().ok_or_else(bad)?);
+            // Only a namespace's table: replay writes no other (not the backend's own).
             let table = std::str::from_utf8(c.take(name_len).ok_or_else(bad)?)
                 .ok()
-                .filter(|t| valid_table_name(t))
+                .filter(|t| Namespace::is_valid_name(t))
                 .ok_or_else(bad)?;
             let key_len = c.u32().ok_or_else(bad)?;
             let key = c.take(key_len).ok_or_else(bad)?;
@@ -212,15 +215,6 @@ impl<'a> LoggedEntry<'a> {
     }
 }
 
-/// A namespace table's name (see [`super::Namespace::new`]): replay writes no other table.
-fn valid_table_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 /// The entries at the start of `log`: consecutive revisions, each whole and checksummed,
 /// up to where the last writing stopped (see the module's invariants).
 pub fn read_entries(log: &[u8]) -> Vec<LoggedEntry<'_>> {
@@ -231,8 +225,7 @@ pub fn read_entries(log: &[u8]) -> Vec<LoggedEntry<'_>> {
             break;
         }
         let Some(payload) = c.take(n) else { break };
-        let n_bytes = u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
-        if crc32c_append(crc32c_append(0, &n_bytes), payload) as usize != crc {
+        if entry_crc(u32::try_from(n).unwrap_or(u32::MAX), payload) as usize != crc {
             break;
         }
         let revision = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
