@@ -381,7 +381,7 @@ async fn throughput(bench: &Bench, clients: usize, creates: usize, rounds: usize
          pass-through {none_m:.0}/s, bronze {bronze_m:.0}/s, ratio {:.2} (target >= 0.8); \
          per-round ratios: median {:.2}, range {low:.2}-{high:.2}",
         bronze_m / none_m,
-        median(per_round.clone()),
+        median(per_round),
     );
     // What a create costs in all, its Bronze apply included: the ratio a sustained overload
     // would see once the backlog's deferral bound is reached (see `drgw::mirror::pace`).
