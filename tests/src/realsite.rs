@@ -470,6 +470,34 @@ impl RealSites {
         v
     }
 
+    /// Writes the sandbox's `drgw.toml` and `policy.toml` into `dir` for a gateway in front of
+    /// these two sites, listening on `ports`; the recovery site's region is its own
+    /// (`RegionTwo`). Returns the configuration's path.
+    pub fn write_gateway_files(
+        &self,
+        dir: &Path,
+        ports: drgw::sandbox::GatewayPorts,
+    ) -> anyhow::Result<PathBuf> {
+        let config = drgw::sandbox::write_sandbox_files(
+            dir,
+            ports,
+            &self.primary.urls.services,
+            &self.recovery.urls.services,
+        )?;
+        let text = std::fs::read_to_string(&config)?;
+        let recovery_section = text
+            .find("[sites.recovery]")
+            .ok_or_else(|| anyhow!("no recovery site in {text}"))?;
+        let (head, tail) = text.split_at(recovery_section);
+        let tail = tail.replacen(
+            "region = \"RegionOne\"",
+            &format!("region = \"{}\"", self.recovery.region),
+            1,
+        );
+        std::fs::write(&config, format!("{head}{tail}"))?;
+        Ok(config)
+    }
+
     /// Stops both sites in parallel (by PID) and removes the state; returns the wall time.
     pub fn stop(mut self) -> anyhow::Result<Duration> {
         self.stop_both()

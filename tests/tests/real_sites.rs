@@ -111,20 +111,7 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
         let dir = tempfile::tempdir()?;
         let [primary, recovery] = t.sites.sites();
         let ports = drgw_tests::testbed::free_ports();
-        let config = drgw::sandbox::write_sandbox_files(
-            dir.path(),
-            ports,
-            &endpoints(primary),
-            &endpoints(recovery),
-        )?;
-        // The real recovery site is its own region (RegionTwo).
-        let text = std::fs::read_to_string(&config)?;
-        let recovery_section = text
-            .find("[sites.recovery]")
-            .ok_or_else(|| anyhow::anyhow!("no recovery site in {text}"))?;
-        let (head, tail) = text.split_at(recovery_section);
-        let tail = tail.replacen("region = \"RegionOne\"", "region = \"RegionTwo\"", 1);
-        std::fs::write(&config, format!("{head}{tail}"))?;
+        let config = t.sites.write_gateway_files(dir.path(), ports)?;
         let gw = rt.block_on(drgw_tests::testbed::RunningGateway::start(config))?;
         rt.block_on(drgw::sandbox::create_volume_types(&gw.gateway))?;
         let auth = format!("http://127.0.0.1:{}/v3", ports.identity);
