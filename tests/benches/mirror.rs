@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drgw::sandbox;
-use drgw_tests::realsite::{RealSite, RealSites};
+use drgw_tests::realsite::{Credentials, RealSite, RealSites};
 use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::{Site, SiteConfig, SiteHandle};
 use drgw_tests::testbed::{create_tenant, free_ports, RunningGateway};
@@ -110,16 +110,30 @@ enum Sites {
 struct Direct {
     auth_url: String,
     network_url: String,
-    user: &'static str,
-    password: &'static str,
-    project: &'static str,
+    who: Credentials,
 }
 
 impl Direct {
+    /// `who` directly at real site `site`.
+    fn real(site: &RealSite, who: &Credentials) -> Direct {
+        Direct {
+            auth_url: site.keystone_url.clone(),
+            network_url: format!("{}/v2.0/networks", site.urls.services.network),
+            who: who.clone(),
+        }
+    }
+
+    /// A client logged in as `who`, project-scoped.
     async fn client(&self) -> anyhow::Result<SimClient> {
         let mut c = SimClient::new();
-        c.login(&self.auth_url, self.user, self.password, self.project)
-            .await?;
+        let who = &self.who;
+        c.login(
+            &self.auth_url,
+            &who.username,
+            &who.password,
+            &who.project_name,
+        )
+        .await?;
         Ok(c)
     }
 }
@@ -160,16 +174,14 @@ impl Bench {
             c.login(&identity, &user, "pw", &project).await?;
             clients.push(c);
         }
-        let direct = |site: &SiteHandle, user, password, project| Direct {
+        let direct = |site: &SiteHandle, who| Direct {
             auth_url: site.endpoints().auth_url(),
             network_url: format!("{}/v2.0/networks", site.endpoints().network),
-            user,
-            password,
-            project,
+            who,
         };
         Ok(Bench {
-            primary_tenant: direct(&primary, "bench-user-0", "pw", "bench-0"),
-            recovery_admin: direct(&recovery, "admin", "secret", "admin"),
+            primary_tenant: direct(&primary, Credentials::new("bench-user-0", "pw", "bench-0")),
+            recovery_admin: direct(&recovery, Credentials::new("admin", "secret", "admin")),
             sites: Sites::Sim { primary, recovery },
             gateway,
             network_url: format!("http://127.0.0.1:{}/v2.0/networks", ports.network),
@@ -187,26 +199,15 @@ impl Bench {
         let config_path = sites.write_gateway_files(dir.path(), ports)?;
         std::fs::write(dir.path().join("policy.toml"), BENCH_POLICY)?;
         let gateway = RunningGateway::start(config_path).await?;
-        let mut tenant = SimClient::new();
-        let demo = &sites.primary.demo;
-        tenant
-            .login(
-                &format!("http://127.0.0.1:{}/v3", ports.identity),
-                &demo.username,
-                &demo.password,
-                &demo.project_name,
-            )
-            .await?;
-        let direct = |site: &RealSite, user, password, project| Direct {
-            auth_url: site.keystone_url.clone(),
-            network_url: format!("{}/v2.0/networks", site.urls.services.network),
-            user,
-            password,
-            project,
+        let primary_tenant = Direct::real(&sites.primary, &sites.primary.demo);
+        let through_gateway = Direct {
+            auth_url: format!("http://127.0.0.1:{}/v3", ports.identity),
+            ..Direct::real(&sites.primary, &sites.primary.demo)
         };
+        let tenant = through_gateway.client().await?;
         Ok(Bench {
-            primary_tenant: direct(&sites.primary, "demo", "demo", "demo"),
-            recovery_admin: direct(&sites.recovery, "admin", "secret", "admin"),
+            recovery_admin: Direct::real(&sites.recovery, &sites.recovery.admin),
+            primary_tenant,
             sites: Sites::Real(Box::new(sites)),
             gateway,
             network_url: format!("http://127.0.0.1:{}/v2.0/networks", ports.network),
@@ -223,10 +224,7 @@ impl Bench {
             return Ok(());
         };
         for site in sites.sites() {
-            let mut admin = SimClient::new();
-            admin
-                .login(&site.keystone_url, "admin", "secret", "admin")
-                .await?;
+            let admin = Direct::real(site, &site.admin).client().await?;
             let projects = admin
                 .send(
                     Method::GET,
@@ -348,10 +346,7 @@ impl Bench {
 
 /// Deletes the networks named by the bench at one real site, as its admin, a few at a time.
 async fn delete_bench_networks(site: &RealSite) -> anyhow::Result<()> {
-    let mut admin = SimClient::new();
-    admin
-        .login(&site.keystone_url, "admin", "secret", "admin")
-        .await?;
+    let admin = Direct::real(site, &site.admin).client().await?;
     let base = format!("{}/v2.0/networks", site.urls.services.network);
     let listed = admin
         .send(
