@@ -437,10 +437,7 @@ impl Writer {
                     return self.finish_close(closing, Ok(()));
                 }
             };
-            let nothing = checkpoints.is_empty()
-                && touched
-                    .iter()
-                    .all(|(s, t)| !t.changed || excluded.contains(s));
+            let nothing = checkpoints.is_empty() && written(&touched, &excluded).next().is_none();
             if nothing {
                 break Ok(0);
             }
@@ -668,8 +665,19 @@ pub(crate) fn apply_change(
     Ok(next)
 }
 
-/// The store batch for the touched records (but the `excluded` ones), their indexes, their
-/// side batches and the bookkeeping; updates `next`'s pending counts.
+/// The touched records a group writes: those a command changed, but the `excluded` ones
+/// (taken out with a side batch whose precondition failed).
+fn written<'a>(
+    touched: &'a BTreeMap<u64, Touched>,
+    excluded: &'a BTreeSet<u64>,
+) -> impl Iterator<Item = (&'a u64, &'a Touched)> {
+    touched
+        .iter()
+        .filter(|(seq, t)| t.changed && !excluded.contains(*seq))
+}
+
+/// The store batch for the [`written`] records, their indexes, their side batches and the
+/// bookkeeping; updates `next`'s pending counts.
 fn build_batch(
     current: &WriterState,
     next: &mut WriterState,
@@ -693,10 +701,7 @@ fn build_batch(
             frame::seal_u64(META, NEXT_CHECKPOINT, next.next_checkpoint),
         );
     }
-    for (seq, t) in touched {
-        if !t.changed || excluded.contains(seq) {
-            continue;
-        }
+    for (seq, t) in written(touched, excluded) {
         let key = seq_key(*seq);
         if let Some(version) = t.version {
             batch.require_version(RECORDS, key, Some(version));
