@@ -346,8 +346,8 @@ impl Bench {
 
 /// Deletes the networks named by the bench at one real site, as its admin, a few at a time.
 async fn delete_bench_networks(site: &RealSite) -> anyhow::Result<()> {
-    let admin = Direct::real(site, &site.admin).client().await?;
-    let base = format!("{}/v2.0/networks", site.urls.services.network);
+    let direct = Direct::real(site, &site.admin);
+    let (admin, base) = (direct.client().await?, direct.network_url);
     let listed = admin
         .send(
             Method::GET,
