@@ -127,17 +127,27 @@ impl Bed {
         store: Arc<dyn StateStore>,
         gold_timeout: Duration,
     ) -> (MirrorEngine, Journal) {
+        self.engine_in(store, gold_timeout, &drgw::metrics::Metrics::new())
+            .await
+    }
+
+    /// Like [`Bed::engine`], with the engine's metrics registered on `metrics`' registry.
+    pub async fn engine_in(
+        &self,
+        store: Arc<dyn StateStore>,
+        gold_timeout: Duration,
+        metrics: &drgw::metrics::Metrics,
+    ) -> (MirrorEngine, Journal) {
         let journal = Journal::open(store.clone(), JournalConfig::default())
             .await
             .expect("journal");
-        let registry = drgw::metrics::Metrics::new().registry;
         let engine = MirrorEngine::start(MirrorDeps {
             store: store.clone(),
             journal: journal.clone(),
             idmap: IdMap::new(store),
             recovery: mirror_site(SiteName::Recovery, &self.recovery.endpoints().services()),
             primary: mirror_site(SiteName::Primary, &self.primary.endpoints().services()),
-            registry: &registry,
+            registry: &metrics.registry,
             gold_timeout,
             tiers: vec![],
             secret_key: SecretKey::load_or_create(&self.dir.path().join("mirror.key"))

@@ -99,7 +99,14 @@ async fn bronze_network_and_subnet_arrive_with_the_network_translated() {
 #[tokio::test]
 async fn gold_flavor_is_at_the_recovery_site_when_submit_returns() {
     let bed = Bed::new().await;
-    let (engine, _) = bed.mem_engine().await;
+    let metrics = drgw::metrics::Metrics::new();
+    let (engine, _) = bed
+        .engine_in(
+            Arc::new(MemoryStore::new()),
+            Duration::from_secs(3),
+            &metrics,
+        )
+        .await;
     let (resp, m) = bed
         .call(
             (&bed.admin, &bed.admin_ctx),
@@ -143,6 +150,14 @@ async fn gold_flavor_is_at_the_recovery_site_when_submit_returns() {
         )
         .await;
     assert_eq!(got.json["extra_specs"]["hw:cpu_policy"], "dedicated");
+
+    // Each of the two applies is timed once.
+    let text = metrics.render();
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"drgw_mirror_apply_duration_seconds_count{tier="gold"} "#))
+        .unwrap_or_else(|| panic!("no Gold apply duration in:\n{text}"));
+    assert_eq!(count, "2", "{text}");
     engine.shutdown().await;
 }
 

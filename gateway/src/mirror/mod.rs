@@ -475,19 +475,22 @@ impl MirrorEngine {
                 ),
             };
         };
+        // The apply observes its own duration; one cut short by the timeout is observed here.
         let result =
             match tokio::time::timeout_at(deadline.into(), inner.apply_seq_queued(seq)).await {
                 Ok(r) => r,
-                Err(_) => Err(ApplyError::Retryable(format!(
-                    "the recovery site did not apply the change within {:?}",
-                    inner.gold_timeout
-                ))),
+                Err(_) => {
+                    inner
+                        .metrics
+                        .apply_duration
+                        .with_label_values(&[&tier])
+                        .observe(started.elapsed().as_secs_f64());
+                    Err(ApplyError::Retryable(format!(
+                        "the recovery site did not apply the change within {:?}",
+                        inner.gold_timeout
+                    )))
+                }
             };
-        inner
-            .metrics
-            .apply_duration
-            .with_label_values(&[&tier])
-            .observe(started.elapsed().as_secs_f64());
         let reason = match result {
             Ok(marked) => {
                 if let Some(marked) = marked {
