@@ -452,6 +452,96 @@ async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
 }
 
 #[tokio::test]
+async fn silver_queues_while_the_recovery_site_is_down_and_checkpoints_once_it_returns() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let silver = TierChoice {
+        name: "silver".into(),
+        mode: MirrorMode::Periodic {
+            interval: Duration::from_millis(400),
+        },
+        on_failure: GoldFailure::Degrade,
+    };
+    bed.recovery.down().await;
+    let mut nets = Vec::new();
+    for i in 0..3 {
+        let (id, m) = bed.demo_network(&silver, &format!("sq-{i}")).await;
+        nets.push(id);
+        assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    }
+    let (_, m) = bed
+        .call(
+            (&bed.demo, &bed.demo_ctx),
+            &silver,
+            Service::Network,
+            Method::PUT,
+            &format!("/v2.0/networks/{}", nets[0]),
+            Some(json!({"network": {"name": "sq-0-renamed"}})),
+        )
+        .await;
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    // Several intervals pass with the site down: no batch completes, so no checkpoint.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = engine.status().await.unwrap();
+    let s = status.iter().find(|s| s.tier == "silver").unwrap();
+    assert_eq!(s.pending, 4, "all queued while down: {s:?}");
+    assert!(
+        s.oldest_pending_age_seconds.unwrap() >= 1.0,
+        "lag grows: {s:?}"
+    );
+    assert!(
+        !has_checkpoint(&engine, "silver").await,
+        "no consistent cut while the changes are not at the recovery site"
+    );
+    let failed = journal
+        .list(
+            &RecordFilter {
+                state: Some(StateFilter::Failed),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        failed.records.is_empty(),
+        "a down site is retryable, not a failure"
+    );
+
+    bed.recovery.up().await.unwrap();
+    engine.wake();
+    eventually("silver checkpoint", Duration::from_secs(10), || {
+        has_checkpoint(&engine, "silver")
+    })
+    .await;
+    let cps = engine.checkpoints(Some("silver"), None, 10).await.unwrap();
+    assert_eq!(cps[0].last_seq, journal.last_seq().await.unwrap());
+    let status = engine.status().await.unwrap();
+    let s = status.iter().find(|s| s.tier == "silver").unwrap();
+    assert_eq!(s.pending, 0, "{s:?}");
+    let r0 = recovery_id(&engine, "network", "network", &nets[0])
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Network, &format!("/v2.0/networks/{r0}"))
+        .await;
+    assert_eq!(
+        got.json["network"]["name"], "sq-0-renamed",
+        "the update applied after its create"
+    );
+    let all = bed.recovery_get(Service::Network, "/v2.0/networks").await;
+    let count = all.json["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["name"].as_str().is_some_and(|s| s.starts_with("sq-")))
+        .count();
+    assert_eq!(count, 3, "each network exactly once");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
 async fn gold_reject_with_the_recovery_site_down_leaves_nothing_at_the_primary() {
     let bed = Bed::new().await;
     let (engine, journal) = bed
