@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod contract;
 pub mod mirror_harness;
+pub mod mirror_scenarios;
 pub mod realsite;
 pub mod sim;
 pub mod testbed;

@@ -2,12 +2,16 @@
 //! Gold changes are at the recovery site before the call returns, Silver changes arrive at
 //! the next checkpoint and not before, Bronze changes within seconds; references point at
 //! the recovery site's own ids; updates and deletes follow. Checked with the real
-//! `openstack` CLI against the recovery site directly.
+//! `openstack` CLI against the recovery site directly. The second test runs the scenarios
+//! the real-services tier runs (`drgw_tests::mirror_scenarios`) against the sandbox sites.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drgw_tests::cli::OpenStackCli;
+use drgw_tests::cli::{write_clouds_yaml, CloudEntry, OpenStackCli, Steps};
+use drgw_tests::mirror_scenarios::{
+    gold_identity, gold_resources_at_recovery, neutron_references_at_recovery, MIRRORED_USER_CLOUD,
+};
 use drgw_tests::sim::client::SimClient;
 use drgw_tests::testbed::TestBed;
 use http::Method;
@@ -239,6 +243,63 @@ async fn gold_silver_bronze_reach_the_recovery_site() {
     result.unwrap_or_else(|e| panic!("{e:#}"));
 
     // Nothing is left pending or failed.
+    let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed")
+        .await
+        .unwrap();
+    assert_eq!(
+        failed["records"].as_array().map(Vec::len),
+        Some(0),
+        "failed records: {failed}"
+    );
+    bed.stop().await;
+}
+
+/// Every resource type the mirror covers, with the real CLI through the gateway in front of
+/// the sandbox sites: the demo tenant's Neutron topology (Silver: network, subnet, security
+/// group and rule, router with an interface) and the admin's project, user, role
+/// assignment, group, keypair, flavor, volume type with extra specs and image (Gold),
+/// created, updated and deleted, each checked directly at the recovery site (attributes,
+/// tier tag, references to the recovery copies).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_mirrored_resource_type_reaches_the_recovery_site() {
+    let bed = TestBed::start().await.expect("test bed");
+    let tag = format!("{:06x}", rand::random::<u32>() & 0xffffff);
+    let through_gateway = format!("{}/v3", bed.gateway_url("identity"));
+    let recovery = format!("{}/v3", bed.recovery.endpoints().identity);
+    let (project, user, password) = gold_identity(&tag);
+    let region = "RegionOne";
+    let clouds = [
+        CloudEntry::new("gw", &through_gateway, "admin", "secret", "admin", region),
+        CloudEntry::new("gw-demo", &through_gateway, "demo", "demo", "demo", region),
+        CloudEntry::new("recovery", &recovery, "admin", "secret", "admin", region),
+        CloudEntry::new(
+            MIRRORED_USER_CLOUD,
+            &recovery,
+            &user,
+            &password,
+            &project,
+            region,
+        ),
+    ];
+    let path = bed.dir.path().join("scenario-clouds.yaml");
+    write_clouds_yaml(&path, &clouds).expect("clouds.yaml");
+    let cli = OpenStackCli::new(&path).expect("the real openstack CLI");
+    let results = tokio::task::spawn_blocking(move || {
+        let mut steps = Steps::new("sandbox");
+        neutron_references_at_recovery(&mut steps, &cli);
+        gold_resources_at_recovery(&mut steps, &cli, &tag);
+        steps.into_results()
+    })
+    .await
+    .expect("CLI thread");
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(ToString::to_string)
+        .collect();
+    assert!(results.len() >= 4, "{results:#?}");
+    assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
+
     let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed")
         .await
         .unwrap();

@@ -1,0 +1,267 @@
+//! Mirroring scenarios with the real `openstack` CLI through a gateway, shared by the test
+//! bed's two kinds of sites: the real services (`tests/tests/real_sites.rs`) and the
+//! simulated sandbox sites (`tests/tests/mirror_cli_sim.rs`).
+//!
+//! The CLI's clouds.yaml must hold `gw` (the admin, Gold in the sandbox policy) and `gw-demo`
+//! (the demo tenant, Silver) through the gateway, `recovery` (the admin, directly at the
+//! recovery site) and [`MIRRORED_USER_CLOUD`].
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use serde_json::Value;
+
+use crate::cli::{Cli, Steps};
+
+/// The demo tenant (Silver) builds a small Neutron topology through the gateway with the
+/// real CLI — network, subnet, security group and rule, router with an interface — updates
+/// and deletes it; the recovery site's Neutron gets each piece at a checkpoint, tagged, with
+/// every reference pointing at the recovery copies, and loses them with the deletes.
+pub fn neutron_references_at_recovery(s: &mut Steps, cli: &Cli) {
+    let tag = format!("{:06x}", rand::random::<u32>() & 0xffffff);
+    let (net, sub, sg, router) = (
+        format!("gw-net-{tag}"),
+        format!("gw-sub-{tag}"),
+        format!("gw-sg-{tag}"),
+        format!("gw-router-{tag}"),
+    );
+    let wait_for = |what: &str, args: &[&str]| -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let out = cli.exec("recovery", args)?;
+            if out.success() {
+                return out.json();
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{what} not at the recovery site after 40 s"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let built = s.step(
+        "neutron: network, subnet, security group + rule, router + interface reach the recovery site with references translated",
+        || {
+            cli.json("gw-demo", &["network", "create", &net])?;
+            cli.json(
+                "gw-demo",
+                &["subnet", "create", "--network", &net, "--subnet-range", "10.77.0.0/24", &sub],
+            )?;
+            cli.json("gw-demo", &["security", "group", "create", &sg])?;
+            cli.json(
+                "gw-demo",
+                &["security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "22", &sg],
+            )?;
+            cli.json("gw-demo", &["router", "create", &router])?;
+            cli.run("gw-demo", &["router", "add", "subnet", &router, &sub])?;
+            cli.run("gw-demo", &["network", "set", "--description", "updated", &net])?;
+
+            let r_net = wait_for("the network", &["network", "show", &net, "-f", "json"])?;
+            let r_sub = wait_for("the subnet", &["subnet", "show", &sub, "-f", "json"])?;
+            ensure!(
+                r_sub["network_id"] == r_net["id"],
+                "the subnet's network is the recovery copy: {r_sub}"
+            );
+            ensure!(
+                r_net["tags"].to_string().contains("dr-tier:silver"),
+                "tagged at the recovery site: {r_net}"
+            );
+            let r_sg = wait_for("the security group", &["security", "group", "show", &sg, "-f", "json"])?;
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                let r_net = cli.json("recovery", &["network", "show", &net])?;
+                let rules = cli.json(
+                    "recovery",
+                    &["security", "group", "rule", "list", r_sg["id"].as_str().unwrap_or(""), "--long"],
+                )?;
+                let has_rule = rules.as_array().into_iter().flatten().any(|r| {
+                    r["IP Protocol"] == "tcp" && r["Port Range"].as_str().is_some_and(|p| p.starts_with("22"))
+                });
+                let ports = cli.json("recovery", &["port", "list", "--router", &router, "--long"])?;
+                let on_subnet = ports.to_string().contains(r_sub["id"].as_str().unwrap_or("-"));
+                if r_net["description"] == "updated" && has_rule && on_subnet {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "after 40 s: description {}, tcp/22 rule {has_rule}, router interface on the recovery subnet {on_subnet} ({ports})",
+                    r_net["description"]
+                );
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+            Ok(())
+        },
+    );
+    if built.is_none() {
+        return;
+    }
+    s.step(
+        "neutron: the tenant's deletes reach the recovery site",
+        || {
+            cli.run("gw-demo", &["router", "remove", "subnet", &router, &sub])?;
+            cli.run("gw-demo", &["router", "delete", &router])?;
+            cli.run("gw-demo", &["security", "group", "delete", &sg])?;
+            cli.run("gw-demo", &["subnet", "delete", &sub])?;
+            cli.run("gw-demo", &["network", "delete", &net])?;
+            let deadline = Instant::now() + Duration::from_secs(40);
+            for (kind, name) in [
+                ("router", &router),
+                ("security group", &sg),
+                ("network", &net),
+            ] {
+                let mut args: Vec<&str> = kind.split(' ').collect();
+                args.extend(["show", name.as_str(), "-f", "json"]);
+                while cli.exec("recovery", &args)?.success() {
+                    ensure!(
+                        Instant::now() < deadline,
+                        "{kind} {name} still at the recovery site after 40 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// The cloud (in the scenario's clouds.yaml) of the user that
+/// [`gold_resources_at_recovery`] creates, directly at the recovery site.
+pub const MIRRORED_USER_CLOUD: &str = "recovery-mirrored-user";
+
+/// The project, user and password [`gold_resources_at_recovery`] creates.
+pub fn gold_identity(tag: &str) -> (String, String, String) {
+    (
+        format!("gw-proj-{tag}"),
+        format!("gw-user-{tag}"),
+        format!("pw-{tag}"),
+    )
+}
+
+/// The admin tenant (Gold) creates a project, a user with a password, a role assignment,
+/// a group with the user in it, a keypair, a flavor and a volume type with extra specs and
+/// an image record through the gateway with the real CLI: each
+/// is at the recovery site when the CLI returns (the assignment naming the recovery
+/// project and user, the mirrored user able to log in there), an update follows, and the
+/// deletes remove them.
+pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
+    let (project, user, password) = gold_identity(tag);
+    let (keypair, vtype, image, group, flavor) = (
+        format!("gw-kp-{tag}"),
+        format!("gw-vt-{tag}"),
+        format!("gw-img-{tag}"),
+        format!("gw-group-{tag}"),
+        format!("gw-flavor-{tag}"),
+    );
+    let created = s.step(
+        "gold: project, user, role assignment, group membership, keypair, flavor and volume type extra specs, image are at the recovery site when the CLI returns",
+        || {
+            cli.json("gw", &["project", "create", "--description", "first", &project])?;
+            cli.json("gw", &["user", "create", "--password", &password, &user])?;
+            cli.run("gw", &["role", "add", "--project", &project, "--user", &user, "member"])?;
+            let key_file = std::env::temp_dir().join(format!("{keypair}.pub"));
+            std::fs::write(&key_file, crate::cli::TEST_PUBLIC_KEY)?;
+            let key_path = key_file.to_string_lossy().into_owned();
+            cli.json("gw", &["keypair", "create", "--public-key", &key_path, &keypair])?;
+            let _ = std::fs::remove_file(&key_file);
+            cli.json("gw", &["volume", "type", "create", &vtype])?;
+            let img = cli.json(
+                "gw",
+                &["image", "create", "--disk-format", "raw", "--container-format", "bare", "--property", "purpose=dr-test", &image],
+            )?;
+
+            let r_project = cli.json("recovery", &["project", "show", &project])?;
+            let r_user = cli.json("recovery", &["user", "show", &user])?;
+            let assignments = cli.json(
+                "recovery",
+                &["role", "assignment", "list", "--project", &project, "--user", &user],
+            )?;
+            ensure!(
+                assignments.as_array().is_some_and(|a| a.iter().any(|x| {
+                    x["Project"] == r_project["id"] && x["User"] == r_user["id"]
+                })),
+                "the assignment names the recovery project and user: {assignments}"
+            );
+            let login = cli.exec(MIRRORED_USER_CLOUD, &["token", "issue", "-f", "json"])?;
+            ensure!(
+                login.success(),
+                "the mirrored user logs in at the recovery Keystone with its password: {}",
+                login.stderr
+            );
+            cli.json("recovery", &["keypair", "show", &keypair])?;
+            cli.json("recovery", &["volume", "type", "show", &vtype])?;
+            let r_img = cli.json("recovery", &["image", "show", img["id"].as_str().unwrap_or("-")])?;
+            ensure!(
+                r_img["name"] == image.as_str() && r_img.to_string().contains("dr-test"),
+                "the image record keeps its id, name and properties: {r_img}"
+            );
+            // Groups and membership; flavor and volume type extra specs.
+            cli.json("gw", &["group", "create", &group])?;
+            cli.run("gw", &["group", "add", "user", &group, &user])?;
+            cli.json("gw", &["flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "1", &flavor])?;
+            cli.run("gw", &["flavor", "set", "--property", "hw:cpu_policy=dedicated", &flavor])?;
+            cli.run("gw", &["volume", "type", "set", "--property", "replication=dr", &vtype])?;
+            cli.run("recovery", &["group", "contains", "user", &group, &user])?;
+            let r_flavor = cli.json("recovery", &["flavor", "show", &flavor])?;
+            ensure!(
+                r_flavor["properties"].to_string().contains("dedicated"),
+                "flavor extra specs at the recovery site: {r_flavor}"
+            );
+            let r_vtype = cli.json("recovery", &["volume", "type", "show", &vtype])?;
+            ensure!(
+                r_vtype["properties"].to_string().contains("replication"),
+                "volume type extra specs at the recovery site: {r_vtype}"
+            );
+            cli.run("gw", &["project", "set", "--description", "second", &project])?;
+            let r_project = cli.json("recovery", &["project", "show", &project])?;
+            ensure!(r_project["description"] == "second", "updated: {r_project}");
+            Ok(img["id"].as_str().unwrap_or_default().to_string())
+        },
+    );
+    let Some(image_id) = created else {
+        return;
+    };
+    s.step(
+        "gold: the deletes are at the recovery site when the CLI returns",
+        || {
+            cli.run(
+                "gw",
+                &[
+                    "role",
+                    "remove",
+                    "--project",
+                    &project,
+                    "--user",
+                    &user,
+                    "member",
+                ],
+            )?;
+            cli.run("gw", &["group", "delete", &group])?;
+            cli.run("gw", &["flavor", "delete", &flavor])?;
+            cli.run("gw", &["user", "delete", &user])?;
+            cli.run("gw", &["project", "delete", &project])?;
+            cli.run("gw", &["keypair", "delete", &keypair])?;
+            cli.run("gw", &["volume", "type", "delete", &vtype])?;
+            cli.run("gw", &["image", "delete", &image_id])?;
+            for args in [
+                vec!["project", "show", project.as_str()],
+                vec!["user", "show", user.as_str()],
+                vec!["group", "show", group.as_str()],
+                vec!["flavor", "show", flavor.as_str()],
+                vec!["keypair", "show", keypair.as_str()],
+                vec!["volume", "type", "show", vtype.as_str()],
+            ] {
+                ensure!(
+                    !cli.exec("recovery", &args)?.success(),
+                    "{} is still at the recovery site",
+                    args.join(" ")
+                );
+            }
+            let gone = cli.exec("recovery", &["image", "show", "-f", "json", &image_id])?;
+            ensure!(
+                !gone.success() || gone.json()?["status"] == "deleted",
+                "the image record is still at the recovery site"
+            );
+            Ok(())
+        },
+    );
+}
