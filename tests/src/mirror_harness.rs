@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drgw::config::{Credentials, SiteConfig, SiteName, UpstreamConfig};
-use drgw::journal::{Journal, JournalConfig};
+use drgw::journal::{Journal, JournalConfig, JournalRecord, RecordFilter, StateFilter};
 use drgw::mirror::{MirrorDeps, MirrorEngine, MirrorSite, SecretKey};
 use drgw::mutation::{GoldFailure, MirrorMode, Mutation, TierChoice};
 use drgw::operation::{Action, Operation, Service};
@@ -283,6 +283,15 @@ pub fn bronze() -> TierChoice {
     }
 }
 
+/// The Silver tier (periodic), checkpointing every `interval`.
+pub fn silver(interval: Duration) -> TierChoice {
+    TierChoice {
+        name: "silver".into(),
+        mode: MirrorMode::Periodic { interval },
+        on_failure: GoldFailure::Degrade,
+    }
+}
+
 /// The Gold tier (sync) with its failure mode.
 pub fn gold(on_failure: GoldFailure) -> TierChoice {
     TierChoice {
@@ -312,4 +321,17 @@ pub async fn recovery_id(engine: &MirrorEngine, svc: &str, ty: &str, id: &str) -
         .await
         .expect("idmap")
         .map(|m| m.recovery_id)
+}
+
+/// The journal's failed records (up to 100).
+pub async fn failed_records(journal: &Journal) -> Vec<JournalRecord> {
+    let failed = RecordFilter {
+        state: Some(StateFilter::Failed),
+        ..RecordFilter::default()
+    };
+    journal
+        .list(&failed, None, 100)
+        .await
+        .expect("the journal")
+        .records
 }

@@ -17,6 +17,18 @@ use drgw_tests::testbed::TestBed;
 use http::Method;
 use serde_json::{json, Value};
 
+/// The gateway's journal (through its admin API) holds no failed record.
+async fn assert_no_failed_records(bed: &TestBed) {
+    let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed")
+        .await
+        .unwrap();
+    assert_eq!(
+        failed["records"].as_array().map(Vec::len),
+        Some(0),
+        "failed records: {failed}"
+    );
+}
+
 /// Polls `probe` until it returns Some, for up to `limit`.
 async fn eventually<T>(
     limit: Duration,
@@ -242,15 +254,7 @@ async fn gold_silver_bronze_reach_the_recovery_site() {
     .expect("CLI thread");
     result.unwrap_or_else(|e| panic!("{e:#}"));
 
-    // Nothing is left pending or failed.
-    let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed")
-        .await
-        .unwrap();
-    assert_eq!(
-        failed["records"].as_array().map(Vec::len),
-        Some(0),
-        "failed records: {failed}"
-    );
+    assert_no_failed_records(&bed).await;
     bed.stop().await;
 }
 
@@ -300,13 +304,6 @@ async fn every_mirrored_resource_type_reaches_the_recovery_site() {
     assert!(results.len() >= 4, "{results:#?}");
     assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
 
-    let (_, failed) = drgw::cli::admin_get(&bed.gateway.config_path, "/v1/journal?state=failed")
-        .await
-        .unwrap();
-    assert_eq!(
-        failed["records"].as_array().map(Vec::len),
-        Some(0),
-        "failed records: {failed}"
-    );
+    assert_no_failed_records(&bed).await;
     bed.stop().await;
 }

@@ -10,7 +10,9 @@ use drgw::journal::{Journal, JournalConfig, RecordFilter, RecordState, StateFilt
 use drgw::mutation::{GoldFailure, MirrorMode, MirrorOutcome, TierChoice};
 use drgw::operation::Service;
 use drgw::state::{MemoryStore, RedbStore, StateStore};
-use drgw_tests::mirror_harness::{bronze, eventually, gold, recovery_id, Bed};
+use drgw_tests::mirror_harness::{
+    bronze, eventually, failed_records, gold, recovery_id, silver, Bed,
+};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -165,13 +167,7 @@ async fn gold_flavor_is_at_the_recovery_site_when_submit_returns() {
 async fn silver_applies_at_the_checkpoint_and_not_before() {
     let bed = Bed::new().await;
     let (engine, journal) = bed.mem_engine().await;
-    let silver = TierChoice {
-        name: "silver".into(),
-        mode: MirrorMode::Periodic {
-            interval: Duration::from_millis(1500),
-        },
-        on_failure: GoldFailure::Degrade,
-    };
+    let silver = silver(Duration::from_millis(1500));
     let (resp, m) = bed
         .call(
             (&bed.admin, &bed.admin_ctx),
@@ -323,13 +319,7 @@ async fn bronze_giving_way_does_not_hold_up_a_silver_checkpoint() {
         },
         on_failure: GoldFailure::Degrade,
     };
-    let silver = TierChoice {
-        name: "silver".into(),
-        mode: MirrorMode::Periodic {
-            interval: Duration::from_millis(500),
-        },
-        on_failure: GoldFailure::Degrade,
-    };
+    let silver = silver(Duration::from_millis(500));
     let tenant = engine.tenant_request();
     let load = busy_runtime();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -356,56 +346,9 @@ async fn bronze_giving_way_does_not_hold_up_a_silver_checkpoint() {
     engine.shutdown().await;
 }
 
-#[tokio::test]
-async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
-    let bed = Bed::new().await;
-    let (engine, journal) = bed.mem_engine().await;
-    bed.recovery.down().await;
-    let mut nets = Vec::new();
-    for i in 0..5 {
-        let (id, m) = bed.demo_network(&bronze(), &format!("q-{i}")).await;
-        nets.push(id);
-        assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
-    }
-    // A rename of the first network, queued after its create.
-    let (_, m) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &bronze(),
-            Service::Network,
-            Method::PUT,
-            &format!("/v2.0/networks/{}", nets[0]),
-            Some(json!({"network": {"name": "q-0-renamed"}})),
-        )
-        .await;
-    engine.submit(m).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let status = engine.status().await.unwrap();
-    let b = status.iter().find(|s| s.tier == "bronze").unwrap();
-    assert_eq!(b.pending, 6, "all queued while down");
-    assert!(
-        b.oldest_pending_age_seconds.unwrap() >= 1.0,
-        "lag grows: {b:?}"
-    );
-    let failed = journal
-        .list(
-            &RecordFilter {
-                state: Some(StateFilter::Failed),
-                ..Default::default()
-            },
-            None,
-            10,
-        )
-        .await
-        .unwrap();
-    assert!(
-        failed.records.is_empty(),
-        "a down site is retryable, not a failure"
-    );
-
-    bed.recovery.up().await.unwrap();
-    engine.wake();
-    eventually("queue drained", Duration::from_secs(10), || async {
+/// Waits (up to `limit`) until no Bronze record is pending.
+async fn bronze_drained(journal: &Journal, what: &str, limit: Duration) {
+    eventually(what, limit, || async {
         journal
             .tier_lag()
             .await
@@ -415,24 +358,102 @@ async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
             == Some(0)
     })
     .await;
-    let r0 = recovery_id(&engine, "network", "network", &nets[0])
+}
+
+/// With the recovery site down: `count` demo networks named `{prefix}-{i}`, then a rename of
+/// the first to `{prefix}-0-renamed`, each submitted at `tier` and queued. Returns the
+/// networks' primary ids.
+async fn queue_networks_and_a_rename(
+    bed: &Bed,
+    engine: &drgw::mirror::MirrorEngine,
+    tier: &TierChoice,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut nets = Vec::new();
+    for i in 0..count {
+        let (id, m) = bed.demo_network(tier, &format!("{prefix}-{i}")).await;
+        nets.push(id);
+        assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    }
+    let (_, m) = bed
+        .call(
+            (&bed.demo, &bed.demo_ctx),
+            tier,
+            Service::Network,
+            Method::PUT,
+            &format!("/v2.0/networks/{}", nets[0]),
+            Some(json!({"network": {"name": format!("{prefix}-0-renamed")}})),
+        )
+        .await;
+    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    nets
+}
+
+/// While the recovery site has been down for over a second: `pending` records of `tier`
+/// wait, the oldest for at least a second (the lag grows), and none failed.
+async fn assert_queued_while_down(
+    engine: &drgw::mirror::MirrorEngine,
+    journal: &Journal,
+    tier: &str,
+    pending: u64,
+) {
+    let status = engine.status().await.unwrap();
+    let t = status.iter().find(|s| s.tier == tier).unwrap();
+    assert_eq!(t.pending, pending, "all queued while down: {t:?}");
+    assert!(
+        t.oldest_pending_age_seconds.unwrap() >= 1.0,
+        "lag grows: {t:?}"
+    );
+    assert!(
+        failed_records(journal).await.is_empty(),
+        "a down site is retryable, not a failure"
+    );
+}
+
+/// At the recovery site: the first of `nets` carries its rename (applied after its create),
+/// and each network named `{prefix}-...` exists exactly once.
+async fn assert_renamed_and_each_once(
+    bed: &Bed,
+    engine: &drgw::mirror::MirrorEngine,
+    nets: &[String],
+    prefix: &str,
+) {
+    let r0 = recovery_id(engine, "network", "network", &nets[0])
         .await
         .unwrap();
     let got = bed
         .recovery_get(Service::Network, &format!("/v2.0/networks/{r0}"))
         .await;
     assert_eq!(
-        got.json["network"]["name"], "q-0-renamed",
+        got.json["network"]["name"],
+        format!("{prefix}-0-renamed"),
         "the update applied after its create"
     );
     let all = bed.recovery_get(Service::Network, "/v2.0/networks").await;
+    let named = format!("{prefix}-");
     let count = all.json["networks"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["name"].as_str().is_some_and(|s| s.starts_with("q-")))
+        .filter(|n| n["name"].as_str().is_some_and(|s| s.starts_with(&named)))
         .count();
-    assert_eq!(count, 5, "each network exactly once");
+    assert_eq!(count, nets.len(), "each network exactly once");
+}
+
+#[tokio::test]
+async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    bed.recovery.down().await;
+    let nets = queue_networks_and_a_rename(&bed, &engine, &bronze(), "q", 5).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_queued_while_down(&engine, &journal, "bronze", 6).await;
+
+    bed.recovery.up().await.unwrap();
+    engine.wake();
+    bronze_drained(&journal, "queue drained", Duration::from_secs(10)).await;
+    assert_renamed_and_each_once(&bed, &engine, &nets, "q").await;
     // Applied in seq order: applied_at times never decrease along seqs.
     let page = journal
         .list(&RecordFilter::default(), None, 100)
@@ -455,58 +476,15 @@ async fn bronze_queues_while_the_recovery_site_is_down_and_applies_in_order() {
 async fn silver_queues_while_the_recovery_site_is_down_and_checkpoints_once_it_returns() {
     let bed = Bed::new().await;
     let (engine, journal) = bed.mem_engine().await;
-    let silver = TierChoice {
-        name: "silver".into(),
-        mode: MirrorMode::Periodic {
-            interval: Duration::from_millis(400),
-        },
-        on_failure: GoldFailure::Degrade,
-    };
+    let silver = silver(Duration::from_millis(400));
     bed.recovery.down().await;
-    let mut nets = Vec::new();
-    for i in 0..3 {
-        let (id, m) = bed.demo_network(&silver, &format!("sq-{i}")).await;
-        nets.push(id);
-        assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
-    }
-    let (_, m) = bed
-        .call(
-            (&bed.demo, &bed.demo_ctx),
-            &silver,
-            Service::Network,
-            Method::PUT,
-            &format!("/v2.0/networks/{}", nets[0]),
-            Some(json!({"network": {"name": "sq-0-renamed"}})),
-        )
-        .await;
-    assert_eq!(engine.submit(m).await, MirrorOutcome::Queued);
+    let nets = queue_networks_and_a_rename(&bed, &engine, &silver, "sq", 3).await;
     // Several intervals pass with the site down: no batch completes, so no checkpoint.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = engine.status().await.unwrap();
-    let s = status.iter().find(|s| s.tier == "silver").unwrap();
-    assert_eq!(s.pending, 4, "all queued while down: {s:?}");
-    assert!(
-        s.oldest_pending_age_seconds.unwrap() >= 1.0,
-        "lag grows: {s:?}"
-    );
+    assert_queued_while_down(&engine, &journal, "silver", 4).await;
     assert!(
         !has_checkpoint(&engine, "silver").await,
         "no consistent cut while the changes are not at the recovery site"
-    );
-    let failed = journal
-        .list(
-            &RecordFilter {
-                state: Some(StateFilter::Failed),
-                ..Default::default()
-            },
-            None,
-            10,
-        )
-        .await
-        .unwrap();
-    assert!(
-        failed.records.is_empty(),
-        "a down site is retryable, not a failure"
     );
 
     bed.recovery.up().await.unwrap();
@@ -520,24 +498,7 @@ async fn silver_queues_while_the_recovery_site_is_down_and_checkpoints_once_it_r
     let status = engine.status().await.unwrap();
     let s = status.iter().find(|s| s.tier == "silver").unwrap();
     assert_eq!(s.pending, 0, "{s:?}");
-    let r0 = recovery_id(&engine, "network", "network", &nets[0])
-        .await
-        .unwrap();
-    let got = bed
-        .recovery_get(Service::Network, &format!("/v2.0/networks/{r0}"))
-        .await;
-    assert_eq!(
-        got.json["network"]["name"], "sq-0-renamed",
-        "the update applied after its create"
-    );
-    let all = bed.recovery_get(Service::Network, "/v2.0/networks").await;
-    let count = all.json["networks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["name"].as_str().is_some_and(|s| s.starts_with("sq-")))
-        .count();
-    assert_eq!(count, 3, "each network exactly once");
+    assert_renamed_and_each_once(&bed, &engine, &nets, "sq").await;
     engine.shutdown().await;
 }
 
@@ -727,16 +688,7 @@ async fn restart_on_the_same_file_does_not_reapply() {
         nets.push(id);
         engine.submit(m).await;
     }
-    eventually("applied before restart", Duration::from_secs(5), || async {
-        journal
-            .tier_lag()
-            .await
-            .unwrap()
-            .get("bronze")
-            .map(|l| l.pending)
-            == Some(0)
-    })
-    .await;
+    bronze_drained(&journal, "applied before restart", Duration::from_secs(5)).await;
     engine.shutdown().await;
     journal.close().await.unwrap();
     drop((engine, journal));

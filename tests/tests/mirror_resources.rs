@@ -2,10 +2,9 @@
 //! image, block storage, security groups, workload protection records), Gold so that each
 //! change is at the recovery site when `submit` returns.
 
-use drgw::journal::{RecordFilter, StateFilter};
 use drgw::mutation::{GoldFailure, MirrorOutcome};
 use drgw::operation::Service;
-use drgw_tests::mirror_harness::{bronze, gold, recovery_id, Bed};
+use drgw_tests::mirror_harness::{bronze, failed_records, gold, recovery_id, Bed};
 use drgw_tests::sim::client::SimClient;
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -318,17 +317,7 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
         .await
         .unwrap()
         .is_none());
-    let failed = journal
-        .list(
-            &RecordFilter {
-                state: Some(StateFilter::Failed),
-                ..Default::default()
-            },
-            None,
-            10,
-        )
-        .await
-        .unwrap();
-    assert!(failed.records.is_empty(), "{:?}", failed.records);
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
