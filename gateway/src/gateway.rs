@@ -10,7 +10,7 @@ use http::Uri;
 
 use crate::config::{Config, SiteName};
 use crate::failover::StableIds;
-use crate::journal::{Journal, JournalConfig, JournalError};
+use crate::journal::{Journal, JournalConfig, JournalError, JournalMetrics};
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorDeps, MirrorEngine, MirrorError, MirrorSite, SecretKey};
 use crate::operation::Service;
@@ -71,6 +71,8 @@ pub enum StartError {
     Mirror(#[from] MirrorError),
     #[error("mirror secret key: {0}")]
     SecretKey(String),
+    #[error("metrics: {0}")]
+    Metrics(prometheus::Error),
 }
 
 /// Shared state of a running gateway.
@@ -135,7 +137,11 @@ impl Gateway {
             )))
         })?;
         let store: Arc<dyn StateStore> = Arc::new(RedbStore::open_in(&dir).map_err(state_error)?);
-        let journal = Journal::open(store.clone(), JournalConfig::default()).await?;
+        let journal_config = JournalConfig {
+            metrics: Some(JournalMetrics::new(&metrics.registry).map_err(StartError::Metrics)?),
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open(store.clone(), journal_config).await?;
         let policy = PolicyStage::load(
             config.policy_file.as_deref(),
             store.clone(),

@@ -100,7 +100,11 @@ async fn admin_api_is_authenticated_and_reports_health() {
     // Metrics: the request counter and the token cache counter exist; no token leaks.
     let (status, metrics) = admin_get(&bed, "/metrics", &[("authorization", &bearer)]).await;
     assert_eq!(status, 200);
-    for name in ["drgw_token_cache_requests_total", "drgw_site_up"] {
+    for name in [
+        "drgw_token_cache_requests_total",
+        "drgw_site_up",
+        "drgw_journal_group_commands",
+    ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
     assert!(

@@ -62,6 +62,7 @@
 //! An append may carry a side batch without preconditions (the created resource's usage
 //! bookkeeping, [`Journal::append_with`]): it commits with the record, both or neither.
 
+mod metrics;
 mod record;
 mod writer;
 
@@ -72,6 +73,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use metrics::JournalMetrics;
 pub use record::{
     Checkpoint, Direction, EncryptedSecret, JournalRecord, MirrorRequest, NewRecord, RecordState,
     TenantRef, CHECKPOINTS, META, PENDING_BY_TENANT, PENDING_BY_TIER, RECORDS,
@@ -103,6 +105,8 @@ pub struct JournalConfig {
     pub owner: String,
     /// Wall clock in milliseconds since the Unix epoch (replaceable in tests).
     pub clock: fn() -> u64,
+    /// Where the writer reports its commits (none in most tests).
+    pub metrics: Option<JournalMetrics>,
 }
 
 impl Default for JournalConfig {
@@ -113,6 +117,7 @@ impl Default for JournalConfig {
             writer_lease_ttl: Duration::from_secs(15),
             owner: format!("drgw-{}", uuid::Uuid::new_v4()),
             clock: now_ms,
+            metrics: None,
         }
     }
 }

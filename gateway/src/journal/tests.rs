@@ -50,6 +50,52 @@ async fn appends_are_numbered_from_one_and_readable() {
 }
 
 #[tokio::test]
+async fn group_commits_are_timed_by_durability_and_counted() {
+    let registry = prometheus::Registry::new();
+    let metrics = JournalMetrics::new(&registry).unwrap();
+    let config = JournalConfig {
+        metrics: Some(metrics.clone()),
+        ..JournalConfig::default()
+    };
+    let j = Journal::open(Arc::new(MemoryStore::new()), config)
+        .await
+        .unwrap();
+    let (durable, relaxed, groups) = (
+        metrics.commits("durable"),
+        metrics.commits("relaxed"),
+        metrics.groups(),
+    );
+    // Three appends at once: one or more durable groups answer all three.
+    let seqs = futures_util::future::join_all((0..3).map(|_| j.append(rec("a", "bronze")))).await;
+    let seqs: Vec<u64> = seqs.into_iter().map(Result::unwrap).collect();
+    let after = metrics.commits("durable");
+    assert!(after.0 > durable.0 && after.0 - durable.0 <= 3, "{after:?}");
+    assert!(after.1 > durable.1, "a commit takes time");
+    let (g, commands) = metrics.groups();
+    assert_eq!(
+        commands - groups.1,
+        3.0,
+        "each append answered by one group"
+    );
+    assert_eq!(
+        g - groups.0,
+        after.0 - durable.0,
+        "a group per durable commit"
+    );
+    // A transition to applied alone commits relaxed.
+    j.mark_applied(seqs[0], None).await.unwrap();
+    assert_eq!(metrics.commits("relaxed").0, relaxed.0 + 1);
+    assert_eq!(metrics.commits("durable").0, after.0);
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("drgw_journal_commit_duration_seconds_count{durability=\"durable\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn state_machine() {
     let (j, _) = journal().await;
     let mut r = rec("a", "gold");

@@ -24,7 +24,7 @@
 
 use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -251,6 +251,9 @@ impl Writer {
 
     /// Commits one group of commands; returns whether the writer keeps running.
     async fn process(&mut self, commands: Vec<Command>) -> bool {
+        if let Some(m) = &self.config.metrics {
+            m.observe_group(commands.len());
+        }
         let relaxed = relaxable(&commands);
         let flush = commands.iter().any(|c| matches!(c, Command::Flush { .. }));
         // Read every stored record a transition needs in one snapshot.
@@ -441,7 +444,12 @@ impl Writer {
             if nothing {
                 break Ok(0);
             }
-            match self.store.commit(batch).await {
+            let started = Instant::now();
+            let committed = self.store.commit(batch).await;
+            if let (Some(m), Ok(_)) = (&self.config.metrics, &committed) {
+                m.observe_commit(relaxed, started.elapsed().as_secs_f64());
+            }
+            match committed {
                 Err(StateError::Conflict { namespace, key })
                     if namespace != META.as_str() && namespace != RECORDS.as_str() =>
                 {
