@@ -425,8 +425,6 @@ struct Round {
     cpu_us_with_drain: f64,
 }
 
-/// CPU seconds this process has used (user + system), from `/proc/self/stat` (Linux; in
-/// clock ticks of 1/100 s, USER_HZ on every mainstream kernel configuration).
 /// Pins every process of `site` (its services and their workers) to CPU `cpu`.
 fn pin_site(site: &RealSite, cpu: usize) -> anyhow::Result<()> {
     let roots: Vec<u32> = site.pids().into_iter().map(|(_, pid)| pid).collect();
@@ -470,6 +468,8 @@ fn pin_site(site: &RealSite, cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds this process has used (user + system), from `/proc/self/stat` (Linux; in
+/// clock ticks of 1/100 s, USER_HZ on every mainstream kernel configuration).
 fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // After the command name (which ends at the last ')'), utime and stime are the 12th and
