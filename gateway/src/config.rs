@@ -226,6 +226,7 @@ struct RawGateway {
     workers: Option<usize>,
     policy_file: Option<PathBuf>,
     gold_timeout: Option<String>,
+    http1_fast_lane: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -283,6 +284,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Tokio worker threads; 0 = one per core.
     pub workers: usize,
+    /// Plain HTTP/1.1 GETs relayed by the gateway's own HTTP/1 code (see
+    /// [`crate::fastlane`]); off, every request goes through hyper.
+    pub http1_fast_lane: bool,
     pub policy_file: Option<PathBuf>,
     /// How long a Gold (sync) change may wait for the recovery site's apply.
     pub gold_timeout: Duration,
@@ -686,6 +690,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         catalog_mode,
         shutdown_grace,
         workers: g.workers.unwrap_or(0),
+        http1_fast_lane: g.http1_fast_lane.unwrap_or(true),
         policy_file,
         gold_timeout,
         upstream,

@@ -11,6 +11,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod failover;
+pub mod fastlane;
 pub mod fault;
 pub mod gateway;
 pub mod journal;

@@ -23,9 +23,25 @@ pub struct ProxyMetrics {
     pub token_cache: IntCounterVec,
     pub rewrites: IntCounterVec,
     pub site_up: IntGaugeVec,
+    /// `drgw_fast_lane_requests_total{outcome}`: HTTP/1.1 requests the fast lane relayed,
+    /// handed to the general path, or retried there (children made once: counted per
+    /// request).
+    pub fast_lane: FastLaneCounters,
     /// Children of `requests` and `upstream_duration` for the label values every request
     /// uses, made on first use (so that no series appears before it is counted).
     hot: Arc<HotChildren>,
+}
+
+/// The children of `drgw_fast_lane_requests_total`, one per outcome.
+#[derive(Clone)]
+pub struct FastLaneCounters {
+    /// Answered by the fast lane itself.
+    pub relayed: IntCounter,
+    /// Handed to the general (hyper) path before anything was sent upstream.
+    pub general: IntCounter,
+    /// Sent upstream by the fast lane, whose answer was not length-delimited (or needed
+    /// decoding): the GET was sent again through the general path.
+    pub retried: IntCounter,
 }
 
 /// The action labels of `drgw_requests_total`, in slot order.
@@ -143,7 +159,21 @@ impl Metrics {
             &["site", "service"],
         )
         .expect("static metric definition");
-        for c in [&requests, &upstream_errors, &token_cache, &rewrites] {
+        let fast_lane = IntCounterVec::new(
+            Opts::new(
+                "drgw_fast_lane_requests_total",
+                "HTTP/1.1 requests by fast-lane outcome (relayed, general, retried)",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        for c in [
+            &requests,
+            &upstream_errors,
+            &token_cache,
+            &rewrites,
+            &fast_lane,
+        ] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -163,6 +193,11 @@ impl Metrics {
                 token_cache,
                 rewrites,
                 site_up,
+                fast_lane: FastLaneCounters {
+                    relayed: fast_lane.with_label_values(&["relayed"]),
+                    general: fast_lane.with_label_values(&["general"]),
+                    retried: fast_lane.with_label_values(&["retried"]),
+                },
                 hot: Arc::new(HotChildren {
                     requests: (0..Service::ALL.len() * ACTIONS.len() * STATUSES.len())
                         .map(|_| OnceLock::new())

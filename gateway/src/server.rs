@@ -13,13 +13,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
 use crate::body::{self, ProxyBody};
 use crate::config::{Config, TlsFiles};
 use crate::failover::FailoverController;
+use crate::fastlane;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::stack::{self, ConnInfo, ServiceRoute};
@@ -154,6 +155,8 @@ impl BoundGateway {
         // Accept loops hold the shutdown handle only to hand a watcher to each connection;
         // they end before the drain starts, so the handle is ours again by then.
         let graceful = Arc::new(GracefulShutdown::new());
+        // Fast-lane connections hold a sender each; the drain waits for the last to go.
+        let (drain, mut drained) = mpsc::channel::<()>(1);
         let mut tasks = Vec::new();
         for l in self.listeners {
             tasks.push(tokio::spawn(accept_loop(
@@ -162,8 +165,10 @@ impl BoundGateway {
                 self.failover.clone(),
                 stop_rx.clone(),
                 graceful.clone(),
+                drain.clone(),
             )));
         }
+        drop(drain);
         tasks.push(tokio::spawn(admin::serve(
             self.admin,
             self.admin_state.clone(),
@@ -179,10 +184,11 @@ impl BoundGateway {
         let grace = self.gateway.config.shutdown_grace;
         match Arc::try_unwrap(graceful) {
             Ok(graceful) => {
-                if tokio::time::timeout(grace, graceful.shutdown())
-                    .await
-                    .is_err()
-                {
+                let all_done = async {
+                    graceful.shutdown().await;
+                    let _ = drained.recv().await;
+                };
+                if tokio::time::timeout(grace, all_done).await.is_err() {
                     tracing::warn!(
                         ?grace,
                         "in-flight requests still running after the grace period; closing"
@@ -217,7 +223,7 @@ fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-fn pick_route(routes: &[Arc<ServiceRoute>], path: &str) -> Option<Arc<ServiceRoute>> {
+pub(crate) fn pick_route(routes: &[Arc<ServiceRoute>], path: &str) -> Option<Arc<ServiceRoute>> {
     routes
         .iter()
         .find(|r| {
@@ -229,7 +235,7 @@ fn pick_route(routes: &[Arc<ServiceRoute>], path: &str) -> Option<Arc<ServiceRou
         .cloned()
 }
 
-async fn dispatch(
+pub(crate) async fn dispatch(
     gw: Arc<Gateway>,
     fo: Arc<FailoverController>,
     routes: Arc<Vec<Arc<ServiceRoute>>>,
@@ -258,6 +264,7 @@ async fn accept_loop(
     fo: Arc<FailoverController>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
+    drain: mpsc::Sender<()>,
 ) {
     let builder = {
         let mut b = auto::Builder::new(TokioExecutor::new());
@@ -286,8 +293,28 @@ async fn accept_loop(
         let builder = builder.clone();
         let tls = l.tls.clone();
         let watcher = graceful.watcher();
+        let fast_lane = gw.config.http1_fast_lane;
+        let lane_stop = stop.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
             let conn_info = ConnInfo::new(peer, tls.is_some());
+            let (lane_gw, lane_fo, lane_routes, lane_conn, lane_auto) = (
+                gw.clone(),
+                fo.clone(),
+                routes.clone(),
+                conn_info.clone(),
+                builder.clone(),
+            );
+            let lane = move |watcher| fastlane::Lane {
+                gw: lane_gw,
+                fo: lane_fo,
+                routes: lane_routes,
+                conn: lane_conn,
+                auto: lane_auto,
+                watcher,
+                stop: lane_stop,
+                drain,
+            };
             let svc = hyper::service::service_fn(move |req| {
                 dispatch(
                     gw.clone(),
@@ -299,6 +326,12 @@ async fn accept_loop(
             });
             match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
+                    // HTTP/1.1 over TLS takes the fast lane too; h2 goes to hyper.
+                    Ok(tls_stream)
+                        if fast_lane && tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") =>
+                    {
+                        fastlane::serve(tls_stream, lane(watcher)).await
+                    }
                     Ok(tls_stream) => {
                         let conn = builder
                             .serve_connection(TokioIo::new(tls_stream), svc)
@@ -309,6 +342,7 @@ async fn accept_loop(
                     }
                     Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                 },
+                None if fast_lane => fastlane::serve(stream, lane(watcher)).await,
                 None => {
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), svc)

@@ -65,11 +65,19 @@ impl ConnInfo {
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string()).ok(),
         }
     }
+
+    /// The peer's IP address as an `X-Forwarded-For` element.
+    pub(crate) fn forwarded_for_bytes(&self) -> &[u8] {
+        self.forwarded_for
+            .as_ref()
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default()
+    }
 }
 
 // Header names the request path uses on every call, built once: a `&str` name is parsed
 // and hashed anew at every look-up or insert.
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-request-id");
 static API_VERSION: HeaderName = HeaderName::from_static("openstack-api-version");
 static NOVA_API_VERSION: HeaderName = HeaderName::from_static("x-openstack-nova-api-version");
 static SUBJECT_TOKEN: HeaderName = HeaderName::from_static("x-subject-token");
@@ -80,8 +88,13 @@ static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus
 /// `Transfer-Encoding` (hyper frames each side's body itself).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_lower(name.as_str())
+}
+
+/// [`is_hop_by_hop`] for a name already in lower case.
+fn is_hop_by_hop_lower(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -92,6 +105,22 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "upgrade"
             | "transfer-encoding"
     )
+}
+
+/// [`is_hop_by_hop`] for a header name as it came off the wire, in any case.
+pub(crate) fn is_hop_by_hop_raw(name: &str) -> bool {
+    // By length first: most names are not compared at all.
+    let candidates: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive"],
+        16 => &["proxy-connection"],
+        17 => &["transfer-encoding"],
+        18 => &["proxy-authenticate"],
+        19 => &["proxy-authorization"],
+        _ => return false,
+    };
+    candidates.iter().any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -143,10 +172,15 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 /// The request id of a call: the client's `X-Openstack-Request-Id` when it is well formed
 /// (`req-<uuid>`), else a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&REQUEST_ID) {
-        if let Ok(s) = v.to_str() {
-            if s.len() == 40 && s.starts_with("req-") && uuid::Uuid::parse_str(&s[4..]).is_ok() {
-                return v.clone();
+    request_id_from(headers.get(&REQUEST_ID).map(HeaderValue::as_bytes))
+}
+
+/// [`request_id`] from the client's header value, if it sent one.
+pub(crate) fn request_id_from(client: Option<&[u8]>) -> HeaderValue {
+    if let Some(v) = client {
+        if v.len() == 40 && v.starts_with(b"req-") && uuid::Uuid::try_parse_ascii(&v[4..]).is_ok() {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                return v;
             }
         }
     }
@@ -337,22 +371,32 @@ async fn send_upstream(
                 .observe_upstream(service, site, sent.elapsed().as_secs_f64());
             Ok(resp)
         }
-        Err(e) => {
-            gw.metrics
-                .proxy
-                .upstream_errors
-                .with_label_values(&[service.as_str(), e.kind()])
-                .inc();
-            tracing::warn!(service = service.as_str(), site = site.as_str(), error = %e, request_id = ?req_id, "upstream failed");
-            let message = match e.status() {
-                StatusCode::GATEWAY_TIMEOUT => {
-                    format!("The {service} service at site {site} did not answer in time.")
-                }
-                _ => format!("The {service} service at site {site} is unreachable."),
-            };
-            Err(native_error(service, e.status(), &message))
-        }
+        Err(e) => Err(upstream_failure(gw, service, site, req_id, &e)),
     }
+}
+
+/// Counts and logs a failed upstream call, and answers it: 504 for a timeout, else 502,
+/// in the service's native format.
+pub(crate) fn upstream_failure(
+    gw: &Gateway,
+    service: Service,
+    site: SiteName,
+    req_id: &HeaderValue,
+    e: &crate::upstream::UpstreamError,
+) -> Response<ProxyBody> {
+    gw.metrics
+        .proxy
+        .upstream_errors
+        .with_label_values(&[service.as_str(), e.kind()])
+        .inc();
+    tracing::warn!(service = service.as_str(), site = site.as_str(), error = %e, request_id = ?req_id, "upstream failed");
+    let message = match e.status() {
+        StatusCode::GATEWAY_TIMEOUT => {
+            format!("The {service} service at site {site} did not answer in time.")
+        }
+        _ => format!("The {service} service at site {site} is unreachable."),
+    };
+    native_error(service, e.status(), &message)
 }
 
 /// One protected change in flight.
@@ -786,7 +830,11 @@ fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Opti
 }
 
 /// An error the gateway itself answers, in the fronted service's native format.
-fn native_error(service: Service, status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(crate) fn native_error(
+    service: Service,
+    status: StatusCode,
+    message: &str,
+) -> Response<ProxyBody> {
     fault::error_response(service, status, message).map(body::full)
 }
 
@@ -798,7 +846,7 @@ fn not_found(service: Service) -> Response<ProxyBody> {
     )
 }
 
-fn finish(
+pub(crate) fn finish(
     gw: &Gateway,
     service: Service,
     action: &str,
@@ -816,7 +864,7 @@ fn finish(
 }
 
 /// True for the responses whose body is a Keystone catalog or endpoint list.
-fn carries_catalog(op: &Operation) -> bool {
+pub(crate) fn carries_catalog(op: &Operation) -> bool {
     op.service == Service::Identity
         && op.action == Action::Read
         && matches!(
@@ -833,15 +881,19 @@ fn json_or_empty(headers: &HeaderMap) -> bool {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return false;
-    };
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| is_json_type(v.as_bytes()))
+}
+
+/// True for a JSON `Content-Type` value (`application/json`, `*+json`, Glance's
+/// `application/openstack-images-v2.1-json-patch`), parameters aside.
+pub(crate) fn is_json_type(value: &[u8]) -> bool {
     // The usual value, without splitting off parameters.
-    if value.as_bytes().eq_ignore_ascii_case(b"application/json") {
+    if value.eq_ignore_ascii_case(b"application/json") {
         return true;
     }
-    value
-        .to_str()
+    std::str::from_utf8(value)
         .ok()
         .map(|ct| {
             let ct = ct.split(';').next().unwrap_or("").trim();
@@ -953,7 +1005,12 @@ async fn rewrite_response(
 }
 
 /// Points a `Location` header at the gateway.
-fn rewrite_location(gw: &Gateway, rewriter: &Rewriter, service: Service, headers: &mut HeaderMap) {
+pub(crate) fn rewrite_location(
+    gw: &Gateway,
+    rewriter: &Rewriter,
+    service: Service,
+    headers: &mut HeaderMap,
+) {
     let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
@@ -971,7 +1028,7 @@ fn rewrite_location(gw: &Gateway, rewriter: &Rewriter, service: Service, headers
 
 /// Rewrites a buffered response body (catalog, links) and fills the token cache from token
 /// responses.
-async fn finish_buffered(
+pub(crate) async fn finish_buffered(
     gw: &Gateway,
     op: &Operation,
     mut parts: http::response::Parts,
@@ -1200,6 +1257,30 @@ pub fn bytes_body(b: Bytes) -> ProxyBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_hop_by_hop_names_match_the_typed_check_in_any_case() {
+        for name in [
+            "Connection",
+            "keep-alive",
+            "Proxy-Connection",
+            "proxy-authenticate",
+            "Proxy-Authorization",
+            "TE",
+            "Trailer",
+            "upgrade",
+            "Transfer-Encoding",
+            "Content-Length",
+            "X-Auth-Token",
+            "Tee",
+            "",
+        ] {
+            let typed = HeaderName::from_bytes(name.as_bytes())
+                .map(|n| is_hop_by_hop(&n))
+                .unwrap_or(false);
+            assert_eq!(is_hop_by_hop_raw(name), typed, "{name}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_headers_go_and_the_rest_stays() {

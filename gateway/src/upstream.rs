@@ -160,6 +160,66 @@ impl UpstreamClient {
         self.pool.request(req, deadline).await
     }
 
+    /// The fast lane's checkout: the host's `Host` header and its most recently used idle
+    /// raw connection younger than the idle timeout, if any (older ones close).
+    pub fn raw_checkout(
+        &self,
+        https: bool,
+        authority: &Authority,
+    ) -> Result<RawCheckout, UpstreamError> {
+        let pool = &self.pool;
+        let mut hosts = pool.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let host = Pool::host_index(&mut hosts, https, authority)?;
+        let entry = &mut hosts[host];
+        let mut idle = None;
+        while let Some((conn, since)) = entry.raw_idle.pop() {
+            if since.elapsed() < pool.idle_timeout {
+                idle = Some(conn);
+                break;
+            }
+        }
+        Ok(RawCheckout {
+            host,
+            host_header: entry.host_header.clone(),
+            idle,
+        })
+    }
+
+    /// Opens a new raw connection for the fast lane, bounded by the connect timeout.
+    pub async fn raw_connect(
+        &self,
+        https: bool,
+        authority: &Authority,
+    ) -> Result<RawConn, UpstreamError> {
+        Ok(RawConn {
+            io: self.pool.connect_io(https, authority).await?,
+            buf: bytes::BytesMut::with_capacity(8 * 1024),
+        })
+    }
+
+    /// Gives a raw connection back after a complete response, unless its host already
+    /// has enough idle ones.
+    pub fn raw_put(&self, host: usize, conn: RawConn) {
+        let pool = &self.pool;
+        let surplus = {
+            let mut hosts = pool.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            match hosts.get_mut(host) {
+                Some(h) if h.raw_idle.len() < pool.max_idle_per_host => {
+                    h.raw_idle.push((conn, Instant::now()));
+                    None
+                }
+                _ => Some(conn),
+            }
+        };
+        drop(surplus);
+        pool.start_reaper();
+    }
+
+    /// The upstream request timeout: how long a request may wait for its response head.
+    pub fn request_timeout(&self) -> Duration {
+        self.pool.request_timeout
+    }
+
     /// Sends a small request with a fixed body and reads the whole response (for the
     /// gateway's own calls: token validation, probes).
     pub async fn send_full(
@@ -199,6 +259,23 @@ struct HostPool {
     host_header: HeaderValue,
     /// Most recently used last.
     idle: Vec<IdleConn>,
+    /// Idle byte streams of the fast lane ([`crate::fastlane`]), most recently used last.
+    raw_idle: Vec<(RawConn, Instant)>,
+}
+
+/// An upstream connection the fast lane speaks HTTP/1.1 on itself: the byte stream and
+/// what was read from it beyond the last response (nothing, between well-formed responses).
+pub struct RawConn {
+    pub io: UpstreamIo,
+    pub buf: bytes::BytesMut,
+}
+
+/// A raw connection checked out for one request: an idle one if the host has any, the
+/// host's `Host` header, and where to give the connection back.
+pub struct RawCheckout {
+    pub host: usize,
+    pub host_header: HeaderValue,
+    pub idle: Option<RawConn>,
 }
 
 struct IdleConn {
@@ -275,6 +352,21 @@ impl Pool {
     /// The host's pool entry (made on first use) and an idle connection, if any.
     fn checkout(&self, https: bool, authority: &Authority) -> Result<Checkout, UpstreamError> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let host = Self::host_index(&mut hosts, https, authority)?;
+        let idle = self.pop_live(&mut hosts[host]);
+        Ok(Checkout {
+            host,
+            host_header: hosts[host].host_header.clone(),
+            idle,
+        })
+    }
+
+    /// The index of a host's pool entry, made on first use.
+    fn host_index(
+        hosts: &mut Vec<HostPool>,
+        https: bool,
+        authority: &Authority,
+    ) -> Result<usize, UpstreamError> {
         let host = match hosts
             .iter()
             .position(|h| h.https == https && h.authority == *authority)
@@ -289,16 +381,12 @@ impl Pool {
                     authority: authority.clone(),
                     host_header,
                     idle: Vec::new(),
+                    raw_idle: Vec::new(),
                 });
                 hosts.len() - 1
             }
         };
-        let idle = self.pop_live(&mut hosts[host]);
-        Ok(Checkout {
-            host,
-            host_header: hosts[host].host_header.clone(),
-            idle,
-        })
+        Ok(host)
     }
 
     fn idle_conn(&self, host: usize) -> Option<Conn> {
@@ -385,9 +473,17 @@ impl Pool {
     /// sockets would otherwise linger half-closed until the timeout).
     fn drop_expired(&self) {
         let mut expired = Vec::new();
+        let mut expired_raw = Vec::new();
         {
             let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
             for host in hosts.iter_mut() {
+                let raw_live =
+                    |(_, since): &(RawConn, Instant)| since.elapsed() < self.idle_timeout;
+                let (raw_keep, raw_gone): (Vec<_>, Vec<_>) = std::mem::take(&mut host.raw_idle)
+                    .into_iter()
+                    .partition(raw_live);
+                host.raw_idle = raw_keep;
+                expired_raw.extend(raw_gone);
                 for mut idle in std::mem::take(&mut host.idle) {
                     if idle.since.elapsed() < self.idle_timeout && idle.conn.reusable() {
                         host.idle.push(idle);
@@ -398,11 +494,21 @@ impl Pool {
             }
         }
         drop(expired);
+        drop(expired_raw);
     }
 
     /// Opens a connection (TCP, then TLS for `https`) and its HTTP/1.1 handshake.
     /// Every failure here is a connect failure.
     async fn connect(&self, https: bool, authority: &Authority) -> Result<Conn, UpstreamError> {
+        Conn::handshake(self.connect_io(https, authority).await?).await
+    }
+
+    /// Opens the byte stream of a connection: TCP, then TLS for `https`.
+    async fn connect_io(
+        &self,
+        https: bool,
+        authority: &Authority,
+    ) -> Result<UpstreamIo, UpstreamError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             UpstreamError::Connect(format!("{what} {authority}: {e}"))
         };
@@ -449,7 +555,7 @@ impl Pool {
         };
         let _ = tcp.set_nodelay(true);
         if !https {
-            return Conn::handshake(UpstreamIo::Plain(tcp)).await;
+            return Ok(UpstreamIo::Plain(tcp));
         }
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| fail("invalid TLS server name for", &e))?;
@@ -457,12 +563,12 @@ impl Pool {
             .await
             .map_err(|_| fail("TLS handshake with", &"timed out"))?
             .map_err(|e| fail("TLS handshake with", &e))?;
-        Conn::handshake(UpstreamIo::Tls(Box::new(tls))).await
+        Ok(UpstreamIo::Tls(Box::new(tls)))
     }
 }
 
 /// The byte stream of an upstream connection: plain TCP or TLS over it.
-enum UpstreamIo {
+pub enum UpstreamIo {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }

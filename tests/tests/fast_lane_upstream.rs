@@ -1,0 +1,304 @@
+//! The fast lane against upstreams that do what real ones sometimes do: answer chunked,
+//! close a keep-alive connection after an answer without saying so, put their own URL in
+//! a body or a `Location`, stream a large non-JSON body, or take longer than the request
+//! timeout. The primary site's image service is a small scripted HTTP/1.1 server here;
+//! every other service is the simulator's.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drgw_tests::testbed::TestBed;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted upstream saw.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+/// Serves the scripted answers on `listener`: the `mode` query parameter of each request
+/// chooses one.
+async fn scripted_upstream(listener: TcpListener, seen: Arc<Seen>) {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        seen.connections.fetch_add(1, Ordering::SeqCst);
+        let seen = seen.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            loop {
+                let Some(head) = read_head(&mut sock, &mut buf).await else {
+                    return;
+                };
+                seen.requests.fetch_add(1, Ordering::SeqCst);
+                let target = head
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split(' ').nth(1))
+                    .unwrap_or("/")
+                    .to_string();
+                let mode = target
+                    .split_once("mode=")
+                    .map(|(_, m)| m.split('&').next().unwrap_or(""))
+                    .unwrap_or("");
+                let json = "application/json";
+                let answer: Vec<u8> = match mode {
+                    "chunked" => b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n9\r\n{\"images\"\r\n6\r\n: [] }\r\n0\r\n\r\n".to_vec(),
+                    "links" => {
+                        let body = format!(
+                            r#"{{"images": [], "next": "{base}/v2/images?marker=abc", "first": "/v2/images"}}"#
+                        );
+                        answer(200, json, &[], body.as_bytes())
+                    }
+                    "redirect" => answer(
+                        302,
+                        "text/plain",
+                        &[("location", &format!("{base}/v2/images/abc"))],
+                        b"",
+                    ),
+                    "octets" => answer(200, "application/octet-stream", &[], &octets()),
+                    "slow" => {
+                        tokio::time::sleep(Duration::from_secs(4)).await;
+                        answer(200, json, &[], b"{}")
+                    }
+                    _ => answer(
+                        200,
+                        json,
+                        &[("x-openstack-request-id", "req-upstream")],
+                        br#"{"images": []}"#,
+                    ),
+                };
+                if sock.write_all(&answer).await.is_err() {
+                    return;
+                }
+                // `close`: the upstream drops the connection after its answer without a
+                // `Connection: close`, as a server whose keep-alive timer just ran out.
+                if mode == "close" {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn answer(status: u16, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} Whatever\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A 256 KiB body that is not JSON, with a pattern that shows any lost or moved byte.
+fn octets() -> Vec<u8> {
+    (0..256 * 1024u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// Reads one request or response head (through the empty line) from `sock`, keeping any
+/// bytes after it in `buf`; `None` at the end of the stream.
+async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 8192];
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// One response read off a client connection.
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends a GET on `sock` and reads its answer (content-length or chunked body).
+async fn get(sock: &mut TcpStream, buf: &mut Vec<u8>, path: &str) -> Answer {
+    let req = format!("GET {path} HTTP/1.1\r\nhost: drgw.test\r\naccept: application/json\r\n\r\n");
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let head = tokio::time::timeout(Duration::from_secs(20), read_head(sock, buf))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let mut answer = Answer {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    if let Some(len) = answer.header("content-length") {
+        let len: usize = len.parse().expect("length");
+        while buf.len() < len {
+            let mut chunk = [0u8; 65536];
+            let n = sock.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed inside a body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        answer.body = buf.drain(..len).collect();
+    } else if answer
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let line = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    let l = String::from_utf8_lossy(&buf[..i]).into_owned();
+                    buf.drain(..i + 2);
+                    break l;
+                }
+                let mut chunk = [0u8; 8192];
+                let n = sock.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "connection closed inside a chunked body");
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                .expect("chunk size");
+            while buf.len() < size + 2 {
+                let mut chunk = [0u8; 8192];
+                let n = sock.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "connection closed inside a chunk");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            if size == 0 {
+                buf.drain(..2);
+                break;
+            }
+            answer.body.extend(buf.drain(..size));
+            buf.drain(..2);
+        }
+    }
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Seen::default());
+    tokio::spawn(scripted_upstream(listener, seen.clone()));
+    let bed = TestBed::start_with(|text| {
+        // The primary's image service is the scripted upstream; requests time out after 2 s.
+        let (primary, rest) = text.split_once("[sites.recovery]").expect("two sites");
+        let primary: String = primary
+            .lines()
+            .map(|l| {
+                if l.starts_with("image = ") {
+                    format!("image = \"{upstream}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let mut text = format!("{primary}[sites.recovery]{rest}");
+        if text.contains("[upstream]") {
+            text = text.replace("[upstream]", "[upstream]\nrequest_timeout = \"2s\"");
+        } else {
+            text.push_str("\n[upstream]\nrequest_timeout = \"2s\"\n");
+        }
+        text
+    })
+    .await
+    .expect("test bed");
+    let gateway = bed.gateway_url("image");
+    let lanes = &bed.gateway.gateway.metrics.proxy.fast_lane;
+    let mut sock = TcpStream::connect(gateway.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+
+    // A plain answer is relayed: the upstream's request id kept, nothing added but `date`.
+    let relayed_before = lanes.relayed.get();
+    let plain = get(&mut sock, &mut buf, "/v2/images").await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.body, br#"{"images": []}"#);
+    assert_eq!(plain.header("x-openstack-request-id"), Some("req-upstream"));
+    assert!(plain.header("date").is_some(), "{}", plain.head);
+    assert_eq!(lanes.relayed.get(), relayed_before + 1);
+
+    // Chunked: the GET goes again through the general path, which reads the chunks.
+    let retried_before = lanes.retried.get();
+    let requests_before = seen.requests.load(Ordering::SeqCst);
+    let chunked = get(&mut sock, &mut buf, "/v2/images?mode=chunked").await;
+    assert_eq!(chunked.status, 200, "{}", chunked.head);
+    assert_eq!(chunked.body, br#"{"images": [] }"#);
+    assert_eq!(lanes.retried.get(), retried_before + 1);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), requests_before + 2);
+
+    // The upstream's own URLs never reach the client: in a body, and in `Location`.
+    let links = get(&mut sock, &mut buf, "/v2/images?mode=links").await;
+    assert_eq!(links.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&links.body).expect("JSON");
+    assert_eq!(
+        body["next"],
+        format!("{gateway}/v2/images?marker=abc"),
+        "{body}"
+    );
+    assert_eq!(body["first"], "/v2/images");
+    assert_eq!(
+        links.header("content-length"),
+        Some(links.body.len().to_string().as_str())
+    );
+    let redirect = get(&mut sock, &mut buf, "/v2/images?mode=redirect").await;
+    assert_eq!(redirect.status, 302);
+    assert_eq!(
+        redirect.header("location"),
+        Some(format!("{gateway}/v2/images/abc").as_str())
+    );
+
+    // A large non-JSON body streams through whole.
+    let octet = get(&mut sock, &mut buf, "/v2/images?mode=octets").await;
+    assert_eq!(octet.status, 200);
+    assert!(octet.body == octets(), "the streamed body differs");
+
+    // An upstream that drops its idle connection: the next GET goes on a new one.
+    let closing = get(&mut sock, &mut buf, "/v2/images?mode=close").await;
+    assert_eq!(closing.status, 200);
+    let connections_before = seen.connections.load(Ordering::SeqCst);
+    let after_close = get(&mut sock, &mut buf, "/v2/images").await;
+    assert_eq!(after_close.status, 200, "{}", after_close.head);
+    assert_eq!(after_close.body, br#"{"images": []}"#);
+    assert!(seen.connections.load(Ordering::SeqCst) > connections_before);
+
+    // Slower than the request timeout: 504, in Glance's error format, and the connection
+    // to the client goes on.
+    let slow = get(&mut sock, &mut buf, "/v2/images?mode=slow").await;
+    assert_eq!(slow.status, 504, "{}", slow.head);
+    let text = String::from_utf8_lossy(&slow.body);
+    assert!(text.contains("did not answer in time"), "{text}");
+    assert!(slow.header("x-openstack-request-id").is_some());
+    let again = get(&mut sock, &mut buf, "/v2/images").await;
+    assert_eq!(again.status, 200);
+
+    bed.stop().await;
+}
