@@ -308,6 +308,7 @@ impl LaneConn {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.lane.gw.metrics.proxy.fast_lane.handed_over.inc();
         let svc = self.service();
         let io = Prefixed {
             prefix: self.buf.freeze(),
@@ -658,10 +659,9 @@ where
             trace_proxied(service, action, resp.status(), started);
             return write_response(io, resp, out).await;
         }
-        out.extend_from_slice(body);
         gw.metrics.proxy.count_request(service, action, head.status);
         trace_proxied(service, action, head.status, started);
-        let written = write_all(io, out).await;
+        let written = write_head_and_body(io, out, body).await;
         give_back(lane, site, host, conn, total, head.reusable);
         return Relayed::Done {
             keep_alive: written,
@@ -965,6 +965,15 @@ fn parse_response_head(
                 line(out, name.as_bytes(), new.as_bytes());
                 continue;
             }
+        } else if name.eq_ignore_ascii_case("www-authenticate") {
+            let rewritten = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| to.lane.gw.rewriter().rewrite_www_authenticate(v))
+                .filter(|v| HeaderValue::from_str(v).is_ok());
+            if let Some(new) = rewritten {
+                line(out, name.as_bytes(), new.as_bytes());
+                continue;
+            }
         }
         has_id |= name.eq_ignore_ascii_case("x-openstack-request-id");
         has_date |= name.eq_ignore_ascii_case("date");
@@ -1092,6 +1101,31 @@ where
     Relayed::Done {
         keep_alive: write_all(io, out).await,
     }
+}
+
+/// Writes a head and a body and flushes; false when the client is gone. A small body is
+/// copied behind the head (one plain write); a large one goes out with it in vectored
+/// writes, not copied.
+async fn write_head_and_body<IO>(io: &mut IO, head: &mut Vec<u8>, body: &[u8]) -> bool
+where
+    IO: AsyncWrite + Unpin,
+{
+    if body.len() <= 4096 {
+        head.extend_from_slice(body);
+        return write_all(io, head).await;
+    }
+    let (mut head, mut body) = (&head[..], body);
+    while !head.is_empty() || !body.is_empty() {
+        let parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+        let n = match io.write_vectored(&parts).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    io.flush().await.is_ok()
 }
 
 /// Writes and flushes `bytes`; false when the client is gone.

@@ -42,6 +42,10 @@ pub struct FastLaneCounters {
     /// Sent upstream by the fast lane, whose answer was not length-delimited (or needed
     /// decoding): the GET was sent again through the general path.
     pub retried: IntCounter,
+    /// The request (or HTTP/2 preface) that moved its connection to hyper for good:
+    /// HTTP/1.0, a chunked or ambiguous body, an upgrade, `Connection: close`, a head the
+    /// lane does not parse. Later requests on that connection are not counted here.
+    pub handed_over: IntCounter,
 }
 
 /// The action labels of `drgw_requests_total`, in slot order.
@@ -162,7 +166,7 @@ impl Metrics {
         let fast_lane = IntCounterVec::new(
             Opts::new(
                 "drgw_fast_lane_requests_total",
-                "HTTP/1.1 requests by fast-lane outcome (relayed, general, retried)",
+                "Requests by fast-lane outcome (relayed, general, retried, handed_over)",
             ),
             &["outcome"],
         )
@@ -197,6 +201,7 @@ impl Metrics {
                     relayed: fast_lane.with_label_values(&["relayed"]),
                     general: fast_lane.with_label_values(&["general"]),
                     retried: fast_lane.with_label_values(&["retried"]),
+                    handed_over: fast_lane.with_label_values(&["handed_over"]),
                 },
                 hot: Arc::new(HotChildren {
                     requests: (0..Service::ALL.len() * ACTIONS.len() * STATUSES.len())

@@ -114,6 +114,15 @@ impl Rewriter {
             .or_else(|| self.links.rewrite_url(url))
     }
 
+    /// A 401's `WWW-Authenticate: Keystone uri="<Keystone URL>"` (keystonemiddleware's and
+    /// Keystone's own) with the gateway's Keystone URL in it, if it names an upstream.
+    pub fn rewrite_www_authenticate(&self, value: &str) -> Option<String> {
+        let start = value.find("uri=\"")? + 5;
+        let end = start + value[start..].find('"')?;
+        let new = self.rewrite_url(Service::Identity, &value[start..end])?;
+        Some(format!("{}{new}{}", &value[..start], &value[end..]))
+    }
+
     /// A scanner for upstream authorities in a body that arrives in chunks (the chunked
     /// form of the pre-check [`rewrite_body`] makes).
     pub fn scanner(&self) -> drgw_catalog::UpstreamScan<'_> {

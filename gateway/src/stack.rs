@@ -1004,24 +1004,35 @@ async fn rewrite_response(
     .await
 }
 
-/// Points a `Location` header at the gateway.
+/// Points a `Location` header, and a 401's `WWW-Authenticate`, at the gateway.
 pub(crate) fn rewrite_location(
     gw: &Gateway,
     rewriter: &Rewriter,
     service: Service,
     headers: &mut HeaderMap,
 ) {
-    let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    if let Some(new) = rewriter.rewrite_url(service, loc) {
-        if let Ok(v) = HeaderValue::from_str(&new) {
+    if let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = rewriter
+            .rewrite_url(service, loc)
+            .and_then(|new| HeaderValue::from_str(&new).ok())
+        {
             headers.insert(header::LOCATION, v);
             gw.metrics
                 .proxy
                 .rewrites
                 .with_label_values(&["location"])
                 .inc();
+        }
+    }
+    if let Some(auth) = headers
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(v) = rewriter
+            .rewrite_www_authenticate(auth)
+            .and_then(|new| HeaderValue::from_str(&new).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, v);
         }
     }
 }
