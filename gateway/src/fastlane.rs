@@ -1136,6 +1136,18 @@ where
     io.write_all(bytes).await.is_ok() && io.flush().await.is_ok()
 }
 
+/// Reads from bytes the lane read before handing the connection on; false once they are
+/// all gone.
+fn serve_prefix(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if prefix.is_empty() {
+        return false;
+    }
+    let n = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..n]);
+    prefix.advance(n);
+    true
+}
+
 /// One request cut out of a client connection for hyper: the bytes read already, then
 /// up to `remaining` more from the socket, then end of stream. Writes go to the client;
 /// closing is left to the lane.
@@ -1152,10 +1164,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for OneRequest<'_, IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if serve_prefix(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         if this.remaining == 0 {
@@ -1214,10 +1223,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if serve_prefix(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)

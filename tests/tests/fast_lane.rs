@@ -573,6 +573,14 @@ async fn probe_all(bed: &TestBed) -> Vec<SimResponse> {
     answers
 }
 
+/// A test bed and the demo tenant's token.
+async fn demo_bed() -> (TestBed, String) {
+    let bed = TestBed::start().await.expect("test bed");
+    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    let token = client.token.clone().expect("a token");
+    (bed, token)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_lane_answers_as_the_general_path_does() {
     let (lane, general) = tokio::join!(
@@ -666,9 +674,7 @@ async fn fast_lane_answers_as_the_general_path_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_on_one_connection_are_answered_in_order() {
-    let bed = TestBed::start().await.expect("test bed");
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let (bed, token) = demo_bed().await;
     let network = bed.gateway_url("network");
     let port = port_of(&network);
     let relayed_before = fast_lane_count(&bed, "relayed").await.unwrap_or(0);
@@ -742,9 +748,7 @@ async fn pipelined_requests_on_one_connection_are_answered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_split_into_pieces_is_still_read() {
-    let bed = TestBed::start().await.expect("test bed");
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let (bed, token) = demo_bed().await;
     let compute = bed.gateway_url("compute");
     let port = port_of(&compute);
     let relayed_before = fast_lane_count(&bed, "relayed").await.unwrap_or(0);
@@ -789,9 +793,7 @@ async fn a_head_split_into_pieces_is_still_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_asking_to_close_gets_its_answer_and_the_connection_closes() {
-    let bed = TestBed::start().await.expect("test bed");
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let (bed, token) = demo_bed().await;
     let network = bed.gateway_url("network");
     let port = port_of(&network);
     let mut conn = RawConn::connect(&network).await;
@@ -817,9 +819,7 @@ async fn a_request_asking_to_close_gets_its_answer_and_the_connection_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_prior_knowledge_client_is_still_served() {
-    let bed = TestBed::start().await.expect("test bed");
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let (bed, token) = demo_bed().await;
     let h2: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)
