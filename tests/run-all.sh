@@ -18,6 +18,7 @@ stamp() { printf '[run-all %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   stamp "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -1,0 +1,219 @@
+//! A TLS listener: certificates from the `openssl` CLI (a test CA and a leaf for
+//! 127.0.0.1), the compute listener on TLS, clients that negotiate HTTP/1.1 (served by the
+//! fast lane and, for a change, the general path on the same connection) and h2 (hyper).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use drgw_tests::http1::{get, request};
+use drgw_tests::testbed::TestBed;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Writes `ca.pem`, and `leaf.pem`/`leaf.key` for 127.0.0.1 signed by it, into `dir`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl CLI");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    openssl(
+        &[
+            &["req", "-x509", "-nodes", "-days", "2"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=drgw test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-nodes"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "leaf.pem",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+/// A TLS connection to `port` that trusts the test CA and offers `alpn`.
+async fn connect(ca: &Path, port: u16, alpn: &[u8]) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the gateway")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_h2_are_served_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let (cert, key) = (certs.path().join("leaf.pem"), certs.path().join("leaf.key"));
+    let bed = TestBed::start_with(|text| {
+        // The compute listener speaks TLS; its public URL says https.
+        let start = text.find("[listeners.compute]").expect("compute listener");
+        let end = start + text[start..].find("\n\n").expect("end of section");
+        let section = text[start..end].replace("public_url = \"http://", "public_url = \"https://");
+        format!(
+            "{}{section}\ntls = {{ cert = \"{}\", key = \"{}\" }}{}",
+            &text[..start],
+            cert.display(),
+            key.display(),
+            &text[end..]
+        )
+    })
+    .await
+    .expect("test bed");
+    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    let token = client.token.clone().expect("a token");
+    let port = bed.ports.compute;
+    let lanes = &bed.gateway.gateway.metrics.proxy.fast_lane;
+    let ca = certs.path().join("ca.pem");
+
+    // HTTP/1.1: a GET on the lane, a create through the general path, and a GET that
+    // sees it, on one TLS connection.
+    let mut tls = connect(&ca, port, b"http/1.1").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (relayed, general) = (lanes.relayed.get(), lanes.general.get());
+    let mut buf = Vec::new();
+    let auth = |method: &str, path: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-auth-token: {token}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let flavors = request(
+        &mut tls,
+        &mut buf,
+        auth("GET", "/v2.1/flavors", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(flavors.status, 200, "{}", flavors.head);
+    let listed: serde_json::Value = serde_json::from_slice(&flavors.body).unwrap();
+    assert!(listed["flavors"].as_array().is_some_and(|f| !f.is_empty()));
+    let created = request(
+        &mut tls,
+        &mut buf,
+        auth(
+            "POST",
+            "/v2.1/os-keypairs",
+            r#"{"keypair": {"name": "over-tls"}}"#,
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(
+        created.status == 200 || created.status == 201,
+        "{}",
+        created.head
+    );
+    let keypairs = request(
+        &mut tls,
+        &mut buf,
+        auth("GET", "/v2.1/os-keypairs", "").as_bytes(),
+    )
+    .await;
+    assert_eq!(keypairs.status, 200);
+    assert!(
+        String::from_utf8_lossy(&keypairs.body).contains("\"over-tls\""),
+        "{}",
+        String::from_utf8_lossy(&keypairs.body)
+    );
+    assert!(lanes.relayed.get() >= relayed + 2);
+    assert!(lanes.general.get() > general);
+    // Without a token: the upstream's 401, relayed, naming the gateway's Keystone.
+    let anonymous = get(&mut tls, &mut buf, "/v2.1/flavors").await;
+    assert_eq!(anonymous.status, 401);
+    let identity = bed.gateway_url("identity");
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .is_some_and(|v| v.contains(&identity)),
+        "{}",
+        anonymous.head
+    );
+
+    // h2, negotiated by ALPN: hyper serves it.
+    let tls = connect(&ca, port, b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("https://127.0.0.1:{port}/v2.1/flavors"))
+        .header("x-auth-token", &token)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("h2 answer");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(listed["flavors"].as_array().is_some_and(|f| !f.is_empty()));
+
+    bed.stop().await;
+}
