@@ -18,6 +18,12 @@
 //! and goes to another connection, as with hyper-util's client; one that may have been
 //! written is never resent. The request timeout uses one timer per connection, kept from
 //! request to request.
+//!
+//! Beside them, each host keeps the fast lane's raw connections ([`RawConn`]: the byte
+//! stream and its read buffer), on which [`crate::fastlane`] writes and reads HTTP/1.1
+//! itself. Same connect path (TCP, TLS, timeouts), same idle timeout and per-host bound;
+//! one the upstream closed while idle is noticed by the lane's next exchange (a GET goes
+//! again on a new connection) or dropped by the reaper when it expires.
 
 use std::future::Future as _;
 use std::pin::Pin;
