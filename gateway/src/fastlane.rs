@@ -167,17 +167,17 @@ impl LaneConn {
     {
         let deadline = Instant::now() + HEAD_READ_TIMEOUT;
         loop {
-            if first && self.buf.len() >= H2_PREFACE.len().min(4) {
-                let n = self.buf.len().min(H2_PREFACE.len());
-                if self.buf[..n] == H2_PREFACE[..n] {
-                    if n == H2_PREFACE.len() {
-                        return HeadRead::ForGood;
-                    }
-                } else if let Some(n) = head_end(&self.buf) {
+            // The first bytes of a connection may be HTTP/2's preface: wait until they
+            // are all there, or until they stop matching it.
+            let seen = self.buf.len().min(H2_PREFACE.len());
+            let maybe_h2 = first && seen > 0 && self.buf[..seen] == H2_PREFACE[..seen];
+            if maybe_h2 && seen == H2_PREFACE.len() {
+                return HeadRead::ForGood;
+            }
+            if !maybe_h2 {
+                if let Some(n) = head_end(&self.buf) {
                     return HeadRead::Ready(n);
                 }
-            } else if let Some(n) = head_end(&self.buf) {
-                return HeadRead::Ready(n);
             }
             if self.buf.len() > MAX_HEAD_BYTES {
                 return HeadRead::ForGood;
@@ -960,16 +960,11 @@ fn parse_response_head(
         if stack::is_hop_by_hop_raw(name) || named.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             continue;
         }
-        if name.eq_ignore_ascii_case("location") {
-            if let Some(new) = rewrite_location(to, h.value) {
-                line(out, name.as_bytes(), new.as_bytes());
-                continue;
-            }
-        } else if name.eq_ignore_ascii_case("www-authenticate") {
+        if let Some(which) = stack::UpstreamNaming::of(name) {
+            let gw = &to.lane.gw;
             let rewritten = std::str::from_utf8(h.value)
                 .ok()
-                .and_then(|v| to.lane.gw.rewriter().rewrite_www_authenticate(v))
-                .filter(|v| HeaderValue::from_str(v).is_ok());
+                .and_then(|v| stack::point_at_gateway(gw, &gw.rewriter(), to.service, which, v));
             if let Some(new) = rewritten {
                 line(out, name.as_bytes(), new.as_bytes());
                 continue;
@@ -1008,21 +1003,6 @@ fn parse_response_head(
         encoded,
         reusable,
     })
-}
-
-/// The gateway's URL for an upstream `Location`, counted, if it is an upstream one.
-fn rewrite_location(to: &ClientHead<'_>, value: &[u8]) -> Option<String> {
-    let loc = std::str::from_utf8(value).ok()?;
-    let new = to.lane.gw.rewriter().rewrite_url(to.service, loc)?;
-    HeaderValue::from_str(&new).ok()?;
-    to.lane
-        .gw
-        .metrics
-        .proxy
-        .rewrites
-        .with_label_values(&["location"])
-        .inc();
-    Some(new)
 }
 
 /// The names a `Connection` header lists, other than its `close` and `keep-alive` options.

@@ -1004,6 +1004,54 @@ async fn rewrite_response(
     .await
 }
 
+/// A response header that may carry an upstream URL the client must not see.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum UpstreamNaming {
+    /// `Location`.
+    Location,
+    /// A 401's `WWW-Authenticate: Keystone uri="..."`.
+    Challenge,
+}
+
+impl UpstreamNaming {
+    pub(crate) const ALL: [(HeaderName, UpstreamNaming); 2] = [
+        (header::LOCATION, UpstreamNaming::Location),
+        (header::WWW_AUTHENTICATE, UpstreamNaming::Challenge),
+    ];
+
+    /// Which one a header name (in any case) is, if either.
+    pub(crate) fn of(name: &str) -> Option<UpstreamNaming> {
+        UpstreamNaming::ALL
+            .into_iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n.as_str()))
+            .map(|(_, which)| which)
+    }
+}
+
+/// The gateway's value for such a header, if `value` names an upstream (`Location`
+/// rewrites are counted).
+pub(crate) fn point_at_gateway(
+    gw: &Gateway,
+    rewriter: &Rewriter,
+    service: Service,
+    which: UpstreamNaming,
+    value: &str,
+) -> Option<HeaderValue> {
+    let new = match which {
+        UpstreamNaming::Location => rewriter.rewrite_url(service, value)?,
+        UpstreamNaming::Challenge => rewriter.rewrite_www_authenticate(value)?,
+    };
+    let new = HeaderValue::from_str(&new).ok()?;
+    if let UpstreamNaming::Location = which {
+        gw.metrics
+            .proxy
+            .rewrites
+            .with_label_values(&["location"])
+            .inc();
+    }
+    Some(new)
+}
+
 /// Points a `Location` header, and a 401's `WWW-Authenticate`, at the gateway.
 pub(crate) fn rewrite_location(
     gw: &Gateway,
@@ -1011,28 +1059,13 @@ pub(crate) fn rewrite_location(
     service: Service,
     headers: &mut HeaderMap,
 ) {
-    if let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) {
-        if let Some(v) = rewriter
-            .rewrite_url(service, loc)
-            .and_then(|new| HeaderValue::from_str(&new).ok())
-        {
-            headers.insert(header::LOCATION, v);
-            gw.metrics
-                .proxy
-                .rewrites
-                .with_label_values(&["location"])
-                .inc();
-        }
-    }
-    if let Some(auth) = headers
-        .get(header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(v) = rewriter
-            .rewrite_www_authenticate(auth)
-            .and_then(|new| HeaderValue::from_str(&new).ok())
-        {
-            headers.insert(header::WWW_AUTHENTICATE, v);
+    for (name, which) in UpstreamNaming::ALL {
+        let new = headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| point_at_gateway(gw, rewriter, service, which, v));
+        if let Some(new) = new {
+            headers.insert(name, new);
         }
     }
 }
