@@ -437,7 +437,8 @@ fn relay_plan<'h, 'b>(
     headers: &'h [httparse::Header<'b>],
 ) -> Option<Relay<'h, 'b>> {
     let gw = &lane.gw;
-    if !gw.config.http1_fast_lane || gw.stable_ids.armed() {
+    // (Connections reach the lane only when `http1_fast_lane` is on.)
+    if gw.stable_ids.armed() {
         return None;
     }
     let (path, query) = match target.split_once('?') {
@@ -561,7 +562,7 @@ where
         service,
         req_id: &req_id,
     };
-    let deadline = Instant::now() + client.request_timeout();
+    let deadline = started + client.request_timeout();
     let host = checkout.host;
     let mut idle = checkout.idle;
     // One timer per client connection, as for the head (see `LaneConn::read_head`):
@@ -631,8 +632,7 @@ where
             conn.buf.reserve(total - conn.buf.len());
             match conn.io.read_buf(&mut conn.buf).await {
                 Ok(0) | Err(_) => {
-                    let e = UpstreamError::Reset("upstream response body broke off".into());
-                    tracing::warn!(error = %e, "upstream response body broke off");
+                    tracing::warn!("upstream response body broke off");
                     let resp = stack::native_error(
                         service,
                         StatusCode::BAD_GATEWAY,
@@ -653,7 +653,8 @@ where
                 None => return Relayed::Retry,
             };
             let body = Bytes::copy_from_slice(body);
-            give_back(lane, site, host, conn, total, head.reusable);
+            conn.buf.advance(total);
+            give_back(lane, site, host, conn, head.reusable);
             let resp = Box::pin(stack::finish_buffered(gw, &op, parts, body, None)).await;
             let resp = stack::finish(gw, service, action, &req_id, resp);
             trace_proxied(service, action, resp.status(), started);
@@ -662,7 +663,8 @@ where
         gw.metrics.proxy.count_request(service, action, head.status);
         trace_proxied(service, action, head.status, started);
         let written = write_head_and_body(io, out, body).await;
-        give_back(lane, site, host, conn, total, head.reusable);
+        conn.buf.advance(total);
+        give_back(lane, site, host, conn, head.reusable);
         return Relayed::Done {
             keep_alive: written,
         };
@@ -706,8 +708,7 @@ where
     if io.flush().await.is_err() {
         return Relayed::Done { keep_alive: false };
     }
-    // Whatever is left in the buffer came after the answer: the connection is not reused.
-    give_back(lane, site, host, conn, 0, head.reusable);
+    give_back(lane, site, host, conn, head.reusable);
     Relayed::Done { keep_alive: true }
 }
 
@@ -721,11 +722,10 @@ fn trace_proxied(service: Service, action: &str, status: StatusCode, started: In
     );
 }
 
-/// Returns an upstream connection whose answer ended at `end` in its buffer to the pool,
-/// if nothing came after the answer and the upstream keeps it open.
-fn give_back(lane: &Lane, site: SiteName, host: usize, mut conn: RawConn, end: usize, ok: bool) {
-    if ok && conn.buf.len() == end {
-        conn.buf.clear();
+/// Returns an upstream connection whose answer has been consumed from its buffer to the
+/// pool, if nothing came after the answer and the upstream keeps the connection open.
+fn give_back(lane: &Lane, site: SiteName, host: usize, conn: RawConn, keep_open: bool) {
+    if keep_open && conn.buf.is_empty() {
         lane.gw.client(site).raw_put(host, conn);
     }
 }
