@@ -25,7 +25,7 @@ pub enum Command {
     Serve {
         #[arg(long, default_value = "/etc/drgw/drgw.toml")]
         config: PathBuf,
-        /// Worker threads (default: `gateway.workers`, else one per core).
+        /// Worker threads (default: `gateway.workers`; 0 there = one per core).
         #[arg(long)]
         workers: Option<usize>,
     },
@@ -143,27 +143,20 @@ pub enum JournalCommand {
     },
 }
 
-/// The worker-thread count `serve` should use, read before the runtime starts.
-pub fn workers(cli: &Cli) -> usize {
-    match &cli.command {
-        Command::Serve { config, workers } => workers
-            .or_else(|| Config::load(config).ok().map(|c| c.workers))
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// Runs a subcommand; the process exit code is the result.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Serve { config, .. } => {
-            let cfg = match Config::load(&config) {
+        Command::Serve { config, workers } => {
+            let mut cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{}: invalid configuration:\n{errors}", config.display());
                     return Ok(2);
                 }
             };
+            if let Some(n) = workers {
+                cfg.workers = n;
+            }
             let bound = BoundGateway::bind(cfg).await?;
             for addr in bound.local_addrs() {
                 tracing::info!(%addr, "listening");

@@ -282,7 +282,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub catalog_mode: CatalogMode,
     pub shutdown_grace: Duration,
-    /// Tokio worker threads; 0 = one per core.
+    /// Worker threads serving client connections, each with its own runtime, sockets and
+    /// upstream pools (see [`crate::worker`]); 0 = one per core.
     pub workers: usize,
     /// Plain HTTP/1.1 GETs relayed by the gateway's own HTTP/1 code (see
     /// [`crate::fastlane`]); off, every request goes through hyper.

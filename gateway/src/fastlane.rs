@@ -57,7 +57,7 @@ use crate::gateway::Gateway;
 use crate::operation::{Action, Operation, ResourceType, Service};
 use crate::services;
 use crate::stack::{self, ConnInfo, ServiceRoute};
-use crate::upstream::{RawConn, UpstreamError};
+use crate::upstream::{HostRef, RawConn, UpstreamError};
 
 /// Header lines a request or response may carry on the lane (hyper's default is 100;
 /// a request with more goes to hyper, a response with more is retried there).
@@ -724,7 +724,7 @@ fn trace_proxied(service: Service, action: &str, status: StatusCode, started: In
 
 /// Returns an upstream connection whose answer has been consumed from its buffer to the
 /// pool, if nothing came after the answer and the upstream keeps the connection open.
-fn give_back(lane: &Lane, site: SiteName, host: usize, conn: RawConn, keep_open: bool) {
+fn give_back(lane: &Lane, site: SiteName, host: HostRef, conn: RawConn, keep_open: bool) {
     if keep_open && conn.buf.is_empty() {
         lane.gw.client(site).raw_put(host, conn);
     }

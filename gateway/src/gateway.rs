@@ -100,7 +100,11 @@ impl Gateway {
     pub async fn start(config: Config, metrics: Metrics) -> Result<Gateway, StartError> {
         let site = |name: SiteName| -> Result<SiteRuntime, ClientBuildError> {
             let cfg = config.site(name);
-            let client = UpstreamClient::new(cfg, &config.upstream)?;
+            let client = UpstreamClient::new(
+                cfg,
+                &config.upstream,
+                crate::worker::resolve(config.workers),
+            )?;
             let bases = Service::ALL
                 .iter()
                 .map(|s| {

@@ -28,3 +28,4 @@ pub mod stack;
 pub mod state;
 pub mod token;
 pub mod upstream;
+pub mod worker;

@@ -20,18 +20,10 @@ fn main() -> std::process::ExitCode {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off; memory churn costs more CPU");
     }
     let cli = drgw::cli::Cli::parse();
-    // One worker: a current-thread runtime does the same work without cross-thread
-    // hand-offs. More: the work-stealing runtime with that many workers.
-    let mut runtime = match drgw::cli::workers(&cli) {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if n > 1 {
-                b.worker_threads(n);
-            }
-            b
-        }
-    };
+    // The main thread's runtime: worker 0 of `serve` (which starts the other workers, each
+    // with a current-thread runtime of its own: see `drgw::worker`), and every other
+    // subcommand.
+    let mut runtime = tokio::runtime::Builder::new_current_thread();
     runtime.enable_all();
     let runtime = match runtime.build() {
         Ok(rt) => rt,

@@ -27,6 +27,8 @@ pub struct ProxyMetrics {
     /// handed to the general path, or retried there (children made once: counted per
     /// request).
     pub fast_lane: FastLaneCounters,
+    /// `drgw_worker_connections_total{worker}`: client connections accepted, by worker.
+    pub connections: IntCounterVec,
     /// Children of `requests` and `upstream_duration` for the label values every request
     /// uses, made on first use (so that no series appears before it is counted).
     hot: Arc<HotChildren>,
@@ -171,7 +173,16 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric definition");
+        let connections = IntCounterVec::new(
+            Opts::new(
+                "drgw_worker_connections_total",
+                "Client connections accepted, by worker",
+            ),
+            &["worker"],
+        )
+        .expect("static metric definition");
         for c in [
+            &connections,
             &requests,
             &upstream_errors,
             &token_cache,
@@ -203,6 +214,7 @@ impl Metrics {
                     retried: fast_lane.with_label_values(&["retried"]),
                     handed_over: fast_lane.with_label_values(&["handed_over"]),
                 },
+                connections,
                 hot: Arc::new(HotChildren {
                     requests: (0..Service::ALL.len() * ACTIONS.len() * STATUSES.len())
                         .map(|_| OnceLock::new())

@@ -1,6 +1,12 @@
 //! Listeners and connections: binds every configured socket (plain or TLS with ALPN h2 and
 //! http/1.1), serves HTTP/1.1 and HTTP/2 with hyper, dispatches each request to its
 //! service's route, and drains in-flight requests on shutdown.
+//!
+//! With several workers ([`crate::worker`]) each listener has one socket per worker (on
+//! Linux; `SO_REUSEPORT`), and each worker thread runs its own accept loops on its own
+//! runtime. Shutdown stops every worker's accepting, drains the connections of all of them
+//! against one grace period, and ends the worker runtimes last, after the gateway's own
+//! shutdown (a task a request spawned there may still be finishing).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
@@ -45,9 +51,51 @@ pub enum ServeError {
 }
 
 struct BoundListener {
-    listener: TcpListener,
+    /// One socket per worker, worker 0's first, all bound to the same address.
+    sockets: Vec<TcpListener>,
     tls: Option<TlsAcceptor>,
     routes: Arc<Vec<Arc<ServiceRoute>>>,
+}
+
+/// One worker's socket of a listener (a std socket on its way to the worker's runtime).
+struct WorkerListener<S = TcpListener> {
+    socket: S,
+    tls: Option<TlsAcceptor>,
+    routes: Arc<Vec<Arc<ServiceRoute>>>,
+}
+
+/// Binds `count` sockets to `addr` (the first one's port for the others, should `addr` ask
+/// for any free port), with `SO_REUSEPORT` when there are several.
+fn bind_sockets(addr: SocketAddr, count: usize) -> std::io::Result<Vec<TcpListener>> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut at = addr;
+    for _ in 0..count {
+        let socket = if at.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(target_os = "linux")]
+        if count > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(at)?;
+        let listener = socket.listen(1024)?;
+        at = listener.local_addr()?;
+        sockets.push(listener);
+    }
+    Ok(sockets)
+}
+
+/// Sockets per listener: one per worker where `SO_REUSEPORT` spreads connections over
+/// them (Linux), else one (served by worker 0 alone).
+fn sockets_per_listener(workers: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        workers
+    } else {
+        1
+    }
 }
 
 /// A gateway whose sockets are bound, ready to serve.
@@ -67,15 +115,13 @@ impl BoundGateway {
             admin::ensure_token_file(&config.admin.token_file).map_err(ServeError::AdminToken)?;
         let gateway = Arc::new(Gateway::start(config.clone(), metrics).await?);
         let mut listeners = Vec::new();
+        let sockets = sockets_per_listener(crate::worker::resolve(config.workers));
         for (index, l) in config.listeners.iter().enumerate() {
-            let listener =
-                TcpListener::bind(l.listen)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        name: l.name.clone(),
-                        addr: l.listen,
-                        source,
-                    })?;
+            let sockets = bind_sockets(l.listen, sockets).map_err(|source| ServeError::Bind {
+                name: l.name.clone(),
+                addr: l.listen,
+                source,
+            })?;
             let tls = match &l.tls {
                 Some(files) => Some(tls_acceptor(files).map_err(|reason| ServeError::Tls {
                     name: l.name.clone(),
@@ -97,7 +143,7 @@ impl BoundGateway {
             // Longest prefix first, so that a dedicated route ("") comes last.
             routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
             listeners.push(BoundListener {
-                listener,
+                sockets,
                 tls,
                 routes: Arc::new(routes),
             });
@@ -132,7 +178,7 @@ impl BoundGateway {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.listener.local_addr().ok())
+            .filter_map(|l| l.sockets.first()?.local_addr().ok())
             .collect()
     }
 
@@ -149,7 +195,8 @@ impl BoundGateway {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits (up to the
-    /// configured grace period) for in-flight requests to finish.
+    /// configured grace period) for in-flight requests to finish. The calling task's
+    /// runtime is worker 0; the other workers get a thread each.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Accept loops hold the shutdown handle only to hand a watcher to each connection;
@@ -157,8 +204,47 @@ impl BoundGateway {
         let graceful = Arc::new(GracefulShutdown::new());
         // Fast-lane connections hold a sender each; the drain waits for the last to go.
         let (drain, mut drained) = mpsc::channel::<()>(1);
-        let mut tasks = Vec::new();
+        // Worker runtimes end when this turns true (or is dropped).
+        let (workers_done, workers_done_rx) = watch::channel(false);
+        let mut by_worker: Vec<Vec<WorkerListener>> = Vec::new();
         for l in self.listeners {
+            for (w, socket) in l.sockets.into_iter().enumerate() {
+                if by_worker.len() <= w {
+                    by_worker.resize_with(w + 1, Vec::new);
+                }
+                by_worker[w].push(WorkerListener {
+                    socket,
+                    tls: l.tls.clone(),
+                    routes: l.routes.clone(),
+                });
+            }
+        }
+        let mut threads = Vec::new();
+        let mut accepting = Vec::new();
+        let others: Vec<_> = by_worker.drain(1.min(by_worker.len())..).collect();
+        for (w, listeners) in (1..).zip(others) {
+            let (accepted_all, accepting_ended) = tokio::sync::oneshot::channel();
+            let worker = Worker {
+                index: w,
+                gw: self.gateway.clone(),
+                fo: self.failover.clone(),
+                stop: stop_rx.clone(),
+                graceful: graceful.clone(),
+                drain: drain.clone(),
+                accepting_ended: accepted_all,
+                done: workers_done_rx.clone(),
+            };
+            match worker.spawn(listeners) {
+                Ok(thread) => {
+                    threads.push(thread);
+                    accepting.push(accepting_ended);
+                }
+                // Its sockets closed with it: the others get its connections.
+                Err(e) => tracing::error!(worker = w, error = %e, "cannot start a worker thread"),
+            }
+        }
+        let mut tasks = Vec::new();
+        for l in by_worker.into_iter().flatten() {
             tasks.push(tokio::spawn(accept_loop(
                 l,
                 self.gateway.clone(),
@@ -166,6 +252,7 @@ impl BoundGateway {
                 stop_rx.clone(),
                 graceful.clone(),
                 drain.clone(),
+                0,
             )));
         }
         drop(drain);
@@ -180,6 +267,9 @@ impl BoundGateway {
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
+        }
+        for ended in accepting {
+            let _ = ended.await;
         }
         let grace = self.gateway.config.shutdown_grace;
         match Arc::try_unwrap(graceful) {
@@ -199,6 +289,106 @@ impl BoundGateway {
         }
         let _ = watchers.await;
         self.gateway.shutdown().await;
+        let _ = workers_done.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        let _ = joined.await;
+    }
+}
+
+/// What a worker thread needs to serve its sockets.
+struct Worker {
+    index: usize,
+    gw: Arc<Gateway>,
+    fo: Arc<FailoverController>,
+    stop: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+    drain: mpsc::Sender<()>,
+    /// Sent (dropped) once the worker's accept loops have ended.
+    accepting_ended: tokio::sync::oneshot::Sender<()>,
+    /// The worker's runtime ends when this turns true or its sender goes.
+    done: watch::Receiver<bool>,
+}
+
+impl Worker {
+    /// Starts the worker's thread and runtime, serving `listeners` (this worker's sockets).
+    fn spawn(self, listeners: Vec<WorkerListener>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        // The sockets leave this runtime's event loop for the worker's.
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                Ok(WorkerListener {
+                    socket: l.socket.into_std()?,
+                    tls: l.tls,
+                    routes: l.routes,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        std::thread::Builder::new()
+            .name(format!("drgw-worker-{}", self.index))
+            .spawn(move || self.run(listeners))
+    }
+
+    fn run(self, listeners: Vec<WorkerListener<std::net::TcpListener>>) {
+        crate::worker::set_index(self.index);
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(worker = self.index, error = %e, "cannot start a worker runtime");
+                return;
+            }
+        };
+        let Worker {
+            index,
+            gw,
+            fo,
+            stop,
+            graceful,
+            drain,
+            accepting_ended,
+            mut done,
+        } = self;
+        runtime.block_on(async move {
+            gw.mirror.watch_runtime(tokio::runtime::Handle::current());
+            let mut tasks = Vec::new();
+            for WorkerListener {
+                socket,
+                tls,
+                routes,
+            } in listeners
+            {
+                match TcpListener::from_std(socket) {
+                    Ok(socket) => tasks.push(tokio::spawn(accept_loop(
+                        WorkerListener {
+                            socket,
+                            tls,
+                            routes,
+                        },
+                        gw.clone(),
+                        fo.clone(),
+                        stop.clone(),
+                        graceful.clone(),
+                        drain.clone(),
+                        index,
+                    ))),
+                    Err(e) => tracing::error!(worker = index, error = %e, "cannot serve a socket"),
+                }
+            }
+            drop((graceful, drain));
+            for t in tasks {
+                let _ = t.await;
+            }
+            drop(accepting_ended);
+            // The worker's connections (and tasks its requests spawned) go on on this
+            // runtime until the gateway has shut down.
+            let _ = done.wait_for(|d| *d).await;
+        });
     }
 }
 
@@ -259,13 +449,19 @@ pub(crate) async fn dispatch(
 }
 
 async fn accept_loop(
-    l: BoundListener,
+    l: WorkerListener,
     gw: Arc<Gateway>,
     fo: Arc<FailoverController>,
     mut stop: watch::Receiver<bool>,
     graceful: Arc<GracefulShutdown>,
     drain: mpsc::Sender<()>,
+    worker: usize,
 ) {
+    let connections = gw
+        .metrics
+        .proxy
+        .connections
+        .with_label_values(&[&worker.to_string()]);
     let builder = {
         let mut b = auto::Builder::new(TokioExecutor::new());
         b.http1()
@@ -276,7 +472,7 @@ async fn accept_loop(
     };
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = l.listener.accept() => match accepted {
+            accepted = l.socket.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -286,6 +482,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        connections.inc();
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         let fo = fo.clone();

@@ -19,6 +19,10 @@
 //! written is never resent. The request timeout uses one timer per connection, kept from
 //! request to request.
 //!
+//! Each worker ([`crate::worker`]) has a pool of its own (a shard): a connection is
+//! registered with the event loop of the worker that opened it, and only that worker's
+//! requests use it, so no request waits on another thread's event loop.
+//!
 //! Beside them, each host keeps the fast lane's raw connections ([`RawConn`]: the byte
 //! stream and its read buffer), on which [`crate::fastlane`] writes and reads HTTP/1.1
 //! itself. Same connect path (TCP, TLS, timeouts), same idle timeout and per-host bound;
@@ -93,9 +97,11 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
+    /// A client for `site` with one pool shard per worker (`workers`, at least one).
     pub fn new(
         site: &SiteConfig,
         cfg: &UpstreamConfig,
+        workers: usize,
     ) -> Result<UpstreamClient, ClientBuildError> {
         let fail = |reason: String| ClientBuildError {
             site: site.name.to_string(),
@@ -133,7 +139,9 @@ impl UpstreamClient {
                 request_timeout: cfg.request_timeout,
                 idle_timeout: cfg.pool_idle_timeout,
                 max_idle_per_host: cfg.pool_max_idle_per_host,
-                hosts: Mutex::new(Vec::new()),
+                shards: (0..workers.max(1))
+                    .map(|_| Mutex::new(Vec::new()))
+                    .collect(),
                 reaper_started: AtomicBool::new(false),
             }),
         })
@@ -174,9 +182,10 @@ impl UpstreamClient {
         authority: &Authority,
     ) -> Result<RawCheckout, UpstreamError> {
         let pool = &self.pool;
-        let mut hosts = pool.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        let host = Pool::host_index(&mut hosts, https, authority)?;
-        let entry = &mut hosts[host];
+        let shard = pool.shard();
+        let mut hosts = pool.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        let index = Pool::host_index(&mut hosts, https, authority)?;
+        let entry = &mut hosts[index];
         let mut idle = None;
         while let Some((conn, since)) = entry.raw_idle.pop() {
             if since.elapsed() < pool.idle_timeout {
@@ -185,7 +194,7 @@ impl UpstreamClient {
             }
         }
         Ok(RawCheckout {
-            host,
+            host: HostRef { shard, index },
             host_header: entry.host_header.clone(),
             idle,
         })
@@ -205,11 +214,11 @@ impl UpstreamClient {
 
     /// Gives a raw connection back after a complete response, unless its host already
     /// has enough idle ones.
-    pub fn raw_put(&self, host: usize, conn: RawConn) {
+    pub fn raw_put(&self, host: HostRef, conn: RawConn) {
         let pool = &self.pool;
         let surplus = {
-            let mut hosts = pool.hosts.lock().unwrap_or_else(|p| p.into_inner());
-            match hosts.get_mut(host) {
+            let mut hosts = pool.lock_shard(host);
+            match hosts.get_mut(host.index) {
                 Some(h) if h.raw_idle.len() < pool.max_idle_per_host => {
                     h.raw_idle.push((conn, Instant::now()));
                     None
@@ -251,9 +260,10 @@ struct Pool {
     request_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_host: usize,
-    /// One entry per host ever used; a site has a handful (one per service at most), so a
-    /// linear search beats hashing. Entries are never removed: their index is stable.
-    hosts: Mutex<Vec<HostPool>>,
+    /// One per worker, each with one entry per host the worker has used; a site has a
+    /// handful (one per service at most), so a linear search beats hashing. Entries are
+    /// never removed: their index is stable.
+    shards: Box<[Mutex<Vec<HostPool>>]>,
     reaper_started: AtomicBool,
 }
 
@@ -276,10 +286,17 @@ pub struct RawConn {
     pub buf: bytes::BytesMut,
 }
 
+/// Where a host's idle connections are kept: the worker's shard and the host's entry in it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostRef {
+    shard: usize,
+    index: usize,
+}
+
 /// A raw connection checked out for one request: an idle one if the host has any, the
 /// host's `Host` header, and where to give the connection back.
 pub struct RawCheckout {
-    pub host: usize,
+    pub host: HostRef,
     pub host_header: HeaderValue,
     pub idle: Option<RawConn>,
 }
@@ -291,7 +308,7 @@ struct IdleConn {
 
 /// A connection checked out of the pool, with what the request needs to know of its host.
 struct Checkout {
-    host: usize,
+    host: HostRef,
     host_header: HeaderValue,
     idle: Option<Conn>,
 }
@@ -357,14 +374,27 @@ impl Pool {
 
     /// The host's pool entry (made on first use) and an idle connection, if any.
     fn checkout(&self, https: bool, authority: &Authority) -> Result<Checkout, UpstreamError> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        let host = Self::host_index(&mut hosts, https, authority)?;
-        let idle = self.pop_live(&mut hosts[host]);
+        let shard = self.shard();
+        let mut hosts = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        let index = Self::host_index(&mut hosts, https, authority)?;
+        let idle = self.pop_live(&mut hosts[index]);
         Ok(Checkout {
-            host,
-            host_header: hosts[host].host_header.clone(),
+            host: HostRef { shard, index },
+            host_header: hosts[index].host_header.clone(),
             idle,
         })
+    }
+
+    /// The calling worker's shard.
+    fn shard(&self) -> usize {
+        crate::worker::index() % self.shards.len()
+    }
+
+    /// The shard a host entry belongs to, locked.
+    fn lock_shard(&self, host: HostRef) -> std::sync::MutexGuard<'_, Vec<HostPool>> {
+        self.shards[host.shard]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The index of a host's pool entry, made on first use.
@@ -395,9 +425,9 @@ impl Pool {
         Ok(host)
     }
 
-    fn idle_conn(&self, host: usize) -> Option<Conn> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        hosts.get_mut(host).and_then(|h| self.pop_live(h))
+    fn idle_conn(&self, host: HostRef) -> Option<Conn> {
+        let mut hosts = self.lock_shard(host);
+        hosts.get_mut(host.index).and_then(|h| self.pop_live(h))
     }
 
     /// The most recently used connection that is not expired; the others are dropped
@@ -414,7 +444,7 @@ impl Pool {
     /// Wraps a response so that its connection returns to the pool after the body.
     fn response(
         self: &Arc<Pool>,
-        host: usize,
+        host: HostRef,
         conn: Conn,
         resp: Response<Incoming>,
     ) -> Response<UpstreamBody> {
@@ -433,10 +463,10 @@ impl Pool {
     }
 
     /// Puts a connection back, unless the host already has enough idle ones.
-    fn put(self: &Arc<Pool>, host: usize, conn: Conn) {
+    fn put(self: &Arc<Pool>, host: HostRef, conn: Conn) {
         let surplus = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-            match hosts.get_mut(host) {
+            let mut hosts = self.lock_shard(host);
+            match hosts.get_mut(host.index) {
                 Some(h) if h.idle.len() < self.max_idle_per_host => {
                     h.idle.push(IdleConn {
                         conn,
@@ -480,8 +510,8 @@ impl Pool {
     fn drop_expired(&self) {
         let mut expired = Vec::new();
         let mut expired_raw = Vec::new();
-        {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in self.shards.iter() {
+            let mut hosts = shard.lock().unwrap_or_else(|p| p.into_inner());
             for host in hosts.iter_mut() {
                 let raw_live =
                     |(_, since): &(RawConn, Instant)| since.elapsed() < self.idle_timeout;
@@ -796,7 +826,7 @@ fn host_header(https: bool, authority: &Authority) -> Option<HeaderValue> {
 /// A connection to hand back to its pool once its response is over.
 struct GiveBack {
     pool: Arc<Pool>,
-    host: usize,
+    host: HostRef,
     conn: Conn,
 }
 
@@ -999,7 +1029,7 @@ mod tests {
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_host: 4,
         };
-        UpstreamClient::new(&site, &cfg).expect("client")
+        UpstreamClient::new(&site, &cfg, 1).expect("client")
     }
 
     fn get(url: &str) -> Request<ProxyBody> {

@@ -56,7 +56,7 @@ pub fn mirror_site(name: SiteName, e: &SimEndpoints) -> MirrorSite {
         pool_idle_timeout: Duration::from_secs(30),
         pool_max_idle_per_host: 16,
     };
-    let client = UpstreamClient::new(&config, &upstream).expect("client");
+    let client = UpstreamClient::new(&config, &upstream, 1).expect("client");
     let keystone = Arc::new(KeystoneClient::new(&config, client.clone()));
     MirrorSite {
         client,

@@ -769,6 +769,11 @@ impl MirrorEngine {
         self.inner.pacer.hurry()
     }
 
+    /// Counts a worker's runtime in the utilisation that paces background applies.
+    pub fn watch_runtime(&self, runtime: tokio::runtime::Handle) {
+        self.inner.pacer.watch_runtime(runtime);
+    }
+
     /// Counts a tenant request in flight (see [`pace`]) until the guard is dropped.
     pub fn tenant_request(&self) -> pace::Counted {
         self.inner.pacer.tenant_request()

@@ -74,7 +74,8 @@ struct Measured {
 /// keep it busy. Cheap to share (`Arc` inside).
 #[derive(Clone)]
 pub struct Pacer {
-    runtime: Option<Handle>,
+    /// The runtime the gateway started on, then every worker's ([`Pacer::watch_runtime`]).
+    runtimes: Arc<Mutex<Vec<Handle>>>,
     last: Arc<Mutex<Sample>>,
     hurried: Arc<AtomicUsize>,
     tenants: Arc<AtomicUsize>,
@@ -104,10 +105,10 @@ impl Drop for Counted {
 impl Pacer {
     /// A pacer for the runtime this is called on (none outside a runtime: it never waits).
     pub fn for_current_runtime() -> Pacer {
-        let runtime = Handle::try_current().ok();
-        let busy_time = runtime.as_ref().map_or(Duration::ZERO, busy_total);
+        let runtimes: Vec<Handle> = Handle::try_current().ok().into_iter().collect();
+        let busy_time = busy_total(&runtimes).0;
         Pacer {
-            runtime,
+            runtimes: Arc::new(Mutex::new(runtimes)),
             last: Arc::new(Mutex::new(Sample {
                 at: Instant::now(),
                 busy_time,
@@ -128,18 +129,21 @@ impl Pacer {
     /// The latest sample: utilisation, and whether the runtime counts as busy (entered at
     /// [`BUSY`], left below [`RELEASED`]).
     fn measure(&self) -> Measured {
-        let Some(runtime) = &self.runtime else {
-            return Measured {
-                utilization: 0.0,
-                busy: false,
-            };
-        };
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(last.at);
         if elapsed >= WINDOW {
-            let busy_time = busy_total(runtime);
-            let workers = runtime.metrics().num_workers().max(1) as f64;
+            let (busy_time, workers) = {
+                let runtimes = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+                busy_total(&runtimes)
+            };
+            if workers == 0 {
+                return Measured {
+                    utilization: 0.0,
+                    busy: false,
+                };
+            }
+            let workers = workers as f64;
             let worked = busy_time.saturating_sub(last.busy_time).as_secs_f64();
             let utilization = (worked / (elapsed.as_secs_f64() * workers)).clamp(0.0, 1.0);
             last.busy = if last.busy {
@@ -163,6 +167,16 @@ impl Pacer {
         self.hurried.load(Ordering::Acquire) == 0
             && self.tenants.load(Ordering::Acquire) > 0
             && self.measure().busy
+    }
+
+    /// Measures `runtime` too (a worker's: see [`crate::worker`]). Its busy time so far
+    /// counts from the next window on.
+    pub fn watch_runtime(&self, runtime: Handle) {
+        // `last`, then `runtimes`: the order `measure` takes them in.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+        last.busy_time += busy_total(std::slice::from_ref(&runtime)).0;
+        runtimes.push(runtime);
     }
 
     /// Counts a tenant request in flight until the returned guard is dropped.
@@ -190,12 +204,19 @@ impl Pacer {
     }
 }
 
-/// The workers' busy time so far, summed.
-fn busy_total(runtime: &Handle) -> Duration {
-    let metrics = runtime.metrics();
-    (0..metrics.num_workers())
-        .map(|w| metrics.worker_total_busy_duration(w))
-        .sum()
+/// The busy time so far of every worker thread of `runtimes`, summed, and how many
+/// threads that is.
+fn busy_total(runtimes: &[Handle]) -> (Duration, usize) {
+    runtimes
+        .iter()
+        .fold((Duration::ZERO, 0), |(busy, n), runtime| {
+            let metrics = runtime.metrics();
+            let workers = metrics.num_workers();
+            let total: Duration = (0..workers)
+                .map(|w| metrics.worker_total_busy_duration(w))
+                .sum();
+            (busy + total, n + workers)
+        })
 }
 
 #[cfg(test)]
