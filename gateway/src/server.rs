@@ -221,9 +221,9 @@ impl BoundGateway {
         }
         let mut threads = Vec::new();
         let mut accepting = Vec::new();
-        let others: Vec<_> = by_worker.drain(1.min(by_worker.len())..).collect();
+        let others = by_worker.split_off(by_worker.len().min(1));
         for (w, listeners) in (1..).zip(others) {
-            let (accepted_all, accepting_ended) = tokio::sync::oneshot::channel();
+            let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
             let worker = Worker {
                 index: w,
                 gw: self.gateway.clone(),
@@ -231,13 +231,13 @@ impl BoundGateway {
                 stop: stop_rx.clone(),
                 graceful: graceful.clone(),
                 drain: drain.clone(),
-                accepting_ended: accepted_all,
+                accepting_ended: ended_tx,
                 done: workers_done_rx.clone(),
             };
             match worker.spawn(listeners) {
                 Ok(thread) => {
                     threads.push(thread);
-                    accepting.push(accepting_ended);
+                    accepting.push(ended_rx);
                 }
                 // Its sockets closed with it: the others get its connections.
                 Err(e) => tracing::error!(worker = w, error = %e, "cannot start a worker thread"),
