@@ -399,6 +399,27 @@ impl TestBed {
         }
     }
 
+    /// The value of one series (its name and labels as exposed, e.g.
+    /// `drgw_worker_connections_total{worker="1"}`) in the admin listener's `/metrics`;
+    /// `None` when the series is absent.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let bearer = format!("Bearer {}", self.admin_token());
+        let resp = SimClient::new()
+            .send(
+                http::Method::GET,
+                &format!("http://127.0.0.1:{}/metrics", self.ports.admin),
+                None,
+                &[("authorization", &bearer)],
+            )
+            .await
+            .expect("the admin listener answers");
+        assert_eq!(resp.status, 200, "/metrics");
+        String::from_utf8_lossy(&resp.bytes).lines().find_map(|l| {
+            let value = l.strip_prefix(series)?.trim();
+            Some(value.parse().expect("a sample value"))
+        })
+    }
+
     /// The admin bearer token.
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(&self.gateway.config.admin.token_file)

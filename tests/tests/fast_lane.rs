@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use drgw_tests::sim::client::{SimClient, SimResponse};
 use drgw_tests::testbed::TestBed;
-use http::Method;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,24 +27,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// `drgw_fast_lane_requests_total{outcome=...}` from the admin listener's `/metrics`;
 /// `None` when the series is absent.
 async fn fast_lane_count(bed: &TestBed, outcome: &str) -> Option<u64> {
-    let bearer = format!("Bearer {}", bed.admin_token());
-    let resp = SimClient::new()
-        .send(
-            Method::GET,
-            &format!("http://127.0.0.1:{}/metrics", bed.ports.admin),
-            None,
-            &[("authorization", &bearer)],
-        )
-        .await
-        .expect("the admin listener answers");
-    assert_eq!(resp.status, 200, "/metrics");
-    let text = String::from_utf8_lossy(&resp.bytes).into_owned();
     let series = format!("drgw_fast_lane_requests_total{{outcome=\"{outcome}\"}}");
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(&series)?;
-        let value: f64 = rest.trim().parse().expect("a sample value");
-        Some(value as u64)
-    })
+    bed.metric(&series).await.map(|v| v as u64)
 }
 
 /// Waits until `drgw_fast_lane_requests_total{outcome}` reaches `at_least` (5 s at most)

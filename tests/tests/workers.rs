@@ -8,10 +8,8 @@
 use std::time::Duration;
 
 use drgw_tests::http1::{self, Answer};
-use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::Service;
 use drgw_tests::testbed::TestBed;
-use http::Method;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -21,22 +19,8 @@ const CONNECTIONS: usize = 32;
 /// `drgw_worker_connections_total{worker}` from the admin listener's `/metrics` (0 when
 /// the series is absent).
 async fn accepted_by(bed: &TestBed, worker: usize) -> u64 {
-    let bearer = format!("Bearer {}", bed.admin_token());
-    let resp = SimClient::new()
-        .send(
-            Method::GET,
-            &format!("http://127.0.0.1:{}/metrics", bed.ports.admin),
-            None,
-            &[("authorization", &bearer)],
-        )
-        .await
-        .expect("the admin listener answers");
-    assert_eq!(resp.status, 200, "/metrics");
     let series = format!("drgw_worker_connections_total{{worker=\"{worker}\"}}");
-    String::from_utf8_lossy(&resp.bytes)
-        .lines()
-        .find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    bed.metric(&series).await.map_or(0, |v| v as u64)
 }
 
 fn json(answer: &Answer) -> Value {
