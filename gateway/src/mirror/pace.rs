@@ -318,6 +318,41 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_worker_runtime_counts() {
+        // Made outside any runtime: it measures nothing until a worker's is added.
+        let pacer = Pacer::for_current_runtime();
+        let _tenant = pacer.tenant_request();
+        let worker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        pacer.watch_runtime(worker.handle().clone());
+        let load_ends = Instant::now() + Duration::from_millis(600);
+        let (busy, utilization) = std::thread::scope(|s| {
+            let loaded = s.spawn(|| {
+                worker.block_on(async {
+                    load(load_ends);
+                    tokio::time::sleep_until(load_ends.into()).await;
+                })
+            });
+            std::thread::sleep(WINDOW * 3);
+            let utilization = pacer.utilization();
+            let busy = pacer.contended();
+            loaded.join().expect("the worker thread");
+            (busy, utilization)
+        });
+        assert!(busy, "the worker's load counts: utilisation {utilization}");
+        // A measurement covers the time since the one before: close the loaded stretch.
+        pacer.utilization();
+        std::thread::sleep(WINDOW * 3);
+        assert!(
+            pacer.utilization() < RELEASED && !pacer.contended(),
+            "released once the worker is idle: {}",
+            pacer.utilization()
+        );
+    }
+
+    #[test]
     fn outside_a_runtime_nothing_is_contended() {
         let pacer = Pacer::for_current_runtime();
         let _tenant = pacer.tenant_request();
