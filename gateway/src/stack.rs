@@ -922,7 +922,7 @@ async fn rewrite_response(
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let rewriter = gw.rewriter();
-    rewrite_location(gw, &rewriter, op.service, &mut parts.headers);
+    point_headers_at_gateway(gw, &rewriter, op.service, &mut parts.headers);
     // Token revocation: forget the context.
     if op.resource == ResourceType::Token
         && op.action == Action::Delete
@@ -1053,7 +1053,7 @@ pub(crate) fn point_at_gateway(
 }
 
 /// Points a `Location` header, and a 401's `WWW-Authenticate`, at the gateway.
-pub(crate) fn rewrite_location(
+pub(crate) fn point_headers_at_gateway(
     gw: &Gateway,
     rewriter: &Rewriter,
     service: Service,
@@ -1080,7 +1080,7 @@ pub(crate) async fn finish_buffered(
     subject_token: Option<&HeaderValue>,
 ) -> Response<ProxyBody> {
     let rewriter = gw.rewriter();
-    rewrite_location(gw, &rewriter, op.service, &mut parts.headers);
+    point_headers_at_gateway(gw, &rewriter, op.service, &mut parts.headers);
     let limit = gw.response_buffer_limit();
     let catalog = carries_catalog(op);
     let buffered = if gw.stable_ids.armed() && !catalog {
