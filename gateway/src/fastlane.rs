@@ -24,11 +24,14 @@
 //!            connection comes back to the lane for the next one
 //!   ForGood  what one request cannot be cut out of the stream for (HTTP/1.0, a chunked
 //!            or ambiguous body, upgrades, `Connection: close`, HTTP/2's preface, a head
-//!            httparse refuses): hyper serves the rest of the connection
+//!            cut short by the client's EOF): hyper serves the rest of the connection
+//!   Refused  a head httparse refuses (400), longer than 64 KiB or of more than 100
+//!            lines (431): answered in the routed service's error format (hyper's
+//!            answers to these have no body), and the connection closes
 //! ```
-//! Every answer is the one the general path gives, headers aside from their order and
-//! case; `tests/tests/fast_lane.rs` compares the two. `[gateway] http1_fast_lane = false`
-//! sends every connection straight to hyper.
+//! Every other answer is the one the general path gives, headers aside from their order
+//! and case; `tests/tests/fast_lane.rs` compares the two (`hostile_clients.rs` sends what
+//! is refused). `[gateway] http1_fast_lane = false` sends every connection to hyper.
 
 use std::convert::Infallible;
 use std::io;
@@ -62,9 +65,9 @@ use crate::upstream::{HostRef, RawConn, UpstreamError};
 /// Header lines a request or response may carry on the lane (hyper's default is 100;
 /// a request with more goes to hyper, a response with more is retried there).
 const MAX_HEADERS: usize = 100;
-/// The largest request head the lane waits for; a larger one goes to hyper, which
-/// refuses it in its own way.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The largest head the lane reads: a larger request head is refused (431), a larger
+/// upstream response head fails as a broken upstream would.
+const MAX_HEAD_BYTES: usize = stack::MAX_REQUEST_HEAD;
 /// How long a client may take to send the next request head, idle time included
 /// (hyper's `header_read_timeout`, which it also starts as soon as a connection is idle).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,6 +114,12 @@ where
             }
             HeadRead::Close => break,
             HeadRead::ForGood => return conn.hand_over(io).await,
+            HeadRead::TooLarge => {
+                let message = format!("The request head is larger than {MAX_HEAD_BYTES} bytes.");
+                let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                conn.refuse(&mut io, status, &message).await;
+                break;
+            }
         }
     }
     let _ = io.shutdown().await;
@@ -134,6 +143,8 @@ enum HeadRead {
     Ready(usize),
     Close,
     ForGood,
+    /// More than [`MAX_HEAD_BYTES`] and no end of the head yet.
+    TooLarge,
 }
 
 enum Next {
@@ -180,7 +191,7 @@ impl LaneConn {
                 }
             }
             if self.buf.len() > MAX_HEAD_BYTES {
-                return HeadRead::ForGood;
+                return HeadRead::TooLarge;
             }
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(8 * 1024);
@@ -219,6 +230,33 @@ impl LaneConn {
         }
     }
 
+    /// Refuses the request at the start of `buf` (a head too large, or not HTTP/1.1) in
+    /// the native format of the service its target routes to; the connection then closes
+    /// without the rest being read (nothing after such a head can be told apart from it).
+    async fn refuse<IO>(&mut self, io: &mut IO, status: StatusCode, message: &str)
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        let request_line = self.buf[..]
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let path = std::str::from_utf8(request_line)
+            .ok()
+            .and_then(|l| l.split(' ').nth(1))
+            .map(|target| target.split('?').next().unwrap_or(target))
+            .unwrap_or("");
+        // (Off every route of a shared listener: Keystone's format, as its 404 there.)
+        let service = crate::server::pick_route(&self.lane.routes, path)
+            .map_or(Service::Identity, |r| r.service);
+        let resp = stack::native_error(service, status, message);
+        let req_id = stack::request_id_from(None);
+        let mut resp = stack::finish(&self.lane.gw, service, "other", &req_id, resp);
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        write_response(io, resp, &mut self.out).await;
+    }
+
     /// Answers the request whose head is the first `head_len` bytes of `buf`.
     async fn one_request<IO>(&mut self, io: &mut IO, head_len: usize) -> Next
     where
@@ -229,7 +267,19 @@ impl LaneConn {
         let head = &self.buf[..head_len];
         match req.parse_with_uninit_headers(head, &mut headers) {
             Ok(httparse::Status::Complete(n)) if n == head_len => {}
-            _ => return Next::ForGood,
+            Ok(_) => return Next::ForGood,
+            Err(httparse::Error::TooManyHeaders) => {
+                let message = format!("The request has more than {MAX_HEADERS} header lines.");
+                let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                self.refuse(io, status, &message).await;
+                return Next::Close;
+            }
+            Err(e) => {
+                // (What httparse refuses, hyper refuses too: it parses with it.)
+                let message = format!("The request is not valid HTTP/1.1: {e}.");
+                self.refuse(io, StatusCode::BAD_REQUEST, &message).await;
+                return Next::Close;
+            }
         }
         let plan = plan(&self.lane, req.method, req.path, req.version, req.headers);
         let outcome = match plan {

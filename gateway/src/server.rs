@@ -464,10 +464,16 @@ async fn accept_loop(
         .with_label_values(&[&worker.to_string()]);
     let builder = {
         let mut b = auto::Builder::new(TokioExecutor::new());
+        // A request head beyond the limit gets 431 from hyper too (the fast lane answers
+        // it in the service's format): HTTP/1 when hyper's read buffer fills before the
+        // head ends, HTTP/2 when the header list is larger.
         b.http1()
             .keep_alive(true)
+            .max_buf_size(stack::MAX_REQUEST_HEAD)
             .timer(hyper_util::rt::TokioTimer::new());
-        b.http2().timer(hyper_util::rt::TokioTimer::new());
+        b.http2()
+            .max_header_list_size(stack::MAX_REQUEST_HEAD as u32)
+            .timer(hyper_util::rt::TokioTimer::new());
         Arc::new(b)
     };
     loop {

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -169,6 +169,10 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// The largest request head (request line and header lines) a listener reads; a larger
+/// one is refused with 431, as Envoy's `max_request_headers_kb` (60 KiB) does.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// The request id of a call: the client's `X-Openstack-Request-Id` when it is well formed
 /// (`req-<uuid>`), else a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -217,6 +221,10 @@ pub async fn handle(
 
     // 1. request context
     let req_id = request_id(&parts.headers);
+    if parts.method == Method::CONNECT {
+        // A reverse proxy of APIs opens no tunnels (hyper would take a 2xx as one).
+        return finish(&gw, service, "other", &req_id, connect_refused(service));
+    }
     // The client's URI stays readable while `parts.uri` becomes the upstream one (a cheap,
     // reference-counted clone).
     let client_uri = parts.uri.clone();
@@ -836,6 +844,20 @@ pub(crate) fn native_error(
     message: &str,
 ) -> Response<ProxyBody> {
     fault::error_response(service, status, message).map(body::full)
+}
+
+/// 405 for `CONNECT`, with the methods the OpenStack APIs serve.
+fn connect_refused(service: Service) -> Response<ProxyBody> {
+    let mut resp = native_error(
+        service,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "CONNECT is not served here: this is an OpenStack API endpoint, not a forward proxy.",
+    );
+    resp.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    resp
 }
 
 fn not_found(service: Service) -> Response<ProxyBody> {

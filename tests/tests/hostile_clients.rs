@@ -1,0 +1,330 @@
+//! Broken and hostile clients on a gateway listener: bytes that are not HTTP, heads that
+//! break the grammar or its limits, bodies whose framing is ambiguous, cut short or
+//! malformed, targets that name another host. Each gets a 4xx or a closed connection and
+//! reaches no upstream; a change whose body never arrived whole is not made; the gateway
+//! neither panics nor connects anywhere but its configured upstreams, and answers the next
+//! client as before.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drgw_tests::sim::Service;
+use drgw_tests::testbed::TestBed;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long one exchange may take before the test fails instead of hanging.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Panics anywhere in this process (the gateway runs in it), counted by a hook installed
+/// once; the default hook still prints them.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        default(info);
+    }));
+}
+
+/// What a client saw: the status of every response on the connection, and its bytes.
+struct Seen {
+    statuses: Vec<u16>,
+    bytes: Vec<u8>,
+}
+
+impl Seen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// Sends `bytes` on a new connection to `base_url` and reads until the gateway closes it.
+/// A gateway that waits on for more (a head or a body cut short) sees the sending side end
+/// after a second.
+async fn exchange(base_url: &str, bytes: &[u8]) -> Seen {
+    let mut sock = TcpStream::connect(base_url.trim_start_matches("http://"))
+        .await
+        .expect("connect to the gateway");
+    // The gateway may refuse a head before it has all of it and close: writing the rest
+    // then fails, which is its right.
+    let _ = sock.write_all(bytes).await;
+    let mut got = Vec::new();
+    let mut ended_sending = false;
+    let deadline = tokio::time::Instant::now() + EXCHANGE_TIMEOUT;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let wait = if ended_sending {
+            deadline
+        } else {
+            tokio::time::Instant::now() + Duration::from_secs(1)
+        };
+        match tokio::time::timeout_at(wait, sock.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+            Err(_) if !ended_sending => {
+                let _ = sock.shutdown().await;
+                ended_sending = true;
+            }
+            Err(_) => panic!(
+                "the connection stayed open after {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(120)])
+            ),
+        }
+    }
+    let statuses = String::from_utf8_lossy(&got)
+        .split("\r\n")
+        .filter_map(|line| {
+            let rest = line.strip_prefix("HTTP/1.1 ")?;
+            rest.get(..3)?.parse().ok()
+        })
+        .collect();
+    Seen {
+        statuses,
+        bytes: got,
+    }
+}
+
+/// A listener that stands for a host the gateway must never reach; counts connections.
+async fn forbidden_host() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    (port, reached)
+}
+
+/// The demo tenant's key pair names, listed through the gateway.
+async fn keypair_names(base_url: &str, token: &str) -> Vec<String> {
+    let head = format!(
+        "GET /v2.1/os-keypairs HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\nconnection: close\r\n\r\n"
+    );
+    let seen = exchange(base_url, head.as_bytes()).await;
+    assert_eq!(seen.statuses, [200], "{}", seen.text());
+    let text = seen.text();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let body: Value = serde_json::from_str(body).expect("JSON");
+    body["keypairs"]
+        .as_array()
+        .expect("keypairs")
+        .iter()
+        .filter_map(|k| k["keypair"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing() {
+    count_panics();
+    let bed = TestBed::start().await.expect("test bed");
+    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    let token = client.token.clone().expect("a token");
+    let compute = bed.gateway_url("compute");
+    let (evil_port, evil_reached) = forbidden_host().await;
+    let keypairs_before = keypair_names(&compute, &token).await;
+
+    let create = |framing: &str, body: &[u8]| -> Vec<u8> {
+        let mut req = format!(
+            "POST /v2.1/os-keypairs HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/json\r\n{framing}\r\n"
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        req
+    };
+    let keypair = br#"{"keypair": {"name": "hostile"}}"#;
+    let get = |target: &str, extra: &str| -> Vec<u8> {
+        format!("GET {target} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\n{extra}\r\n")
+            .into_bytes()
+    };
+
+    // Requests that must be refused (a 4xx, or the connection closed with no answer)
+    // without a byte reaching the upstream.
+    let mut refused: Vec<(String, Vec<u8>)> = vec![
+        ("a NUL in the target".into(), get("/v2.1/flav\0ors", "")),
+        ("an unknown HTTP version".into(), {
+            let mut r = get("/v2.1/flavors", "");
+            let at = r.windows(8).position(|w| w == b"HTTP/1.1").unwrap();
+            r[at..at + 8].copy_from_slice(b"HTTP/9.9");
+            r
+        }),
+        (
+            "a header line with no colon".into(),
+            get("/v2.1/flavors", "no colon here\r\n"),
+        ),
+        (
+            "a folded header line".into(),
+            get("/v2.1/flavors", "x-folded: a\r\n b\r\n"),
+        ),
+        (
+            "a 128 KiB header".into(),
+            get(
+                "/v2.1/flavors",
+                &format!("x-big: {}\r\n", "a".repeat(128 * 1024)),
+            ),
+        ),
+        (
+            "a 128 KiB target".into(),
+            get(&format!("/v2.1/flavors?q={}", "a".repeat(128 * 1024)), ""),
+        ),
+        (
+            "two Content-Lengths that differ".into(),
+            create(
+                &format!("content-length: {}\r\ncontent-length: 3\r\n", keypair.len()),
+                keypair,
+            ),
+        ),
+        (
+            "a negative Content-Length".into(),
+            create("content-length: -1\r\n", keypair),
+        ),
+        (
+            "a Content-Length beyond u64".into(),
+            create("content-length: 99999999999999999999999\r\n", keypair),
+        ),
+        (
+            "a Content-Length with a sign".into(),
+            create(&format!("content-length: +{}\r\n", keypair.len()), keypair),
+        ),
+        (
+            "a transfer coding that does not end in chunked".into(),
+            create("transfer-encoding: gzip\r\n", keypair),
+        ),
+        ("a chunk size that is not hex".into(), {
+            let mut body = b"zz\r\n".to_vec();
+            body.extend_from_slice(keypair);
+            body.extend_from_slice(b"\r\n0\r\n\r\n");
+            create("transfer-encoding: chunked\r\n", &body)
+        }),
+        (
+            "a body cut short by the client".into(),
+            create(
+                &format!("content-length: {}\r\n", keypair.len() + 100),
+                keypair,
+            ),
+        ),
+        ("a chunked body cut short by the client".into(), {
+            let body = format!("{:x}\r\n", keypair.len() + 100).into_bytes();
+            let mut body = body;
+            body.extend_from_slice(keypair);
+            create("transfer-encoding: chunked\r\n", &body)
+        }),
+        (
+            "CONNECT to another host".into(),
+            format!(
+                "CONNECT 127.0.0.1:{evil_port} HTTP/1.1\r\nhost: 127.0.0.1:{evil_port}\r\n\r\n"
+            )
+            .into_bytes(),
+        ),
+    ];
+    // Bytes that are not HTTP at all (seeded: the same cases on every run).
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xd7_6a_11);
+    for n in [1usize, 7, 64, 500, 4096] {
+        let bytes: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+        refused.push((format!("{n} random bytes"), bytes));
+    }
+
+    let mut failures = Vec::new();
+    for (what, bytes) in &refused {
+        bed.primary.requests().clear();
+        let seen = exchange(&compute, bytes).await;
+        if !seen.statuses.iter().all(|s| (400..500).contains(s)) {
+            failures.push(format!(
+                "{what}: answered {:?}\n{}",
+                seen.statuses,
+                seen.text()
+            ));
+        }
+        let reached = bed.primary.requests().of(Service::Compute);
+        if !reached.is_empty() {
+            failures.push(format!("{what}: reached the upstream: {reached:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // The gateway's own refusals are in the service's format: Nova's here.
+    let bad_grammar = get("/v2.1/flavors", "no colon here\r\n");
+    let mut too_many = String::new();
+    for i in 0..101 {
+        too_many.push_str(&format!("x-h{i}: {i}\r\n"));
+    }
+    let too_many = get("/v2.1/flavors", &too_many);
+    let too_large = get(
+        "/v2.1/flavors",
+        &format!("x-big: {}\r\n", "a".repeat(128 * 1024)),
+    );
+    let connect =
+        format!("CONNECT 127.0.0.1:{evil_port} HTTP/1.1\r\nhost: 127.0.0.1:{evil_port}\r\n\r\n");
+    for (bytes, status, extra_header) in [
+        (bad_grammar, 400, "connection: close"),
+        (too_many, 431, "connection: close"),
+        (too_large, 431, "connection: close"),
+        (
+            connect.into_bytes(),
+            405,
+            "allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        ),
+    ] {
+        let seen = exchange(&compute, &bytes).await;
+        let text = seen.text();
+        assert_eq!(seen.statuses, [status], "{text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains(&extra_header.to_ascii_lowercase()),
+            "{text}"
+        );
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let body: Value = serde_json::from_str(body).expect("a JSON body");
+        let fault = body
+            .as_object()
+            .and_then(|o| o.values().next())
+            .expect("{fault: {...}}");
+        assert_eq!(fault["code"], status, "{text}");
+    }
+
+    // A body framed by both Content-Length and Transfer-Encoding (a smuggling attempt):
+    // whatever the gateway makes of the first request, the bytes after it are never read
+    // as a second one, and the connection closes (RFC 9112, 6.3).
+    bed.primary.requests().clear();
+    let mut smuggled = create(
+        "content-length: 5\r\ntransfer-encoding: chunked\r\n",
+        b"0\r\n\r\n",
+    );
+    smuggled.extend_from_slice(&get("/v2.1/os-keypairs", ""));
+    let seen = exchange(&compute, &smuggled).await;
+    assert!(
+        seen.statuses.len() <= 1 && seen.statuses.iter().all(|s| !(200..300).contains(s)),
+        "Content-Length with Transfer-Encoding: answered {:?}\n{}",
+        seen.statuses,
+        seen.text()
+    );
+    let reached = bed.primary.requests().matching("GET", "/v2.1/os-keypairs");
+    assert!(reached.is_empty(), "the smuggled GET reached the upstream");
+
+    // A target in absolute form naming another host: the gateway serves the path from its
+    // own upstream (RFC 9112, 3.2.2) and never connects to the host named.
+    let absolute = format!("http://127.0.0.1:{evil_port}/v2.1/flavors");
+    let req = get(&absolute, "connection: close\r\n");
+    let seen = exchange(&compute, &req).await;
+    assert_eq!(seen.statuses, [200], "{}", seen.text());
+    assert!(seen.text().contains("m1.small"), "{}", seen.text());
+
+    // Nothing reached the other host, no change was made, nothing panicked, and the next
+    // client is served as before.
+    assert_eq!(
+        evil_reached.load(Ordering::SeqCst),
+        0,
+        "the gateway connected to a host named by a client"
+    );
+    assert_eq!(keypair_names(&compute, &token).await, keypairs_before);
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
+    bed.stop().await;
+}
