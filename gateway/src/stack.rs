@@ -271,7 +271,6 @@ pub async fn handle(
     if let Some(frozen) = fo.guard_accept(&op, accept) {
         return finish(&gw, service, action, &req_id, frozen.map(body::full));
     }
-    let _in_flight = op.action.is_mutating().then(|| fo.track_write());
 
     // 2b. tenant: who makes a change (from the token cache; one validation at the active
     // site's Keystone on a miss). Reads skip this: they need no tenant and stay cheap.
@@ -284,6 +283,21 @@ pub async fn handle(
         // (into hyper's connection, and within it), so a large state on a path that reads
         // never take costs every request.
         Box::pin(tenant(&gw, &parts.headers, site)).await
+    } else {
+        None
+    };
+    // Admission: a write that streams to the upstream is in flight from here on (a switch
+    // waits for it). A protected change is admitted once its body is read
+    // (`protected_change`): a client slow to send it holds up no switch.
+    let _in_flight = if op.action.is_mutating() && tenant_ctx.is_none() {
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        match fo.admit_write(&op, accept, site) {
+            Ok(tracked) => Some(tracked),
+            Err(frozen) => return finish(&gw, service, action, &req_id, (*frozen).map(body::full)),
+        }
     } else {
         None
     };
@@ -319,6 +333,7 @@ pub async fn handle(
     if let Some(ctx) = tenant_ctx {
         let change = Change {
             op: &op,
+            fo: &fo,
             tenant: ctx,
             path,
             site,
@@ -410,6 +425,7 @@ pub(crate) fn upstream_failure(
 /// One protected change in flight.
 struct Change<'a> {
     op: &'a Operation,
+    fo: &'a FailoverController,
     tenant: Arc<TokenContext>,
     /// Path relative to the service's base URL.
     path: &'a str,
@@ -440,6 +456,15 @@ async fn protected_change(
                 "The request body could not be read.",
             )
         }
+    };
+    // In flight from here on, if no switch froze writes or finished meanwhile.
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let _in_flight = match change.fo.admit_write(change.op, accept, change.site) {
+        Ok(tracked) => tracked,
+        Err(frozen) => return (*frozen).map(body::full),
     };
     let mut json: Option<Value> = if raw.iter().all(u8::is_ascii_whitespace) {
         None

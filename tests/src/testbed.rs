@@ -246,6 +246,8 @@ pub struct RunningGateway {
     pub config: Config,
     pub config_path: PathBuf,
     pub gateway: std::sync::Arc<drgw::gateway::Gateway>,
+    /// The failover controller its listeners and admin API use.
+    pub failover: std::sync::Arc<drgw::failover::FailoverController>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -256,6 +258,7 @@ impl RunningGateway {
         let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let bound = BoundGateway::bind(config.clone()).await?;
         let gateway = bound.gateway();
+        let failover = bound.failover();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(bound.serve(async move {
             let _ = rx.await;
@@ -264,6 +267,7 @@ impl RunningGateway {
             config,
             config_path: path,
             gateway,
+            failover,
             stop: Some(tx),
             task: Some(task),
         })

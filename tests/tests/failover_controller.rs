@@ -2,7 +2,8 @@
 //! gateway): planned switchover drains and flips, a drain that cannot finish aborts with
 //! writes frozen only meanwhile (503 + Retry-After in the native format, reads pass), a
 //! forced switch reports exactly the records still pending, the drill finds drift made
-//! directly at the recovery site, and the persisted status survives a new controller.
+//! directly at the recovery site, the persisted status survives a new controller, and a
+//! change whose body is still arriving holds up no switch (it is told to retry after).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -529,5 +530,59 @@ async fn drill_reports_drift_made_at_the_recovery_site() {
     assert_eq!((group.missing, group.differs), (1, 1));
     let json = report.to_json();
     assert!(json["missing"].as_u64().is_some_and(|n| n >= 1), "{json}");
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slow_to_send_a_change_holds_up_no_switch_and_is_told_to_retry() {
+    let bed = TestBed::start().await.expect("test bed");
+    let (tenant, _) = demo(&bed).await;
+    let token = tenant.token.clone().expect("a token");
+    let network_url = bed.gateway_url("network");
+
+    // A network create whose head and first half of body arrive; the rest waits.
+    let body = br#"{"network": {"name": "slow-body"}}"#;
+    let (first, rest) = body.split_at(body.len() / 2);
+    let head = format!(
+        "POST /v2.0/networks HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut sock = tokio::net::TcpStream::connect(network_url.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let mut sent = head.into_bytes();
+    sent.extend_from_slice(first);
+    tokio::io::AsyncWriteExt::write_all(&mut sock, &sent)
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The switch does not wait for it: nothing of it has reached an upstream.
+    let ctrl = bed.gateway.failover.clone();
+    let report = ctrl
+        .planned(Site::Recovery, Duration::from_secs(5))
+        .await
+        .expect("a planned failover with a change's body still on its way");
+    assert_eq!(report.to, Site::Recovery);
+
+    // The body completes after the switch: 503 + Retry-After in Neutron's format, and the
+    // network exists at neither site.
+    let mut buf = Vec::new();
+    let answer = drgw_tests::http1::request(&mut sock, &mut buf, rest).await;
+    let text = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 503, "{}{text}", answer.head);
+    assert_eq!(answer.header("retry-after"), Some("5"), "{}", answer.head);
+    let fault: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    assert_eq!(
+        fault["NeutronError"]["type"], "HTTPServiceUnavailable",
+        "{fault}"
+    );
+    for site in [&bed.primary, &bed.recovery] {
+        assert!(
+            site.neutron_named("networks", "slow-body").is_empty(),
+            "created at {}",
+            site.name()
+        );
+    }
     bed.stop().await;
 }

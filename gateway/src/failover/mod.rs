@@ -394,8 +394,11 @@ impl FailoverController {
     }
 
     fn install(&self, snapshot: Snapshot) {
+        // SeqCst here, in the guard and on the in-flight count: a write counts itself then
+        // reads the flag, a switch sets the flag then reads the count, and no order weaker
+        // than SeqCst keeps both from missing the other (see `admit_write`).
         self.frozen
-            .store(snapshot.persisted.status.writes_frozen(), Ordering::Release);
+            .store(snapshot.persisted.status.writes_frozen(), Ordering::SeqCst);
         self.current.store(Arc::new(snapshot));
     }
 
@@ -478,7 +481,7 @@ impl FailoverController {
 
     /// Whether mutating calls are refused now.
     pub fn writes_frozen(&self) -> bool {
-        self.frozen.load(Ordering::Acquire)
+        self.frozen.load(Ordering::SeqCst)
     }
 
     /// The failover metrics.
@@ -508,7 +511,7 @@ impl FailoverController {
     /// [`guard`](Self::guard), with Glance's error body negotiated on the request's
     /// `Accept` header (`None`: the header is absent).
     pub fn guard_accept(&self, op: &Operation, accept: Option<&str>) -> Option<Response<Bytes>> {
-        if !self.frozen.load(Ordering::Acquire) {
+        if !self.frozen.load(Ordering::SeqCst) {
             return None;
         }
         if !op.action.is_mutating() || op.resource == ResourceType::Token {
@@ -517,15 +520,37 @@ impl FailoverController {
         Some(frozen_response(op.service, accept))
     }
 
-    /// Counts a mutating request the guard let through until the returned value is
-    /// dropped; a planned switch waits for these before it checks that the journal is
-    /// drained (so a change accepted just before the freeze is not lost). Optional: without
-    /// it the drain relies on the journal alone.
+    /// Counts a mutating request until the returned value is dropped; a planned switch
+    /// waits for these before it checks that the journal is drained (so a change accepted
+    /// just before the freeze is not lost). The request path takes it through
+    /// [`admit_write`](Self::admit_write).
     pub fn track_write(&self) -> InFlightWrite {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlightWrite {
             counter: self.in_flight.clone(),
         }
+    }
+
+    /// Admits a mutating request that is about to reach the upstream of `site`: counted in
+    /// flight (see [`track_write`](Self::track_write)), unless the guard refuses it (writes
+    /// frozen) or `site` is no longer the active site (a switch finished while the request
+    /// was being read), both answered with the frozen write's 503 so that the client
+    /// retries. Counted first and checked after: a switch that freezes at the same moment
+    /// either finds it in flight or is seen by it. Logins pass as the guard lets them.
+    pub fn admit_write(
+        &self,
+        op: &Operation,
+        accept: Option<&str>,
+        site: SiteName,
+    ) -> Result<InFlightWrite, Box<Response<Bytes>>> {
+        let tracked = self.track_write();
+        if let Some(frozen) = self.guard_accept(op, accept) {
+            return Err(Box::new(frozen));
+        }
+        if op.resource != ResourceType::Token && self.gw.active_site() != site {
+            return Err(Box::new(frozen_response(op.service, accept)));
+        }
+        Ok(tracked)
     }
 
     /// Whether a token was issued by the Keystone of a site that is not active now: the
@@ -681,7 +706,7 @@ impl FailoverController {
         let _hurry = self.gw.mirror.hurry();
         loop {
             self.gw.mirror.wake();
-            let in_flight = self.in_flight.load(Ordering::Acquire);
+            let in_flight = self.in_flight.load(Ordering::SeqCst);
             let lag = self.gw.journal.tier_lag().await?;
             let pending: u64 = lag.values().map(|l| l.pending).sum();
             if pending == 0 && in_flight == 0 {
