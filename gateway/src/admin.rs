@@ -272,7 +272,8 @@ async fn switch(
     failback: bool,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let body = match crate::body::read_limited(req.into_body(), 64 * 1024).await {
+    let idle = fo.gateway().config.client_body_timeout;
+    let body = match crate::body::read_limited(req.into_body(), 64 * 1024, idle).await {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };

@@ -4,6 +4,8 @@
 //! Every other body (image data, large lists) is streamed through untouched: hyper's
 //! `Incoming` is boxed, never collected, so backpressure reaches the slow side.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
@@ -89,11 +91,14 @@ pub enum ReadBodyError {
     TooLarge { limit: u64 },
     #[error("body could not be read: {0}")]
     Broken(BoxError),
+    #[error("no body data for {idle:?}")]
+    Stalled { idle: Duration },
 }
 
 /// Reads a whole body, refusing more than `limit` bytes (checked against a declared
-/// `Content-Length` first, then while reading).
-pub async fn read_limited<B>(body: B, limit: u64) -> Result<Bytes, ReadBodyError>
+/// `Content-Length` first, then while reading) and a sender that leaves more than `idle`
+/// between two pieces of it (nginx's `client_body_timeout`).
+pub async fn read_limited<B>(body: B, limit: u64, idle: Duration) -> Result<Bytes, ReadBodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -103,19 +108,37 @@ where
             return Err(ReadBodyError::TooLarge { limit });
         }
     }
-    let limited = http_body_util::Limited::new(body, limit as usize);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ReadBodyError::TooLarge { limit })
-            } else {
-                Err(ReadBodyError::Broken(e))
+    let mut limited = std::pin::pin!(http_body_util::Limited::new(body, limit as usize));
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, limited.as_mut().frame()).await {
+            Err(_) => return Err(ReadBodyError::Stalled { idle }),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => {
+                return Err(
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        ReadBodyError::TooLarge { limit }
+                    } else {
+                        ReadBodyError::Broken(e)
+                    },
+                )
+            }
+        };
+        // (Trailers carry nothing the gateway reads.)
+        if let Ok(data) = frame.into_data() {
+            if !data.is_empty() {
+                chunks.push(data);
             }
         }
     }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
 }
 
 #[cfg(test)]
@@ -137,15 +160,57 @@ mod tests {
         }
     }
 
+    const IDLE: Duration = Duration::from_secs(60);
+
     #[tokio::test]
     async fn reads_within_limit_and_refuses_beyond() {
-        let ok = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10)
+        let ok = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10, IDLE)
             .await
             .unwrap();
         assert_eq!(&ok[..], b"0123456789");
-        let err = read_limited(Full::new(Bytes::from_static(b"0123456789")), 9)
+        let err = read_limited(Full::new(Bytes::from_static(b"0123456789")), 9, IDLE)
             .await
             .unwrap_err();
         assert!(matches!(err, ReadBodyError::TooLarge { limit: 9 }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_coming_is_refused_after_the_idle_time() {
+        // Three chunks, the last one never sent: the read ends after `idle` with no data.
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(4);
+        for piece in ["ab", "cd"] {
+            tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+                piece.as_bytes(),
+            ))))
+            .await
+            .unwrap();
+        }
+        let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        }));
+        let idle = Duration::from_secs(5);
+        let started = tokio::time::Instant::now();
+        let err = read_limited(body, 100, idle).await.unwrap_err();
+        assert!(
+            matches!(err, ReadBodyError::Stalled { idle: d } if d == idle),
+            "{err}"
+        );
+        assert_eq!(started.elapsed(), idle);
+        drop(tx);
+        // Pieces that keep coming, however slowly, are read whole.
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(4);
+        tokio::spawn(async move {
+            for piece in ["ab", "cd", "ef"] {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                let frame = http_body::Frame::data(Bytes::from_static(piece.as_bytes()));
+                tx.send(Ok(frame)).await.unwrap();
+            }
+        });
+        let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        }));
+        assert_eq!(&read_limited(body, 100, idle).await.unwrap()[..], b"abcdef");
     }
 }

@@ -226,6 +226,7 @@ struct RawGateway {
     workers: Option<usize>,
     policy_file: Option<PathBuf>,
     gold_timeout: Option<String>,
+    client_body_timeout: Option<String>,
     http1_fast_lane: Option<bool>,
 }
 
@@ -291,6 +292,9 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// How long a Gold (sync) change may wait for the recovery site's apply.
     pub gold_timeout: Duration,
+    /// The longest pause between two pieces of a request body the gateway reads (a
+    /// protected change's JSON); beyond it the client gets 408.
+    pub client_body_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,
     pub recovery: SiteConfig,
@@ -477,6 +481,12 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         "gateway.gold_timeout",
         g.gold_timeout.as_deref(),
         Duration::from_secs(10),
+    );
+    let client_body_timeout = duration(
+        errors,
+        "gateway.client_body_timeout",
+        g.client_body_timeout.as_deref(),
+        Duration::from_secs(60),
     );
     let upstream = UpstreamConfig {
         connect_timeout: duration(
@@ -694,6 +704,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         http1_fast_lane: g.http1_fast_lane.unwrap_or(true),
         policy_file,
         gold_timeout,
+        client_body_timeout,
         upstream,
         primary,
         recovery,
@@ -745,6 +756,7 @@ public_url = "http://gw.example.com:8774"
         );
         assert_eq!(cfg.catalog_mode, CatalogMode::Routed);
         assert_eq!(cfg.max_body_bytes, 65536);
+        assert_eq!(cfg.client_body_timeout, Duration::from_secs(60));
         let compute = cfg.service_listener(Service::Compute).unwrap();
         assert_eq!(compute.prefix, "");
         assert_eq!(compute.public_url, "http://gw.example.com:8774");

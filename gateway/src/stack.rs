@@ -443,19 +443,9 @@ async fn protected_change(
 ) -> Response<ProxyBody> {
     let service = change.op.service;
     let limit = gw.config.max_body_bytes;
-    let raw = match body::read_limited(incoming, limit).await {
+    let raw = match body::read_limited(incoming, limit, gw.config.client_body_timeout).await {
         Ok(raw) => raw,
-        Err(body::ReadBodyError::TooLarge { limit }) => {
-            let message = format!("The request body is larger than {limit} bytes.");
-            return native_error(service, StatusCode::PAYLOAD_TOO_LARGE, &message);
-        }
-        Err(body::ReadBodyError::Broken(_)) => {
-            return native_error(
-                service,
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read.",
-            )
-        }
+        Err(e) => return body_refused(service, &e),
     };
     // In flight from here on, if no switch froze writes or finished meanwhile.
     let accept = parts
@@ -871,6 +861,30 @@ pub(crate) fn native_error(
     fault::error_response(service, status, message).map(body::full)
 }
 
+/// The answer to a request body the gateway could not read: 413 beyond the limit, 408
+/// when the client stopped sending it (the connection then closes: the rest is unread),
+/// 400 when it broke off.
+fn body_refused(service: Service, e: &body::ReadBodyError) -> Response<ProxyBody> {
+    match e {
+        body::ReadBodyError::TooLarge { limit } => {
+            let message = format!("The request body is larger than {limit} bytes.");
+            native_error(service, StatusCode::PAYLOAD_TOO_LARGE, &message)
+        }
+        body::ReadBodyError::Stalled { idle } => {
+            let message = format!(
+                "The request body stopped arriving: nothing for {} s.",
+                idle.as_secs_f64()
+            );
+            native_error(service, StatusCode::REQUEST_TIMEOUT, &message)
+        }
+        body::ReadBodyError::Broken(_) => native_error(
+            service,
+            StatusCode::BAD_REQUEST,
+            "The request body could not be read.",
+        ),
+    }
+}
+
 /// 405 for `CONNECT`, with the methods the OpenStack APIs serve.
 fn connect_refused(service: Service) -> Response<ProxyBody> {
     let mut resp = native_error(
@@ -1263,23 +1277,10 @@ async fn stable_auth_body(
     parts: &mut http::request::Parts,
     incoming: Incoming,
 ) -> Result<ProxyBody, Response<ProxyBody>> {
-    let raw = match body::read_limited(incoming, gw.config.max_body_bytes).await {
+    let limit = gw.config.max_body_bytes;
+    let raw = match body::read_limited(incoming, limit, gw.config.client_body_timeout).await {
         Ok(raw) => raw,
-        Err(body::ReadBodyError::TooLarge { limit }) => {
-            let message = format!("The request body is larger than {limit} bytes.");
-            return Err(native_error(
-                Service::Identity,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &message,
-            ));
-        }
-        Err(body::ReadBodyError::Broken(_)) => {
-            return Err(native_error(
-                Service::Identity,
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read.",
-            ))
-        }
+        Err(e) => return Err(body_refused(Service::Identity, &e)),
     };
     let Ok(mut json) = serde_json::from_slice::<Value>(&raw) else {
         return Ok(body::full(raw));

@@ -245,10 +245,13 @@ impl UpstreamClient {
         let request_timeout = self.pool.request_timeout;
         let resp = self.send(req).await?;
         let (parts, body) = resp.into_parts();
-        let bytes = tokio::time::timeout(request_timeout, crate::body::read_limited(body, limit))
-            .await
-            .map_err(|_| UpstreamError::Timeout(request_timeout))?
-            .map_err(|e| UpstreamError::Reset(e.to_string()))?;
+        let bytes = tokio::time::timeout(
+            request_timeout,
+            crate::body::read_limited(body, limit, request_timeout),
+        )
+        .await
+        .map_err(|_| UpstreamError::Timeout(request_timeout))?
+        .map_err(|e| UpstreamError::Reset(e.to_string()))?;
         Ok((parts, bytes))
     }
 }

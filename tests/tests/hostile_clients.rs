@@ -1,6 +1,6 @@
 //! Broken and hostile clients on a gateway listener: bytes that are not HTTP, heads that
-//! break the grammar or its limits, bodies whose framing is ambiguous, cut short or
-//! malformed, targets that name another host. Each gets a 4xx or a closed connection and
+//! break the grammar or its limits, bodies whose framing is ambiguous, cut short, stalled
+//! or malformed, targets that name another host. Each gets a 4xx or a closed connection and
 //! reaches no upstream; a change whose body never arrived whole is not made; the gateway
 //! neither panics nor connects anywhere but its configured upstreams, and answers the next
 //! client as before.
@@ -125,7 +125,20 @@ async fn keypair_names(base_url: &str, token: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing() {
     count_panics();
-    let bed = TestBed::start().await.expect("test bed");
+    // A short body timeout, for the stalled body below.
+    let bed = TestBed::start_with(|config| {
+        config.replacen(
+            "[gateway]\n",
+            "[gateway]\nclient_body_timeout = \"2s\"\n",
+            1,
+        )
+    })
+    .await
+    .expect("test bed");
+    assert_eq!(
+        bed.gateway.config.client_body_timeout,
+        Duration::from_secs(2)
+    );
     let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
     let token = client.token.clone().expect("a token");
     let compute = bed.gateway_url("compute");
@@ -289,6 +302,37 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
             .expect("{fault: {...}}");
         assert_eq!(fault["code"], status, "{text}");
     }
+
+    // A change whose body stops coming (the client keeps the connection open): 408 in
+    // Nova's format once the body timeout passes, the connection closes, nothing reached
+    // the upstream.
+    bed.primary.requests().clear();
+    let stalled = create(
+        &format!("content-length: {}\r\n", keypair.len()),
+        &keypair[..keypair.len() / 2],
+    );
+    let mut sock = TcpStream::connect(compute.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    sock.write_all(&stalled).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(EXCHANGE_TIMEOUT, sock.read_to_end(&mut got))
+        .await
+        .expect("the gateway ends a stalled body")
+        .expect("read");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body: Value = serde_json::from_str(body).expect("a JSON body");
+    let fault = body.as_object().and_then(|o| o.values().next());
+    assert_eq!(fault.map(|f| &f["code"]), Some(&Value::from(408)), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(bed.primary.requests().of(Service::Compute).is_empty());
 
     // A body framed by both Content-Length and Transfer-Encoding (a smuggling attempt):
     // whatever the gateway makes of the first request, the bytes after it are never read
