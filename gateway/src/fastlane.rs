@@ -63,7 +63,7 @@ use crate::stack::{self, ConnInfo, ServiceRoute};
 use crate::upstream::{HostRef, RawConn, UpstreamError};
 
 /// Header lines a request or response may carry on the lane (hyper's default is 100;
-/// a request with more goes to hyper, a response with more is retried there).
+/// a request with more is refused with 431, a response with more is retried by hyper).
 const MAX_HEADERS: usize = 100;
 /// The largest head the lane reads: a larger request head is refused (431), a larger
 /// upstream response head fails as a broken upstream would.
