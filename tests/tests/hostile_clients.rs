@@ -225,8 +225,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
             ),
         ),
         ("a chunked body cut short by the client".into(), {
-            let body = format!("{:x}\r\n", keypair.len() + 100).into_bytes();
-            let mut body = body;
+            let mut body = format!("{:x}\r\n", keypair.len() + 100).into_bytes();
             body.extend_from_slice(keypair);
             create("transfer-encoding: chunked\r\n", &body)
         }),
