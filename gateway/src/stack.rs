@@ -290,10 +290,6 @@ pub async fn handle(
     // waits for it). A protected change is admitted once its body is read
     // (`protected_change`): a client slow to send it holds up no switch.
     let _in_flight = if op.action.is_mutating() && tenant_ctx.is_none() {
-        let accept = parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
         match fo.admit_write(&op, accept, site) {
             Ok(tracked) => Some(tracked),
             Err(frozen) => return finish(&gw, service, action, &req_id, (*frozen).map(body::full)),
@@ -451,8 +447,12 @@ async fn protected_change(
     let accept = parts
         .headers
         .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let _in_flight = match change.fo.admit_write(change.op, accept, change.site) {
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let _in_flight = match change
+        .fo
+        .admit_write(change.op, accept.as_deref(), change.site)
+    {
         Ok(tracked) => tracked,
         Err(frozen) => return (*frozen).map(body::full),
     };
@@ -478,11 +478,6 @@ async fn protected_change(
     if op.action == Action::Action && op.action_name.is_none() {
         op.action_name = json.as_ref().and_then(services::action_name_from_body);
     }
-    let accept = parts
-        .headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let verdict = gw
         .policy
         .evaluate(EvalContext {
