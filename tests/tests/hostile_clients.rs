@@ -43,6 +43,20 @@ impl Seen {
     }
 }
 
+/// The JSON body of the one response in `text` (head and body as read).
+fn json_body(text: &str) -> Value {
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not a JSON body ({e}): {text}"))
+}
+
+/// The `code` of a fault in Nova's shape, `{"<fault name>": {"code": N, "message": ...}}`
+/// (null when the body has no such shape).
+fn fault_code(text: &str) -> Value {
+    let body = json_body(text);
+    let fault = body.as_object().and_then(|o| o.values().next());
+    fault.map_or(Value::Null, |f| f["code"].clone())
+}
+
 /// Sends `bytes` on a new connection to `base_url` and reads until the gateway closes it.
 /// A gateway that waits on for more (a head or a body cut short) sees the sending side end
 /// after a second.
@@ -111,10 +125,7 @@ async fn keypair_names(base_url: &str, token: &str) -> Vec<String> {
     );
     let seen = exchange(base_url, head.as_bytes()).await;
     assert_eq!(seen.statuses, [200], "{}", seen.text());
-    let text = seen.text();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let body: Value = serde_json::from_str(body).expect("JSON");
-    body["keypairs"]
+    json_body(&seen.text())["keypairs"]
         .as_array()
         .expect("keypairs")
         .iter()
@@ -293,13 +304,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
                 .contains(&extra_header.to_ascii_lowercase()),
             "{text}"
         );
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let body: Value = serde_json::from_str(body).expect("a JSON body");
-        let fault = body
-            .as_object()
-            .and_then(|o| o.values().next())
-            .expect("{fault: {...}}");
-        assert_eq!(fault["code"], status, "{text}");
+        assert_eq!(fault_code(&text), status, "{text}");
     }
 
     // A change whose body stops coming (the client keeps the connection open): 408 in
@@ -322,10 +327,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
         .expect("read");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let body: Value = serde_json::from_str(body).expect("a JSON body");
-    let fault = body.as_object().and_then(|o| o.values().next());
-    assert_eq!(fault.map(|f| &f["code"]), Some(&Value::from(408)), "{text}");
+    assert_eq!(fault_code(&text), 408, "{text}");
     assert!(
         started.elapsed() >= Duration::from_millis(1900),
         "{:?}",
