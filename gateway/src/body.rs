@@ -2,8 +2,14 @@
 //! gateway must look into.
 //!
 //! Every other body (image data, large lists) is streamed through untouched: hyper's
-//! `Incoming` is boxed, never collected, so backpressure reaches the slow side.
+//! `Incoming` is boxed, never collected, so backpressure reaches the slow side. A streamed
+//! request body is still watched for a sender that stops sending ([`stream_watched`]).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,6 +88,107 @@ where
     B::Error: Into<BoxError>,
 {
     body.map_err(Into::into).boxed_unsync()
+}
+
+/// Streams a request body the gateway does not read (image data) and ends it with an error
+/// once its sender has left the gateway waiting `idle` for the next piece (nginx's
+/// `client_body_timeout`, which bounds every body). The clock runs only while the gateway
+/// waits on the sender: an upstream slow to take the data (backpressure) stops it. The
+/// returned [`StallWatch`] tells the caller afterwards that the body stalled, so the client
+/// is told so (408) and the upstream is not blamed for the request it saw broken off.
+pub fn stream_watched<B>(body: B, idle: Duration) -> (ProxyBody, StallWatch)
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let watch = StallWatch {
+        idle,
+        stalled: Arc::new(AtomicBool::new(false)),
+    };
+    let watched = Watched {
+        inner: body,
+        idle,
+        waiting: false,
+        timer: None,
+        stalled: watch.stalled.clone(),
+    };
+    (watched.boxed_unsync(), watch)
+}
+
+/// Whether a body given to [`stream_watched`] stalled.
+#[derive(Debug)]
+pub struct StallWatch {
+    idle: Duration,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallWatch {
+    /// The idle time the body exceeded, if it stalled.
+    pub fn stalled(&self) -> Option<Duration> {
+        self.stalled.load(Ordering::Acquire).then_some(self.idle)
+    }
+}
+
+/// The error a stalled [`stream_watched`] body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body data for {0:?}")]
+pub struct BodyStalled(pub Duration);
+
+/// See [`stream_watched`].
+struct Watched<B> {
+    inner: B,
+    idle: Duration,
+    /// Whether the gateway is waiting on the sender: set at the first `Pending` after a
+    /// piece (which starts `timer`), cleared by the next piece.
+    waiting: bool,
+    /// When the wait becomes a stall; made at the first wait and reset at each one after.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Arc<AtomicBool>,
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        let stall_at = tokio::time::Instant::now() + this.idle;
+        let timer = match (&mut this.timer, this.waiting) {
+            (Some(timer), true) => timer,
+            (Some(timer), false) => {
+                timer.as_mut().reset(stall_at);
+                timer
+            }
+            (timer @ None, _) => timer.insert(Box::pin(tokio::time::sleep_until(stall_at))),
+        };
+        this.waiting = true;
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                this.stalled.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(Box::new(BodyStalled(this.idle)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Why a body could not be read.
@@ -212,5 +319,65 @@ mod tests {
             rx.poll_recv(cx)
         }));
         assert_eq!(&read_limited(body, 100, idle).await.unwrap()[..], b"abcdef");
+    }
+
+    /// A body fed by hand: the sender half, and the body.
+    fn hand_fed() -> (
+        tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, BoxError>>,
+        impl Body<Data = Bytes, Error = BoxError> + Unpin + Send + 'static,
+    ) {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(4);
+        let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        }));
+        (tx, body)
+    }
+
+    fn piece(s: &'static str) -> Result<http_body::Frame<Bytes>, BoxError> {
+        Ok(http_body::Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streamed_body_that_stops_coming_ends_in_an_error_the_watch_reports() {
+        let idle = Duration::from_secs(5);
+        let (tx, body) = hand_fed();
+        tx.send(piece("ab")).await.unwrap();
+        let (mut body, watch) = stream_watched(body, idle);
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ab");
+        // The next piece never comes (the sender stays connected).
+        let started = tokio::time::Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(started.elapsed(), idle);
+        assert!(err.downcast_ref::<BodyStalled>().is_some(), "{err}");
+        assert_eq!(watch.stalled(), Some(idle));
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streamed_body_is_timed_only_while_the_gateway_waits_on_its_sender() {
+        let idle = Duration::from_secs(5);
+        let (tx, body) = hand_fed();
+        let (mut body, watch) = stream_watched(body, idle);
+        // Slow pieces, each within the idle time, pass.
+        tokio::spawn(async move {
+            for p in ["ab", "cd"] {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                tx.send(piece(p)).await.unwrap();
+            }
+            // The third waits in the channel while the reader stalls (an upstream slow
+            // to take the data): longer than `idle`, and no stall.
+            tx.send(piece("ef")).await.unwrap();
+        });
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
+        }
+        tokio::time::sleep(idle * 3).await;
+        got.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
+        assert!(body.frame().await.is_none(), "the sender is done");
+        assert_eq!(got, b"abcdef");
+        assert_eq!(watch.stalled(), None);
     }
 }

@@ -292,8 +292,8 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// How long a Gold (sync) change may wait for the recovery site's apply.
     pub gold_timeout: Duration,
-    /// The longest pause between two pieces of a request body the gateway reads (a
-    /// protected change's JSON); beyond it the client gets 408.
+    /// The longest pause between two pieces of a request body, read (a protected change's
+    /// JSON) or streamed (image data); beyond it the client gets 408.
     pub client_body_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,

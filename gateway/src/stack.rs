@@ -339,6 +339,7 @@ pub async fn handle(
         let resp = Box::pin(protected_change(&gw, change, parts, incoming)).await;
         return finish(&gw, service, action, &req_id, resp);
     }
+    let mut stall_watch = None;
     let upstream_body = if gw.stable_ids.armed()
         && op.resource == ResourceType::Token
         && op.action == Action::Create
@@ -348,13 +349,29 @@ pub async fn handle(
             Ok(b) => b,
             Err(resp) => return finish(&gw, service, action, &req_id, resp),
         }
-    } else {
+    } else if http_body::Body::is_end_stream(&incoming) {
         body::stream(incoming)
+    } else {
+        let (streamed, watch) = body::stream_watched(incoming, gw.config.client_body_timeout);
+        stall_watch = Some(watch);
+        streamed
     };
     let upstream_req = Request::from_parts(parts, upstream_body);
-    let resp = match send_upstream(&gw, service, site, &req_id, upstream_req).await {
+    let sent = send_upstream(&gw, service, site, upstream_req);
+    let resp = match sent.await {
         Ok(resp) => resp,
-        Err(resp) => return finish(&gw, service, action, &req_id, resp),
+        Err(e) => {
+            let resp = match stall_watch.as_ref().and_then(body::StallWatch::stalled) {
+                // The client stopped sending, not the upstream answering: the upstream saw
+                // the request broken off (and keeps nothing of it).
+                Some(idle) => {
+                    tracing::info!(service = service.as_str(), request_id = ?req_id, "request body stalled");
+                    body_refused(service, &body::ReadBodyError::Stalled { idle })
+                }
+                None => upstream_failure(&gw, service, site, &req_id, &e),
+            };
+            return finish(&gw, service, action, &req_id, resp);
+        }
     };
 
     // 4. response rewrite
@@ -374,24 +391,32 @@ pub async fn handle(
     finish(&gw, service, action, &req_id, resp)
 }
 
-/// Sends a request to the active site; upstream failures become native 502/504 answers.
+/// Sends a request to the active site, timing it.
 async fn send_upstream(
+    gw: &Gateway,
+    service: Service,
+    site: SiteName,
+    req: Request<ProxyBody>,
+) -> Result<Response<UpstreamBody>, crate::upstream::UpstreamError> {
+    let sent = Instant::now();
+    let resp = gw.client(site).send(req).await?;
+    gw.metrics
+        .proxy
+        .observe_upstream(service, site, sent.elapsed().as_secs_f64());
+    Ok(resp)
+}
+
+/// [`send_upstream`], with failures answered in the service's native format (502/504).
+async fn send_upstream_or_fail(
     gw: &Gateway,
     service: Service,
     site: SiteName,
     req_id: &HeaderValue,
     req: Request<ProxyBody>,
 ) -> Result<Response<UpstreamBody>, Response<ProxyBody>> {
-    let sent = Instant::now();
-    match gw.client(site).send(req).await {
-        Ok(resp) => {
-            gw.metrics
-                .proxy
-                .observe_upstream(service, site, sent.elapsed().as_secs_f64());
-            Ok(resp)
-        }
-        Err(e) => Err(upstream_failure(gw, service, site, req_id, &e)),
-    }
+    send_upstream(gw, service, site, req)
+        .await
+        .map_err(|e| upstream_failure(gw, service, site, req_id, &e))
 }
 
 /// Counts and logs a failed upstream call, and answers it: 504 for a timeout, else 502,
@@ -503,7 +528,7 @@ async fn protected_change(
     else {
         // Not a change the policy covers: forward the body as it came.
         let req = Request::from_parts(parts, body::full(raw));
-        return match send_upstream(gw, service, change.site, change.req_id, req).await {
+        return match send_upstream_or_fail(gw, service, change.site, change.req_id, req).await {
             Ok(resp) => rewrite_response(gw, &op, None, resp).await,
             Err(resp) => resp,
         };
@@ -520,7 +545,7 @@ async fn protected_change(
     let query = parts.uri.query().map(str::to_string);
     let microversion = microversion(&parts.headers).map(str::to_string);
     let req = Request::from_parts(parts, body::full(outbound));
-    let resp = match send_upstream(gw, service, change.site, change.req_id, req).await {
+    let resp = match send_upstream_or_fail(gw, service, change.site, change.req_id, req).await {
         Ok(resp) => resp,
         Err(resp) => return resp,
     };

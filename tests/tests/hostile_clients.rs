@@ -57,6 +57,26 @@ fn fault_code(text: &str) -> Value {
     fault.map_or(Value::Null, |f| f["code"].clone())
 }
 
+/// Sends `bytes` (a request whose body stops short) on a new connection to `base_url`,
+/// keeps the connection open, and reads until the gateway closes it: what it answered, and
+/// how long after the bytes were sent.
+async fn stalled_exchange(base_url: &str, bytes: &[u8]) -> (String, Duration) {
+    let mut sock = TcpStream::connect(base_url.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    sock.write_all(bytes).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(EXCHANGE_TIMEOUT, sock.read_to_end(&mut got))
+        .await
+        .expect("the gateway ends a stalled body")
+        .expect("read");
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
 /// Sends `bytes` on a new connection to `base_url` and reads until the gateway closes it.
 /// A gateway that waits on for more (a head or a body cut short) sees the sending side end
 /// after a second.
@@ -315,24 +335,10 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
         &format!("content-length: {}\r\n", keypair.len()),
         &keypair[..keypair.len() / 2],
     );
-    let mut sock = TcpStream::connect(compute.trim_start_matches("http://"))
-        .await
-        .expect("connect");
-    sock.write_all(&stalled).await.expect("write");
-    let started = std::time::Instant::now();
-    let mut got = Vec::new();
-    tokio::time::timeout(EXCHANGE_TIMEOUT, sock.read_to_end(&mut got))
-        .await
-        .expect("the gateway ends a stalled body")
-        .expect("read");
-    let text = String::from_utf8_lossy(&got);
+    let (text, waited) = stalled_exchange(&compute, &stalled).await;
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
     assert_eq!(fault_code(&text), 408, "{text}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(1900),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
     assert!(bed.primary.requests().of(Service::Compute).is_empty());
 
     // A body framed by both Content-Length and Transfer-Encoding (a smuggling attempt):
@@ -371,5 +377,63 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
     );
     assert_eq!(keypair_names(&compute, &token).await, keypairs_before);
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_upload_that_stops_coming_is_ended_with_408_and_the_image_stays_empty() {
+    let bed = TestBed::start_with(|config| {
+        config.replacen(
+            "[gateway]\n",
+            "[gateway]\nclient_body_timeout = \"2s\"\n",
+            1,
+        )
+    })
+    .await
+    .expect("test bed");
+    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    let token = client.token.clone().expect("a token");
+    let image = bed.gateway_url("image");
+    let create = br#"{"name": "stalled", "disk_format": "raw", "container_format": "bare"}"#;
+    let mut req = format!(
+        "POST /v2/images HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        create.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(create);
+    let seen = exchange(&image, &req).await;
+    assert_eq!(seen.statuses, [201], "{}", seen.text());
+    let id = json_body(&seen.text())["id"]
+        .as_str()
+        .expect("an image id")
+        .to_string();
+
+    // Image data streams to the upstream as it comes; here 64 KiB of a declared MiB, then
+    // nothing while the client keeps the connection open.
+    let mut upload = format!(
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        1 << 20
+    )
+    .into_bytes();
+    upload.extend(std::iter::repeat_n(b'x', 64 << 10));
+    let (text, waited) = stalled_exchange(&image, &upload).await;
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert_eq!(json_body(&text)["code"], "408 Request Timeout", "{text}");
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    let put = bed
+        .primary
+        .requests()
+        .matching("PUT", &format!("/v2/images/{id}/file"));
+    assert_eq!(put.len(), 1, "the upload streamed to the upstream");
+
+    // The upstream saw the upload broken off: the image has no data and can take it again.
+    let show = format!(
+        "GET /v2/images/{id} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\nconnection: close\r\n\r\n"
+    );
+    let seen = exchange(&image, show.as_bytes()).await;
+    assert_eq!(seen.statuses, [200], "{}", seen.text());
+    let shown = json_body(&seen.text());
+    assert_eq!(shown["status"], "queued", "{shown}");
+    assert_eq!(shown["size"], Value::Null, "{shown}");
     bed.stop().await;
 }
