@@ -227,6 +227,7 @@ struct RawGateway {
     policy_file: Option<PathBuf>,
     gold_timeout: Option<String>,
     client_body_timeout: Option<String>,
+    client_send_timeout: Option<String>,
     http1_fast_lane: Option<bool>,
 }
 
@@ -295,6 +296,9 @@ pub struct Config {
     /// The longest pause between two pieces of a request body, read (a protected change's
     /// JSON) or streamed (image data); beyond it the client gets 408.
     pub client_body_timeout: Duration,
+    /// How long a client may take nothing the gateway writes to it (a download it stopped
+    /// reading) before its connection closes.
+    pub client_send_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,
     pub recovery: SiteConfig,
@@ -486,6 +490,12 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         errors,
         "gateway.client_body_timeout",
         g.client_body_timeout.as_deref(),
+        Duration::from_secs(60),
+    );
+    let client_send_timeout = duration(
+        errors,
+        "gateway.client_send_timeout",
+        g.client_send_timeout.as_deref(),
         Duration::from_secs(60),
     );
     let upstream = UpstreamConfig {
@@ -705,6 +715,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         policy_file,
         gold_timeout,
         client_body_timeout,
+        client_send_timeout,
         upstream,
         primary,
         recovery,
@@ -757,6 +768,7 @@ public_url = "http://gw.example.com:8774"
         assert_eq!(cfg.catalog_mode, CatalogMode::Routed);
         assert_eq!(cfg.max_body_bytes, 65536);
         assert_eq!(cfg.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.client_send_timeout, Duration::from_secs(60));
         let compute = cfg.service_listener(Service::Compute).unwrap();
         assert_eq!(compute.prefix, "");
         assert_eq!(compute.public_url, "http://gw.example.com:8774");

@@ -22,6 +22,7 @@ pub mod operation;
 pub mod policy;
 pub mod rewrite;
 pub mod sandbox;
+pub mod send_timeout;
 pub mod server;
 pub mod services;
 pub mod stack;

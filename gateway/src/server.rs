@@ -29,6 +29,7 @@ use crate::failover::FailoverController;
 use crate::fastlane;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::send_timeout::SendTimeout;
 use crate::stack::{self, ConnInfo, ServiceRoute};
 
 /// Why the gateway could not start.
@@ -490,6 +491,7 @@ async fn accept_loop(
         };
         connections.inc();
         let _ = stream.set_nodelay(true);
+        let stream = SendTimeout::new(stream, gw.config.client_send_timeout);
         let gw = gw.clone();
         let fo = fo.clone();
         let routes = l.routes.clone();

@@ -380,12 +380,36 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
     bed.stop().await;
 }
 
+/// Creates an image record through the gateway's Glance at `image`; its ID.
+async fn create_image(image: &str, token: &str, name: &str) -> String {
+    let create =
+        format!(r#"{{"name": "{name}", "disk_format": "raw", "container_format": "bare"}}"#);
+    let req = format!(
+        "POST /v2/images HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{create}",
+        create.len()
+    );
+    let seen = exchange(image, req.as_bytes()).await;
+    assert_eq!(seen.statuses, [201], "{}", seen.text());
+    json_body(&seen.text())["id"]
+        .as_str()
+        .expect("an image id")
+        .to_string()
+}
+
+/// The head of an image data upload of `len` bytes.
+fn upload_head(id: &str, token: &str, len: usize) -> Vec<u8> {
+    format!(
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_upload_that_stops_coming_is_ended_with_408_and_the_image_stays_empty() {
+async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing() {
     let bed = TestBed::start_with(|config| {
         config.replacen(
             "[gateway]\n",
-            "[gateway]\nclient_body_timeout = \"2s\"\n",
+            "[gateway]\nclient_body_timeout = \"2s\"\nclient_send_timeout = \"2s\"\n",
             1,
         )
     })
@@ -394,27 +418,12 @@ async fn an_image_upload_that_stops_coming_is_ended_with_408_and_the_image_stays
     let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
     let token = client.token.clone().expect("a token");
     let image = bed.gateway_url("image");
-    let create = br#"{"name": "stalled", "disk_format": "raw", "container_format": "bare"}"#;
-    let mut req = format!(
-        "POST /v2/images HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        create.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(create);
-    let seen = exchange(&image, &req).await;
-    assert_eq!(seen.statuses, [201], "{}", seen.text());
-    let id = json_body(&seen.text())["id"]
-        .as_str()
-        .expect("an image id")
-        .to_string();
 
-    // Image data streams to the upstream as it comes; here 64 KiB of a declared MiB, then
-    // nothing while the client keeps the connection open.
-    let mut upload = format!(
-        "PUT /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
-        1 << 20
-    )
-    .into_bytes();
+    // An upload: image data streams to the upstream as it comes; here 64 KiB of a declared
+    // MiB, then nothing while the client keeps the connection open. 408 in Glance's
+    // format once the body timeout passes.
+    let id = create_image(&image, &token, "stalled-upload").await;
+    let mut upload = upload_head(&id, &token, 1 << 20);
     upload.extend(std::iter::repeat_n(b'x', 64 << 10));
     let (text, waited) = stalled_exchange(&image, &upload).await;
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
@@ -425,15 +434,64 @@ async fn an_image_upload_that_stops_coming_is_ended_with_408_and_the_image_stays
         .requests()
         .matching("PUT", &format!("/v2/images/{id}/file"));
     assert_eq!(put.len(), 1, "the upload streamed to the upstream");
-
     // The upstream saw the upload broken off: the image has no data and can take it again.
-    let show = format!(
-        "GET /v2/images/{id} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\nconnection: close\r\n\r\n"
-    );
-    let seen = exchange(&image, show.as_bytes()).await;
+    let show = |id: &str| {
+        format!(
+            "GET /v2/images/{id} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\nconnection: close\r\n\r\n"
+        )
+    };
+    let seen = exchange(&image, show(&id).as_bytes()).await;
     assert_eq!(seen.statuses, [200], "{}", seen.text());
     let shown = json_body(&seen.text());
     assert_eq!(shown["status"], "queued", "{shown}");
     assert_eq!(shown["size"], Value::Null, "{shown}");
+
+    // A download the client stops reading: 48 MiB, more than the sockets between the
+    // upstream and the client hold, so the gateway's writes block. Once they have been
+    // blocked for the send timeout the gateway closes the connection: the client never
+    // gets the rest.
+    const SIZE: usize = 48 << 20;
+    let id = create_image(&image, &token, "stalled-download").await;
+    let mut upload = upload_head(&id, &token, SIZE);
+    upload.extend(std::iter::repeat_n(b'd', SIZE));
+    let seen = exchange(&image, &upload).await;
+    assert_eq!(seen.statuses, [204], "{}", seen.text());
+    let download = |extra: &str| {
+        format!(
+            "GET /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\n{extra}\r\n"
+        )
+    };
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let addr = image
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let mut sock = socket.connect(addr).await.expect("connect");
+    sock.write_all(download("").as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    let read_all = async {
+        // To the end, or to a reset: what the gateway had written before it closed.
+        while let Ok(n @ 1..) = sock.read(&mut chunk).await {
+            got += n;
+        }
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, read_all)
+        .await
+        .expect("the connection ends");
+    assert!(
+        got < SIZE,
+        "the client got all {got} bytes after stopping for 5 s"
+    );
+
+    // A client that reads gets the whole image.
+    let seen = exchange(&image, download("connection: close\r\n").as_bytes()).await;
+    assert_eq!(seen.statuses, [200]);
+    assert!(seen.bytes.len() > SIZE, "{} bytes", seen.bytes.len());
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
     bed.stop().await;
 }
