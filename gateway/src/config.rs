@@ -264,7 +264,8 @@ pub enum CatalogMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
-    /// Time allowed until the upstream's response headers arrive.
+    /// Time allowed until the upstream's response headers arrive once the request is sent,
+    /// and for a write to the upstream to make progress while it is being sent.
     pub request_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,

@@ -49,6 +49,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::body::{self, ProxyBody};
 use crate::config::{SiteConfig, UpstreamConfig};
+use crate::send_timeout::SendTimeout;
 use bytes::Bytes;
 use http_body::Body as _;
 
@@ -593,6 +594,9 @@ impl Pool {
             ));
         };
         let _ = tcp.set_nodelay(true);
+        // An upstream that stops taking a request (a hung service under a streamed
+        // upload) fails it after the request timeout, as nginx's `proxy_send_timeout`.
+        let tcp = SendTimeout::new(tcp, self.request_timeout);
         if !https {
             return Ok(UpstreamIo::Plain(tcp));
         }
@@ -608,8 +612,8 @@ impl Pool {
 
 /// The byte stream of an upstream connection: plain TCP or TLS over it.
 pub enum UpstreamIo {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(SendTimeout<TcpStream>),
+    Tls(Box<tokio_rustls::client::TlsStream<SendTimeout<TcpStream>>>),
 }
 
 impl tokio::io::AsyncRead for UpstreamIo {
@@ -792,6 +796,9 @@ impl Conn {
                 Poll::Ready(Ok(resp)) => Poll::Ready(Ok(resp)),
                 Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
                     Some(unsent) => Failed::Unsent(Box::new(unsent), e.into_error()),
+                    None if send_timed_out(e.error()) => {
+                        Failed::Sent(UpstreamError::Timeout(deadline.timeout))
+                    }
                     None => Failed::Sent(UpstreamError::Reset(error_chain(e.error()))),
                 })),
                 // Cannot happen (an ended connection fails its requests), but never hang.
@@ -991,6 +998,21 @@ fn rustls_native_certs_or_empty() -> Vec<rustls::pki_types::CertificateDer<'stat
     // The platform trust store, for sites without their own CA bundle.
     let result = rustls_native_certs::load_native_certs();
     result.certs
+}
+
+/// Whether `e` comes from a write the upstream left blocked for the request timeout (see
+/// [`SendTimeout`]).
+fn send_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The error and its sources, on one line.

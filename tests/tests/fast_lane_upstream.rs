@@ -1,7 +1,7 @@
 //! The fast lane against upstreams that do what real ones sometimes do: answer chunked,
 //! close a keep-alive connection after an answer without saying so, put their own URL in
-//! a body or a `Location`, stream a large non-JSON body, or take longer than the request
-//! timeout. The primary site's image service is a small scripted HTTP/1.1 server here;
+//! a body or a `Location`, stream a large non-JSON body, take longer than the request
+//! timeout, or stop taking an upload. The primary site's image service is a small scripted HTTP/1.1 server here;
 //! every other service is the simulator's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +64,11 @@ async fn scripted_upstream(listener: TcpListener, seen: Arc<Seen>) {
                         b"",
                     ),
                     "octets" => answer(200, "application/octet-stream", &[], &octets()),
+                    // Takes the head and nothing more: an upstream hung under an upload.
+                    "hang" => {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
                     "slow" => {
                         tokio::time::sleep(Duration::from_secs(4)).await;
                         answer(200, json, &[], b"{}")
@@ -205,6 +210,40 @@ async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
     assert!(slow.header("x-openstack-request-id").is_some());
     let again = get(&mut sock, &mut buf, "/v2/images").await;
     assert_eq!(again.status, 200);
+
+    // An upload the upstream stops taking (it read the head, then hung): once the
+    // gateway's writes to it have been blocked for the request timeout, 504 in Glance's
+    // format; the client's own pace is not what failed.
+    const SIZE: usize = 48 << 20;
+    let upload = TcpStream::connect(gateway.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let (mut from_gateway, mut to_gateway) = upload.into_split();
+    let head = format!(
+        "PUT /v2/images/abc/file?mode=hang HTTP/1.1\r\nhost: drgw.test\r\ncontent-type: application/octet-stream\r\ncontent-length: {SIZE}\r\n\r\n"
+    );
+    to_gateway.write_all(head.as_bytes()).await.expect("write");
+    let sending = tokio::spawn(async move {
+        // Blocks once the upstream's socket is full; fails once the gateway gives up.
+        let _ = to_gateway.write_all(&vec![b'u'; SIZE]).await;
+        to_gateway
+    });
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        read_head(&mut from_gateway, &mut buf),
+    )
+    .await
+    .expect("the gateway answers a hung upload")
+    .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 504 "), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    sending.abort();
 
     bed.stop().await;
 }
