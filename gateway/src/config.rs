@@ -228,6 +228,7 @@ struct RawGateway {
     gold_timeout: Option<String>,
     client_body_timeout: Option<String>,
     client_send_timeout: Option<String>,
+    client_header_timeout: Option<String>,
     http1_fast_lane: Option<bool>,
 }
 
@@ -300,6 +301,9 @@ pub struct Config {
     /// How long a client may take nothing the gateway writes to it (a download it stopped
     /// reading) before its connection closes.
     pub client_send_timeout: Duration,
+    /// How long a client may take to send a request head, the idle time before it on a
+    /// kept-alive connection included, and to complete a TLS handshake.
+    pub client_header_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,
     pub recovery: SiteConfig,
@@ -498,6 +502,12 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         "gateway.client_send_timeout",
         g.client_send_timeout.as_deref(),
         Duration::from_secs(60),
+    );
+    let client_header_timeout = duration(
+        errors,
+        "gateway.client_header_timeout",
+        g.client_header_timeout.as_deref(),
+        Duration::from_secs(30),
     );
     let upstream = UpstreamConfig {
         connect_timeout: duration(
@@ -717,6 +727,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         gold_timeout,
         client_body_timeout,
         client_send_timeout,
+        client_header_timeout,
         upstream,
         primary,
         recovery,
@@ -770,6 +781,7 @@ public_url = "http://gw.example.com:8774"
         assert_eq!(cfg.max_body_bytes, 65536);
         assert_eq!(cfg.client_body_timeout, Duration::from_secs(60));
         assert_eq!(cfg.client_send_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.client_header_timeout, Duration::from_secs(30));
         let compute = cfg.service_listener(Service::Compute).unwrap();
         assert_eq!(compute.prefix, "");
         assert_eq!(compute.public_url, "http://gw.example.com:8774");

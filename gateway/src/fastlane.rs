@@ -39,7 +39,6 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::Scheme;
@@ -68,9 +67,6 @@ const MAX_HEADERS: usize = 100;
 /// The largest head the lane reads: a larger request head is refused (431), a larger
 /// upstream response head fails as a broken upstream would.
 const MAX_HEAD_BYTES: usize = stack::MAX_REQUEST_HEAD;
-/// How long a client may take to send the next request head, idle time included
-/// (hyper's `header_read_timeout`, which it also starts as soon as a connection is idle).
-const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first bytes of an HTTP/2 connection with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -176,7 +172,9 @@ impl LaneConn {
     where
         IO: AsyncRead + Unpin,
     {
-        let deadline = Instant::now() + HEAD_READ_TIMEOUT;
+        // `client_header_timeout`, idle time included: hyper's `header_read_timeout`, which
+        // it also starts as soon as a connection is idle.
+        let deadline = Instant::now() + self.lane.gw.config.client_header_timeout;
         loop {
             // The first bytes of a connection may be HTTP/2's preface: wait until they
             // are all there, or until they stop matching it.

@@ -471,7 +471,8 @@ async fn accept_loop(
         b.http1()
             .keep_alive(true)
             .max_buf_size(stack::MAX_REQUEST_HEAD)
-            .timer(hyper_util::rt::TokioTimer::new());
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(gw.config.client_header_timeout);
         b.http2()
             .max_header_list_size(stack::MAX_REQUEST_HEAD as u32)
             .timer(hyper_util::rt::TokioTimer::new());
@@ -499,6 +500,7 @@ async fn accept_loop(
         let tls = l.tls.clone();
         let watcher = graceful.watcher();
         let fast_lane = gw.config.http1_fast_lane;
+        let handshake_timeout = gw.config.client_header_timeout;
         let lane_stop = stop.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
@@ -530,23 +532,29 @@ async fn accept_loop(
                 )
             });
             match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    // HTTP/1.1 over TLS takes the fast lane too; h2 goes to hyper.
-                    Ok(tls_stream)
-                        if fast_lane && tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") =>
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                     {
-                        fastlane::serve(tls_stream, lane(watcher)).await
-                    }
-                    Ok(tls_stream) => {
-                        let conn = builder
-                            .serve_connection(TokioIo::new(tls_stream), svc)
-                            .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        // HTTP/1.1 over TLS takes the fast lane too; h2 goes to hyper.
+                        Ok(tls_stream)
+                            if fast_lane
+                                && tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") =>
+                        {
+                            fastlane::serve(tls_stream, lane(watcher)).await
                         }
+                        Ok(tls_stream) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(tls_stream), svc)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                     }
-                    Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                },
+                }
                 None if fast_lane => fastlane::serve(stream, lane(watcher)).await,
                 None => {
                     let conn = builder

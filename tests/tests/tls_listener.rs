@@ -1,16 +1,20 @@
 //! A TLS listener: certificates from the `openssl` CLI (a test CA and a leaf for
 //! 127.0.0.1), the compute listener on TLS, clients that negotiate HTTP/1.1 (served by the
-//! fast lane and, for a change, the general path on the same connection) and h2 (hyper).
+//! fast lane and, for a change, the general path on the same connection) and h2 (hyper);
+//! clients that send nothing (before the TLS handshake or after it) or stop inside a head
+//! are disconnected.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use drgw_tests::http1::{get, request};
 use drgw_tests::testbed::TestBed;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -215,5 +219,69 @@ async fn http1_and_h2_are_served_over_tls() {
     let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(listed["flavors"].as_array().is_some_and(|f| !f.is_empty()));
 
+    bed.stop().await;
+}
+
+/// Reads from `sock` until the gateway closes it (EOF or reset); how long that took.
+async fn until_closed<S: AsyncRead + Unpin>(sock: &mut S) -> Duration {
+    let started = std::time::Instant::now();
+    let mut chunk = [0u8; 1024];
+    let closed = async {
+        if let Ok(n @ 1..) = sock.read(&mut chunk).await {
+            panic!("the gateway sent {n} bytes to a client that sent nothing");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("the gateway closes an idle connection");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_nothing_is_disconnected_after_the_header_timeout() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let (cert, key) = (certs.path().join("leaf.pem"), certs.path().join("leaf.key"));
+    let bed = TestBed::start_with(|text| {
+        let text = text.replacen(
+            "[gateway]\n",
+            "[gateway]\nclient_header_timeout = \"1s\"\n",
+            1,
+        );
+        let start = text.find("[listeners.compute]").expect("compute listener");
+        let end = start + text[start..].find("\n\n").expect("end of section");
+        format!(
+            "{}\ntls = {{ cert = \"{}\", key = \"{}\" }}{}",
+            &text[..end],
+            cert.display(),
+            key.display(),
+            &text[end..]
+        )
+    })
+    .await
+    .expect("test bed");
+    let port = bed.ports.compute;
+    let at_least = Duration::from_millis(900);
+
+    // No TLS handshake: a TCP connection that never sends its ClientHello.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let waited = until_closed(&mut silent).await;
+    assert!(waited >= at_least, "closed after {waited:?}");
+
+    // A handshake, then no request.
+    let mut tls = connect(&certs.path().join("ca.pem"), port, b"http/1.1").await;
+    let waited = until_closed(&mut tls).await;
+    assert!(waited >= at_least, "closed after {waited:?}");
+
+    // A plain listener (the fast lane): no request, then half of one.
+    let identity = bed.gateway_url("identity");
+    for sent in [&b""[..], b"GET /v3 HTTP/1.1\r\nhost: drgw"] {
+        let mut plain = TcpStream::connect(identity.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        plain.write_all(sent).await.unwrap();
+        let waited = until_closed(&mut plain).await;
+        assert!(waited >= at_least, "closed after {waited:?}");
+    }
     bed.stop().await;
 }
