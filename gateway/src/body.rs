@@ -5,16 +5,17 @@
 //! `Incoming` is boxed, never collected, so backpressure reaches the slow side. A streamed
 //! request body is still watched for a sender that stops sending ([`stream_watched`]).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+
+use crate::stall::StallTimer;
 
 /// Boxed error of any body in the gateway.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -107,9 +108,7 @@ where
     };
     let watched = Watched {
         inner: body,
-        idle,
-        waiting: false,
-        timer: None,
+        stall: StallTimer::new(idle),
         stalled: watch.stalled.clone(),
     };
     (watched.boxed_unsync(), watch)
@@ -137,12 +136,7 @@ pub struct BodyStalled(pub Duration);
 /// See [`stream_watched`].
 struct Watched<B> {
     inner: B,
-    idle: Duration,
-    /// Whether the gateway is waiting on the sender: set at the first `Pending` after a
-    /// piece (which starts `timer`), cleared by the next piece.
-    waiting: bool,
-    /// When the wait becomes a stall; made at the first wait and reset at each one after.
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: StallTimer,
     stalled: Arc<AtomicBool>,
 }
 
@@ -160,26 +154,12 @@ where
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.waiting = false;
+            this.stall.progressed();
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
-        let stall_at = tokio::time::Instant::now() + this.idle;
-        let timer = match (&mut this.timer, this.waiting) {
-            (Some(timer), true) => timer,
-            (Some(timer), false) => {
-                timer.as_mut().reset(stall_at);
-                timer
-            }
-            (timer @ None, _) => timer.insert(Box::pin(tokio::time::sleep_until(stall_at))),
-        };
-        this.waiting = true;
-        match timer.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
-                this.stalled.store(true, Ordering::Release);
-                Poll::Ready(Some(Err(Box::new(BodyStalled(this.idle)))))
-            }
-        }
+        ready!(this.stall.poll_waiting(cx));
+        this.stalled.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(Box::new(BodyStalled(this.stall.limit())))))
     }
 
     fn is_end_stream(&self) -> bool {

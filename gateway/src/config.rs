@@ -266,7 +266,8 @@ pub enum CatalogMode {
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response headers arrive once the request is sent,
-    /// and for a write to the upstream to make progress while it is being sent.
+    /// and for the upstream to make progress while taking the request or sending the body
+    /// of its answer.
     pub request_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,

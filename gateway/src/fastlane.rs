@@ -673,24 +673,23 @@ where
     }
     let limit = gw.response_buffer_limit();
     let action = op.action.as_str();
+    // How long the upstream may send nothing more of its body (nginx's proxy_read_timeout).
+    let stall_limit = client.request_timeout();
     if wants_body && body_len <= limit {
         // Read whole, scanned for upstream URLs.
         let total = head.len + body_len as usize;
         while conn.buf.len() < total {
             conn.buf.reserve(total - conn.buf.len());
-            match conn.io.read_buf(&mut conn.buf).await {
-                Ok(0) | Err(_) => {
-                    tracing::warn!("upstream response body broke off");
-                    let resp = stack::native_error(
-                        service,
-                        StatusCode::BAD_GATEWAY,
-                        "The upstream response broke off.",
-                    );
-                    let resp = stack::finish(gw, service, action, &req_id, resp);
-                    return write_response(io, resp, out).await;
-                }
-                Ok(_) => {}
-            }
+            let read = tokio::time::timeout(stall_limit, conn.io.read_buf(&mut conn.buf)).await;
+            let stopped = match read {
+                Ok(Ok(1..)) => continue,
+                Ok(Ok(0) | Err(_)) => false,
+                Err(_) => true,
+            };
+            tracing::warn!(stopped, "upstream response body did not come whole");
+            let resp = stack::upstream_body_failed(service, stopped);
+            let resp = stack::finish(gw, service, action, &req_id, resp);
+            return write_response(io, resp, out).await;
         }
         let body = &conn.buf[head.len..total];
         let rewriter = gw.rewriter();
@@ -739,12 +738,13 @@ where
     while left > 0 {
         conn.buf.clear();
         conn.buf.reserve(left.min(64 * 1024) as usize);
-        match conn.io.read_buf(&mut conn.buf).await {
-            Ok(0) | Err(_) => {
-                tracing::warn!("upstream response body broke off");
+        match tokio::time::timeout(stall_limit, conn.io.read_buf(&mut conn.buf)).await {
+            Ok(Ok(1..)) => {}
+            Ok(Ok(0) | Err(_)) | Err(_) => {
+                // The client has the head already: only a cut-short body can say so.
+                tracing::warn!("upstream response body broke off or stopped");
                 return Relayed::Done { keep_alive: false };
             }
-            Ok(_) => {}
         }
         let n = (conn.buf.len() as u64).min(left) as usize;
         if io.write_all(&conn.buf[..n]).await.is_err() {

@@ -26,6 +26,7 @@ pub mod send_timeout;
 pub mod server;
 pub mod services;
 pub mod stack;
+pub mod stall;
 pub mod state;
 pub mod token;
 pub mod upstream;

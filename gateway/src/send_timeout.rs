@@ -1,42 +1,38 @@
-//! The client send timeout: a client connection that takes nothing the gateway writes for
-//! `gateway.client_send_timeout` is closed (nginx's `send_timeout`).
+//! The send timeout: a connection that takes nothing the gateway writes for a bound is
+//! given up (nginx's `send_timeout` towards clients, `proxy_send_timeout` towards
+//! upstreams).
 //!
 //! A client that opens a download (image data, a long list) and then stops reading leaves
 //! the gateway's writes blocked on a full socket; backpressure holds the upstream's answer,
 //! and with it an upstream connection, for as long as the client stays connected. The
-//! gateway wraps every accepted socket (under TLS too) in [`SendTimeout`]: the clock runs
-//! only while a write is blocked, and any progress restarts it, so a slow reader is served
-//! at its own pace and only one that has stopped is cut off. The writer (hyper or the fast
-//! lane) then sees `TimedOut` and ends the connection, which drops the upstream answer and
-//! closes its connection.
+//! gateway wraps every accepted socket (under TLS too) in [`SendTimeout`] with
+//! `gateway.client_send_timeout`, and every upstream socket with `upstream.request_timeout`
+//! (an upstream hung under an upload). The clock runs only while a write is blocked
+//! ([`StallTimer`]), so a slow reader is served at its own pace and only one that has
+//! stopped is cut off. The writer (hyper or the fast lane) then sees `TimedOut` and ends
+//! the connection.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 
-/// A client connection whose writes fail with `TimedOut` once they have been blocked for
-/// the send timeout.
+use crate::stall::StallTimer;
+
+/// A connection whose writes fail with `TimedOut` once they have been blocked for the send
+/// timeout.
 pub struct SendTimeout<IO> {
     inner: IO,
-    timeout: Duration,
-    /// Whether the last write (or flush, or shutdown) was blocked: the stall `timer` runs.
-    blocked: bool,
-    /// When the blocked write gives up; made at the first block and reset at each one after.
-    timer: Option<Pin<Box<Sleep>>>,
+    stall: StallTimer,
 }
 
 impl<IO> SendTimeout<IO> {
     pub fn new(inner: IO, timeout: Duration) -> SendTimeout<IO> {
         SendTimeout {
             inner,
-            timeout,
-            blocked: false,
-            timer: None,
+            stall: StallTimer::new(timeout),
         }
     }
 
@@ -52,23 +48,13 @@ impl<IO> SendTimeout<IO> {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.blocked = false;
+            self.stall.progressed();
             return polled;
         }
-        let give_up_at = Instant::now() + self.timeout;
-        let timer = match (&mut self.timer, self.blocked) {
-            (Some(timer), true) => timer,
-            (Some(timer), false) => {
-                timer.as_mut().reset(give_up_at);
-                timer
-            }
-            (timer @ None, _) => timer.insert(Box::pin(tokio::time::sleep_until(give_up_at))),
-        };
-        self.blocked = true;
-        ready!(timer.as_mut().poll(cx));
+        ready!(self.stall.poll_waiting(cx));
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("the client took nothing for {:?}", self.timeout),
+            format!("the peer took nothing for {:?}", self.stall.limit()),
         )))
     }
 }
@@ -125,6 +111,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for SendTimeout<IO> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
 
     const TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -558,12 +558,9 @@ async fn protected_change(
             rparts.headers.remove(header::CONTENT_LENGTH);
             return Response::from_parts(rparts, rest);
         }
-        rewrite::Buffered::Failed(_) => {
-            return native_error(
-                service,
-                StatusCode::BAD_GATEWAY,
-                "The upstream response broke off.",
-            )
+        rewrite::Buffered::Failed(e) => {
+            tracing::warn!(error = %e, "upstream response body did not come whole");
+            return upstream_body_failed(service, crate::upstream::is_timeout(&*e));
         }
     };
     if !rparts.status.is_success() {
@@ -905,6 +902,24 @@ fn body_refused(service: Service, e: &body::ReadBodyError) -> Response<ProxyBody
     }
 }
 
+/// The answer to an upstream response whose body the gateway had to read and did not get
+/// whole: 504 when the upstream stopped sending it for the request timeout, else 502.
+pub(crate) fn upstream_body_failed(service: Service, stopped: bool) -> Response<ProxyBody> {
+    if stopped {
+        native_error(
+            service,
+            StatusCode::GATEWAY_TIMEOUT,
+            "The upstream response stopped coming.",
+        )
+    } else {
+        native_error(
+            service,
+            StatusCode::BAD_GATEWAY,
+            "The upstream response broke off.",
+        )
+    }
+}
+
 /// 405 for `CONNECT`, with the methods the OpenStack APIs serve.
 fn connect_refused(service: Service) -> Response<ProxyBody> {
     let mut resp = native_error(
@@ -1066,12 +1081,8 @@ async fn rewrite_response(
             return Response::from_parts(parts, rest);
         }
         rewrite::Buffered::Failed(e) => {
-            tracing::warn!(error = %e, "upstream response body broke off");
-            return native_error(
-                op.service,
-                StatusCode::BAD_GATEWAY,
-                "The upstream response broke off.",
-            );
+            tracing::warn!(error = %e, "upstream response body did not come whole");
+            return upstream_body_failed(op.service, crate::upstream::is_timeout(&*e));
         }
     };
     // Boxed: only a body that needs rewriting comes here (see `tenant` in `handle`).

@@ -33,7 +33,7 @@ use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -50,6 +50,7 @@ use tokio_rustls::TlsConnector;
 use crate::body::{self, ProxyBody};
 use crate::config::{SiteConfig, UpstreamConfig};
 use crate::send_timeout::SendTimeout;
+use crate::stall::StallTimer;
 use bytes::Bytes;
 use http_body::Body as _;
 
@@ -463,7 +464,12 @@ impl Pool {
         } else {
             Some(give_back)
         };
-        resp.map(|inner| UpstreamBody { inner, give_back })
+        let stall = StallTimer::new(self.request_timeout);
+        resp.map(|inner| UpstreamBody {
+            inner,
+            give_back,
+            stall,
+        })
     }
 
     /// Puts a connection back, unless the host already has enough idle ones.
@@ -796,7 +802,7 @@ impl Conn {
                 Poll::Ready(Ok(resp)) => Poll::Ready(Ok(resp)),
                 Poll::Ready(Err(mut e)) => Poll::Ready(Err(match e.take_message() {
                     Some(unsent) => Failed::Unsent(Box::new(unsent), e.into_error()),
-                    None if send_timed_out(e.error()) => {
+                    None if is_timeout(e.error()) => {
                         Failed::Sent(UpstreamError::Timeout(deadline.timeout))
                     }
                     None => Failed::Sent(UpstreamError::Reset(error_chain(e.error()))),
@@ -857,20 +863,22 @@ impl GiveBack {
 
 /// An upstream response body. It drives its connection as it is read; the connection goes
 /// back to the pool when the body has been read to the end; dropped before that, the
-/// connection closes with it.
+/// connection closes with it. An upstream that sends nothing more of it for the request
+/// timeout while the gateway waits (nginx's `proxy_read_timeout`) ends it with an error.
 pub struct UpstreamBody {
     inner: Incoming,
     give_back: Option<GiveBack>,
+    stall: StallTimer,
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         // The body is fed by its connection, which only this task moves on: look, drive it
         // without a waker and look again, and only then drive it with the task's waker
@@ -904,9 +912,22 @@ impl http_body::Body for UpstreamBody {
                 }
             }
             Poll::Ready(Some(Err(_))) => this.give_back = None,
-            Poll::Pending => {}
+            Poll::Pending => {
+                ready!(this.stall.poll_waiting(cx));
+                this.give_back = None;
+                return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the upstream sent no more of its answer for {:?}",
+                        this.stall.limit()
+                    ),
+                )))));
+            }
         }
-        polled
+        if polled.is_ready() {
+            this.stall.progressed();
+        }
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -1000,9 +1021,10 @@ fn rustls_native_certs_or_empty() -> Vec<rustls::pki_types::CertificateDer<'stat
     result.certs
 }
 
-/// Whether `e` comes from a write the upstream left blocked for the request timeout (see
-/// [`SendTimeout`]).
-fn send_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `e` comes from an upstream that stopped for the request timeout: a write it
+/// left blocked (see [`SendTimeout`]), or an answer it stopped sending (see
+/// [`UpstreamBody`]).
+pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(e) = next {
         if e.downcast_ref::<std::io::Error>()

@@ -1,7 +1,7 @@
 //! The fast lane against upstreams that do what real ones sometimes do: answer chunked,
 //! close a keep-alive connection after an answer without saying so, put their own URL in
 //! a body or a `Location`, stream a large non-JSON body, take longer than the request
-//! timeout, or stop taking an upload. The primary site's image service is a small scripted HTTP/1.1 server here;
+//! timeout, stop sending an answer, or stop taking an upload. The primary site's image service is a small scripted HTTP/1.1 server here;
 //! every other service is the simulator's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use drgw_tests::http1::{get, read_head};
 use drgw_tests::testbed::TestBed;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the scripted upstream saw.
@@ -64,6 +64,20 @@ async fn scripted_upstream(listener: TcpListener, seen: Arc<Seen>) {
                         b"",
                     ),
                     "octets" => answer(200, "application/octet-stream", &[], &octets()),
+                    // Sends a head and the start of a body, then nothing more.
+                    "stall-json" | "stall-octets" => {
+                        let (kind, start) = match mode {
+                            "stall-json" => (json, &br#"{"images": ["#[..]),
+                            _ => ("application/octet-stream", &b"\x00\x01\x02\x03"[..]),
+                        };
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: 4096\r\n\r\n"
+                        );
+                        if sock.write_all(&[head.as_bytes(), start].concat()).await.is_ok() {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        return;
+                    }
                     // Takes the head and nothing more: an upstream hung under an upload.
                     "hang" => {
                         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -208,6 +222,46 @@ async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
     let text = String::from_utf8_lossy(&slow.body);
     assert!(text.contains("did not answer in time"), "{text}");
     assert!(slow.header("x-openstack-request-id").is_some());
+    let again = get(&mut sock, &mut buf, "/v2/images").await;
+    assert_eq!(again.status, 200);
+
+    // An answer whose body stops coming. Read whole by the gateway (JSON, on the lane):
+    // 504 in Glance's format once the upstream has sent nothing for the request timeout.
+    let stalled = get(&mut sock, &mut buf, "/v2/images?mode=stall-json").await;
+    assert_eq!(stalled.status, 504, "{}", stalled.head);
+    let text = String::from_utf8_lossy(&stalled.body);
+    assert!(text.contains("stopped coming"), "{text}");
+    // Streamed (octets, on the lane and through the general path as image data): the
+    // client has the head already, so the body is cut short and the connection closes.
+    for path in [
+        "/v2/images?mode=stall-octets",
+        "/v2/images/abc/file?mode=stall-octets",
+    ] {
+        let mut cut = TcpStream::connect(gateway.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nhost: drgw.test\r\n\r\n");
+        cut.write_all(req.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        let head = read_head(&mut cut, &mut got).await.expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        let started = std::time::Instant::now();
+        let until_closed = async {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = cut.read(&mut chunk).await {
+                got.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), until_closed)
+            .await
+            .expect("the gateway ends a stalled answer");
+        assert_eq!(got, b"\x00\x01\x02\x03", "{path}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
     let again = get(&mut sock, &mut buf, "/v2/images").await;
     assert_eq!(again.status, 200);
 
