@@ -294,9 +294,25 @@ pub struct TestBed {
     pub dir: tempfile::TempDir,
 }
 
+/// A gateway configuration text with `settings` (TOML lines, each ending in a newline)
+/// added to its `[gateway]` table.
+pub fn with_gateway_settings(config: &str, settings: &str) -> String {
+    assert!(
+        config.contains("[gateway]\n"),
+        "no [gateway] table: {config}"
+    );
+    config.replacen("[gateway]\n", &format!("[gateway]\n{settings}"), 1)
+}
+
 impl TestBed {
     pub async fn start() -> anyhow::Result<TestBed> {
         TestBed::start_with(|config| config).await
+    }
+
+    /// Like [`TestBed::start`], with `settings` (TOML lines, each ending in a newline)
+    /// added to the gateway's `[gateway]` table.
+    pub async fn start_with_gateway_settings(settings: &str) -> anyhow::Result<TestBed> {
+        TestBed::start_with(|config| with_gateway_settings(&config, settings)).await
     }
 
     /// Like [`TestBed::start`], with the gateway's configuration text passed through `edit`

@@ -461,11 +461,9 @@ fn catalog_urls(cli: &OpenStackCli, cloud: &str) -> anyhow::Result<Vec<(String, 
 /// endpoints, and after a failover the recovery site's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_mode_catalog_follows_the_active_site() {
-    let bed = TestBed::start_with(|config| {
-        config.replacen("[gateway]\n", "[gateway]\ncatalog_mode = \"direct\"\n", 1)
-    })
-    .await
-    .expect("test bed");
+    let bed = TestBed::start_with_gateway_settings("catalog_mode = \"direct\"\n")
+        .await
+        .expect("test bed");
     let cli = Arc::new(OpenStackCli::new(&bed.clouds_yaml).expect("the real openstack CLI"));
     let config = bed.gateway.config_path.clone();
     let identity = bed.gateway_url("identity");

@@ -568,10 +568,7 @@ async fn demo_bed() -> (TestBed, String) {
 async fn fast_lane_answers_as_the_general_path_does() {
     let (lane, general) = tokio::join!(
         TestBed::start(),
-        TestBed::start_with(|text| {
-            assert!(text.contains("[gateway]\n"), "{text}");
-            text.replacen("[gateway]\n", "[gateway]\nhttp1_fast_lane = false\n", 1)
-        })
+        TestBed::start_with_gateway_settings("http1_fast_lane = false\n")
     );
     let lane = lane.expect("test bed with the fast lane");
     let general = general.expect("test bed without the fast lane");

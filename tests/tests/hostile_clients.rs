@@ -157,15 +157,9 @@ async fn keypair_names(base_url: &str, token: &str) -> Vec<String> {
 async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing() {
     count_panics();
     // A short body timeout, for the stalled body below.
-    let bed = TestBed::start_with(|config| {
-        config.replacen(
-            "[gateway]\n",
-            "[gateway]\nclient_body_timeout = \"2s\"\n",
-            1,
-        )
-    })
-    .await
-    .expect("test bed");
+    let bed = TestBed::start_with_gateway_settings("client_body_timeout = \"2s\"\n")
+        .await
+        .expect("test bed");
     assert_eq!(
         bed.gateway.config.client_body_timeout,
         Duration::from_secs(2)
@@ -406,13 +400,9 @@ fn upload_head(id: &str, token: &str, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing() {
-    let bed = TestBed::start_with(|config| {
-        config.replacen(
-            "[gateway]\n",
-            "[gateway]\nclient_body_timeout = \"2s\"\nclient_send_timeout = \"2s\"\n",
-            1,
-        )
-    })
+    let bed = TestBed::start_with_gateway_settings(
+        "client_body_timeout = \"2s\"\nclient_send_timeout = \"2s\"\n",
+    )
     .await
     .expect("test bed");
     let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");

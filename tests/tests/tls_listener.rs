@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use drgw_tests::http1::{get, request};
-use drgw_tests::testbed::TestBed;
+use drgw_tests::testbed::{with_gateway_settings, TestBed};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -88,6 +88,24 @@ fn make_certificates(dir: &Path) {
     ]);
 }
 
+/// The test bed's configuration with the compute listener on TLS (the certificate and key
+/// [`make_certificates`] wrote into `certs`) and its public URL saying https.
+fn compute_on_tls(config: &str, certs: &Path) -> String {
+    let (cert, key) = (certs.join("leaf.pem"), certs.join("leaf.key"));
+    let start = config
+        .find("[listeners.compute]")
+        .expect("compute listener");
+    let end = start + config[start..].find("\n\n").expect("end of section");
+    let section = config[start..end].replace("public_url = \"http://", "public_url = \"https://");
+    format!(
+        "{}{section}\ntls = {{ cert = \"{}\", key = \"{}\" }}{}",
+        &config[..start],
+        cert.display(),
+        key.display(),
+        &config[end..]
+    )
+}
+
 /// A TLS connection to `port` that trusts the test CA and offers `alpn`.
 async fn connect(ca: &Path, port: u16, alpn: &[u8]) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
@@ -114,22 +132,9 @@ async fn connect(ca: &Path, port: u16, alpn: &[u8]) -> TlsStream<TcpStream> {
 async fn http1_and_h2_are_served_over_tls() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
-    let (cert, key) = (certs.path().join("leaf.pem"), certs.path().join("leaf.key"));
-    let bed = TestBed::start_with(|text| {
-        // The compute listener speaks TLS; its public URL says https.
-        let start = text.find("[listeners.compute]").expect("compute listener");
-        let end = start + text[start..].find("\n\n").expect("end of section");
-        let section = text[start..end].replace("public_url = \"http://", "public_url = \"https://");
-        format!(
-            "{}{section}\ntls = {{ cert = \"{}\", key = \"{}\" }}{}",
-            &text[..start],
-            cert.display(),
-            key.display(),
-            &text[end..]
-        )
-    })
-    .await
-    .expect("test bed");
+    let bed = TestBed::start_with(|text| compute_on_tls(&text, certs.path()))
+        .await
+        .expect("test bed");
     let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
     let token = client.token.clone().expect("a token");
     let port = bed.ports.compute;
@@ -241,22 +246,9 @@ async fn until_closed<S: AsyncRead + Unpin>(sock: &mut S) -> Duration {
 async fn a_client_that_sends_nothing_is_disconnected_after_the_header_timeout() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
-    let (cert, key) = (certs.path().join("leaf.pem"), certs.path().join("leaf.key"));
     let bed = TestBed::start_with(|text| {
-        let text = text.replacen(
-            "[gateway]\n",
-            "[gateway]\nclient_header_timeout = \"1s\"\n",
-            1,
-        );
-        let start = text.find("[listeners.compute]").expect("compute listener");
-        let end = start + text[start..].find("\n\n").expect("end of section");
-        format!(
-            "{}\ntls = {{ cert = \"{}\", key = \"{}\" }}{}",
-            &text[..end],
-            cert.display(),
-            key.display(),
-            &text[end..]
-        )
+        let text = with_gateway_settings(&text, "client_header_timeout = \"1s\"\n");
+        compute_on_tls(&text, certs.path())
     })
     .await
     .expect("test bed");
