@@ -109,7 +109,7 @@ where
     let watched = Watched {
         inner: body,
         stall: StallTimer::new(idle),
-        stalled: watch.stalled.clone(),
+        stalled: Some(watch.stalled.clone()),
     };
     (watched.boxed_unsync(), watch)
 }
@@ -133,11 +133,12 @@ impl StallWatch {
 #[error("no request body data for {0:?}")]
 pub struct BodyStalled(pub Duration);
 
-/// See [`stream_watched`].
+/// See [`stream_watched`] (and [`read_limited`], which learns of a stall from the error).
 struct Watched<B> {
     inner: B,
     stall: StallTimer,
-    stalled: Arc<AtomicBool>,
+    /// Set when the body stalls, for the [`StallWatch`] of a streamed body.
+    stalled: Option<Arc<AtomicBool>>,
 }
 
 impl<B> Body for Watched<B>
@@ -158,7 +159,9 @@ where
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
         ready!(this.stall.poll_waiting(cx));
-        this.stalled.store(true, Ordering::Release);
+        if let Some(stalled) = &this.stalled {
+            stalled.store(true, Ordering::Release);
+        }
         Poll::Ready(Some(Err(Box::new(BodyStalled(this.stall.limit())))))
     }
 
@@ -184,10 +187,11 @@ pub enum ReadBodyError {
 
 /// Reads a whole body, refusing more than `limit` bytes (checked against a declared
 /// `Content-Length` first, then while reading) and a sender that leaves more than `idle`
-/// between two pieces of it (nginx's `client_body_timeout`).
+/// between two pieces of it (nginx's `client_body_timeout`, timed as for a streamed body:
+/// [`stream_watched`]).
 pub async fn read_limited<B>(body: B, limit: u64, idle: Duration) -> Result<Bytes, ReadBodyError>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     if let Some(upper) = body.size_hint().exact() {
@@ -195,37 +199,22 @@ where
             return Err(ReadBodyError::TooLarge { limit });
         }
     }
-    let mut limited = std::pin::pin!(http_body_util::Limited::new(body, limit as usize));
-    let mut chunks: Vec<Bytes> = Vec::new();
-    loop {
-        let frame = match tokio::time::timeout(idle, limited.as_mut().frame()).await {
-            Err(_) => return Err(ReadBodyError::Stalled { idle }),
-            Ok(None) => break,
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) => {
-                return Err(
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        ReadBodyError::TooLarge { limit }
-                    } else {
-                        ReadBodyError::Broken(e)
-                    },
-                )
-            }
-        };
-        // (Trailers carry nothing the gateway reads.)
-        if let Ok(data) = frame.into_data() {
-            if !data.is_empty() {
-                chunks.push(data);
-            }
+    let watched = Watched {
+        inner: body,
+        stall: StallTimer::new(idle),
+        stalled: None,
+    };
+    match http_body_util::Limited::new(watched, limit as usize)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ReadBodyError::TooLarge { limit })
         }
+        Err(e) if e.is::<BodyStalled>() => Err(ReadBodyError::Stalled { idle }),
+        Err(e) => Err(ReadBodyError::Broken(e)),
     }
-    Ok(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => Bytes::from(chunks.concat()),
-    })
 }
 
 #[cfg(test)]
@@ -264,18 +253,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_that_stops_coming_is_refused_after_the_idle_time() {
         // Three chunks, the last one never sent: the read ends after `idle` with no data.
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(4);
-        for piece in ["ab", "cd"] {
-            tx.send(Ok(http_body::Frame::data(Bytes::from_static(
-                piece.as_bytes(),
-            ))))
-            .await
-            .unwrap();
+        let (tx, body) = hand_fed();
+        for p in ["ab", "cd"] {
+            tx.send(piece(p)).await.unwrap();
         }
-        let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
-            rx.poll_recv(cx)
-        }));
         let idle = Duration::from_secs(5);
         let started = tokio::time::Instant::now();
         let err = read_limited(body, 100, idle).await.unwrap_err();
@@ -286,18 +267,13 @@ mod tests {
         assert_eq!(started.elapsed(), idle);
         drop(tx);
         // Pieces that keep coming, however slowly, are read whole.
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(4);
+        let (tx, body) = hand_fed();
         tokio::spawn(async move {
-            for piece in ["ab", "cd", "ef"] {
+            for p in ["ab", "cd", "ef"] {
                 tokio::time::sleep(Duration::from_secs(4)).await;
-                let frame = http_body::Frame::data(Bytes::from_static(piece.as_bytes()));
-                tx.send(Ok(frame)).await.unwrap();
+                tx.send(piece(p)).await.unwrap();
             }
         });
-        let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
-            rx.poll_recv(cx)
-        }));
         assert_eq!(&read_limited(body, 100, idle).await.unwrap()[..], b"abcdef");
     }
 

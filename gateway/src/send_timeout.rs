@@ -36,10 +36,6 @@ impl<IO> SendTimeout<IO> {
         }
     }
 
-    pub fn get_ref(&self) -> &IO {
-        &self.inner
-    }
-
     /// Passes on what a write-side call gave: progress ends the stall, a block starts (or
     /// goes on with) it, and a stall as long as the timeout becomes `TimedOut`.
     fn watch<T>(
