@@ -138,12 +138,16 @@ async fn forbidden_host() -> (u16, Arc<AtomicUsize>) {
     (port, reached)
 }
 
+/// A GET of `target` with `token`, and `extra` header lines (each ending in CRLF).
+fn authed_get(target: &str, token: &str, extra: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\n{extra}\r\n")
+        .into_bytes()
+}
+
 /// The demo tenant's key pair names, listed through the gateway.
 async fn keypair_names(base_url: &str, token: &str) -> Vec<String> {
-    let head = format!(
-        "GET /v2.1/os-keypairs HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\nconnection: close\r\n\r\n"
-    );
-    let seen = exchange(base_url, head.as_bytes()).await;
+    let head = authed_get("/v2.1/os-keypairs", token, "connection: close\r\n");
+    let seen = exchange(base_url, &head).await;
     assert_eq!(seen.statuses, [200], "{}", seen.text());
     json_body(&seen.text())["keypairs"]
         .as_array()
@@ -179,10 +183,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
         req
     };
     let keypair = br#"{"keypair": {"name": "hostile"}}"#;
-    let get = |target: &str, extra: &str| -> Vec<u8> {
-        format!("GET {target} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\n{extra}\r\n")
-            .into_bytes()
-    };
+    let get = |target: &str, extra: &str| authed_get(target, &token, extra);
 
     // Requests that must be refused (a 4xx, or the connection closed with no answer)
     // without a byte reaching the upstream.
@@ -425,12 +426,8 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
         .matching("PUT", &format!("/v2/images/{id}/file"));
     assert_eq!(put.len(), 1, "the upload streamed to the upstream");
     // The upstream saw the upload broken off: the image has no data and can take it again.
-    let show = |id: &str| {
-        format!(
-            "GET /v2/images/{id} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\nconnection: close\r\n\r\n"
-        )
-    };
-    let seen = exchange(&image, show(&id).as_bytes()).await;
+    let show = authed_get(&format!("/v2/images/{id}"), &token, "connection: close\r\n");
+    let seen = exchange(&image, &show).await;
     assert_eq!(seen.statuses, [200], "{}", seen.text());
     let shown = json_body(&seen.text());
     assert_eq!(shown["status"], "queued", "{shown}");
@@ -446,11 +443,8 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
     upload.extend(std::iter::repeat_n(b'd', SIZE));
     let seen = exchange(&image, &upload).await;
     assert_eq!(seen.statuses, [204], "{}", seen.text());
-    let download = |extra: &str| {
-        format!(
-            "GET /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\n{extra}\r\n"
-        )
-    };
+    let file = format!("/v2/images/{id}/file");
+    let download = |extra: &str| authed_get(&file, &token, extra);
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let addr = image
@@ -458,9 +452,7 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
         .parse()
         .expect("address");
     let mut sock = socket.connect(addr).await.expect("connect");
-    sock.write_all(download("").as_bytes())
-        .await
-        .expect("write");
+    sock.write_all(&download("")).await.expect("write");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut got = 0usize;
     let mut chunk = vec![0u8; 1 << 20];
@@ -479,7 +471,7 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
     );
 
     // A client that reads gets the whole image.
-    let seen = exchange(&image, download("connection: close\r\n").as_bytes()).await;
+    let seen = exchange(&image, &download("connection: close\r\n")).await;
     assert_eq!(seen.statuses, [200]);
     assert!(seen.bytes.len() > SIZE, "{} bytes", seen.bytes.len());
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
