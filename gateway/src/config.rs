@@ -303,7 +303,8 @@ pub struct Config {
     /// reading) before its connection closes.
     pub client_send_timeout: Duration,
     /// How long a client may take to send a request head, the idle time before it on a
-    /// kept-alive connection included, and to complete a TLS handshake.
+    /// kept-alive connection included, and to complete a TLS handshake; also how long an
+    /// HTTP/2 connection may stay with no request open.
     pub client_header_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,

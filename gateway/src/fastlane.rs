@@ -33,7 +33,6 @@
 //! and case; `tests/tests/fast_lane.rs` compares the two (`hostile_clients.rs` sends what
 //! is refused). `[gateway] http1_fast_lane = false` sends every connection to hyper.
 
-use std::convert::Infallible;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -42,20 +41,19 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::Scheme;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::ProxyBody;
 use crate::config::SiteName;
 use crate::failover::FailoverController;
 use crate::gateway::Gateway;
+use crate::hyper_conn::{self, Dispatch};
 use crate::operation::{Action, Operation, ResourceType, Service};
 use crate::services;
 use crate::stack::{self, ConnInfo, ServiceRoute};
@@ -78,11 +76,8 @@ pub struct Lane {
     pub conn: ConnInfo,
     /// Serves a connection that leaves the lane for good.
     pub auto: Arc<auto::Builder<TokioExecutor>>,
-    pub watcher: Watcher,
     /// Becomes true when the gateway stops: an idle connection closes.
     pub stop: watch::Receiver<bool>,
-    /// Held until the connection ends: the shutdown's drain waits for every holder.
-    pub drain: mpsc::Sender<()>,
 }
 
 /// Serves one client connection (plain TCP, or TLS that did not negotiate h2).
@@ -362,14 +357,9 @@ impl LaneConn {
             prefix: self.buf.freeze(),
             io,
         };
-        let conn = self
-            .lane
-            .auto
-            .serve_connection(TokioIo::new(io), svc)
-            .into_owned();
-        if let Err(e) = self.lane.watcher.watch(conn).await {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
+        let idle_limit = self.lane.gw.config.client_header_timeout;
+        let stop = self.lane.stop.clone();
+        hyper_conn::serve(&self.lane.auto, io, svc, stop, idle_limit).await;
     }
 
     /// The service every listener gives hyper.
@@ -379,34 +369,8 @@ impl LaneConn {
             fo: self.lane.fo.clone(),
             routes: self.lane.routes.clone(),
             conn: self.lane.conn.clone(),
+            open: None,
         }
-    }
-}
-
-/// The general path as a hyper service (`server::dispatch`, as every listener serves it).
-#[derive(Clone)]
-struct Dispatch {
-    gw: Arc<Gateway>,
-    fo: Arc<FailoverController>,
-    routes: Arc<Vec<Arc<ServiceRoute>>>,
-    conn: ConnInfo,
-}
-
-impl hyper::service::Service<Request<Incoming>> for Dispatch {
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    /// Boxed: a request of the general path does far more work than one allocation.
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        Box::pin(crate::server::dispatch(
-            self.gw.clone(),
-            self.fo.clone(),
-            self.routes.clone(),
-            self.conn.clone(),
-            req,
-        ))
     }
 }
 

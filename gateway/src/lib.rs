@@ -14,6 +14,7 @@ pub mod failover;
 pub mod fastlane;
 pub mod fault;
 pub mod gateway;
+pub mod hyper_conn;
 pub mod journal;
 pub mod metrics;
 pub mod mirror;

@@ -15,9 +15,8 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -28,6 +27,7 @@ use crate::config::{Config, TlsFiles};
 use crate::failover::FailoverController;
 use crate::fastlane;
 use crate::gateway::Gateway;
+use crate::hyper_conn::{self, Dispatch};
 use crate::metrics::Metrics;
 use crate::send_timeout::SendTimeout;
 use crate::stack::{self, ConnInfo, ServiceRoute};
@@ -200,10 +200,8 @@ impl BoundGateway {
     /// runtime is worker 0; the other workers get a thread each.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        // Accept loops hold the shutdown handle only to hand a watcher to each connection;
-        // they end before the drain starts, so the handle is ours again by then.
-        let graceful = Arc::new(GracefulShutdown::new());
-        // Fast-lane connections hold a sender each; the drain waits for the last to go.
+        // Every connection holds a sender (and so does every accept loop until it ends);
+        // the drain waits for the last to go.
         let (drain, mut drained) = mpsc::channel::<()>(1);
         // Worker runtimes end when this turns true (or is dropped).
         let (workers_done, workers_done_rx) = watch::channel(false);
@@ -230,7 +228,6 @@ impl BoundGateway {
                 gw: self.gateway.clone(),
                 fo: self.failover.clone(),
                 stop: stop_rx.clone(),
-                graceful: graceful.clone(),
                 drain: drain.clone(),
                 accepting_ended: ended_tx,
                 done: workers_done_rx.clone(),
@@ -251,7 +248,6 @@ impl BoundGateway {
                 self.gateway.clone(),
                 self.failover.clone(),
                 stop_rx.clone(),
-                graceful.clone(),
                 drain.clone(),
                 0,
             )));
@@ -273,20 +269,13 @@ impl BoundGateway {
             let _ = ended.await;
         }
         let grace = self.gateway.config.shutdown_grace;
-        match Arc::try_unwrap(graceful) {
-            Ok(graceful) => {
-                let all_done = async {
-                    graceful.shutdown().await;
-                    let _ = drained.recv().await;
-                };
-                if tokio::time::timeout(grace, all_done).await.is_err() {
-                    tracing::warn!(
-                        ?grace,
-                        "in-flight requests still running after the grace period; closing"
-                    );
-                }
-            }
-            Err(_) => tracing::warn!("accept loop still running; not draining"),
+        // Each connection was told by `stop_rx`: an idle one closes, a busy one finishes
+        // its requests first.
+        if tokio::time::timeout(grace, drained.recv()).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "in-flight requests still running after the grace period; closing"
+            );
         }
         let _ = watchers.await;
         self.gateway.shutdown().await;
@@ -306,7 +295,6 @@ struct Worker {
     gw: Arc<Gateway>,
     fo: Arc<FailoverController>,
     stop: watch::Receiver<bool>,
-    graceful: Arc<GracefulShutdown>,
     drain: mpsc::Sender<()>,
     /// Sent (dropped) once the worker's accept loops have ended.
     accepting_ended: tokio::sync::oneshot::Sender<()>,
@@ -350,7 +338,6 @@ impl Worker {
             gw,
             fo,
             stop,
-            graceful,
             drain,
             accepting_ended,
             mut done,
@@ -374,14 +361,13 @@ impl Worker {
                         gw.clone(),
                         fo.clone(),
                         stop.clone(),
-                        graceful.clone(),
                         drain.clone(),
                         index,
                     ))),
                     Err(e) => tracing::error!(worker = index, error = %e, "cannot serve a socket"),
                 }
             }
-            drop((graceful, drain));
+            drop(drain);
             for t in tasks {
                 let _ = t.await;
             }
@@ -454,7 +440,6 @@ async fn accept_loop(
     gw: Arc<Gateway>,
     fo: Arc<FailoverController>,
     mut stop: watch::Receiver<bool>,
-    graceful: Arc<GracefulShutdown>,
     drain: mpsc::Sender<()>,
     worker: usize,
 ) {
@@ -498,39 +483,30 @@ async fn accept_loop(
         let routes = l.routes.clone();
         let builder = builder.clone();
         let tls = l.tls.clone();
-        let watcher = graceful.watcher();
         let fast_lane = gw.config.http1_fast_lane;
         let handshake_timeout = gw.config.client_header_timeout;
-        let lane_stop = stop.clone();
+        let idle_limit = gw.config.client_header_timeout;
+        let stop = stop.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
-            let conn_info = ConnInfo::new(peer, tls.is_some());
-            let (lane_gw, lane_fo, lane_routes, lane_conn, lane_auto) = (
-                gw.clone(),
-                fo.clone(),
-                routes.clone(),
-                conn_info.clone(),
-                builder.clone(),
-            );
-            let lane = move |watcher| fastlane::Lane {
-                gw: lane_gw,
-                fo: lane_fo,
-                routes: lane_routes,
-                conn: lane_conn,
-                auto: lane_auto,
-                watcher,
-                stop: lane_stop,
-                drain,
+            // Held until the connection ends: the shutdown's drain waits for it.
+            let _drain = drain;
+            let conn = ConnInfo::new(peer, tls.is_some());
+            let lane = fastlane::Lane {
+                gw: gw.clone(),
+                fo: fo.clone(),
+                routes: routes.clone(),
+                conn: conn.clone(),
+                auto: builder.clone(),
+                stop: stop.clone(),
             };
-            let svc = hyper::service::service_fn(move |req| {
-                dispatch(
-                    gw.clone(),
-                    fo.clone(),
-                    routes.clone(),
-                    conn_info.clone(),
-                    req,
-                )
-            });
+            let svc = Dispatch {
+                gw,
+                fo,
+                routes,
+                conn,
+                open: None,
+            };
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
@@ -542,28 +518,16 @@ async fn accept_loop(
                             if fast_lane
                                 && tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") =>
                         {
-                            fastlane::serve(tls_stream, lane(watcher)).await
+                            fastlane::serve(tls_stream, lane).await
                         }
                         Ok(tls_stream) => {
-                            let conn = builder
-                                .serve_connection(TokioIo::new(tls_stream), svc)
-                                .into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
+                            hyper_conn::serve(&builder, tls_stream, svc, stop, idle_limit).await
                         }
                         Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                     }
                 }
-                None if fast_lane => fastlane::serve(stream, lane(watcher)).await,
-                None => {
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                }
+                None if fast_lane => fastlane::serve(stream, lane).await,
+                None => hyper_conn::serve(&builder, stream, svc, stop, idle_limit).await,
             }
         });
     }

@@ -477,3 +477,128 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
     bed.stop().await;
 }
+
+/// The body of an HTTP/2 upload the tests feed piece by piece.
+type Upload = http_body_util::StreamBody<
+    std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+                > + Send,
+        >,
+    >,
+>;
+
+/// How many 8 KiB pieces [`slow_upload`] sends, one every 400 ms (3.2 s in all).
+const SLOW_PIECES: usize = 8;
+
+/// An image data upload that takes 3.2 s to send.
+fn slow_upload(image: &str, id: &str, token: &str) -> http::Request<Upload> {
+    let pieces = futures_util::stream::unfold(0, |sent| async move {
+        (sent < SLOW_PIECES).then_some(())?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let piece = hyper::body::Frame::data(bytes::Bytes::from(vec![b'h'; 8192]));
+        Some((Ok(piece), sent + 1))
+    });
+    http::Request::put(format!("{image}/v2/images/{id}/file"))
+        .header("x-auth-token", token)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", SLOW_PIECES * 8192)
+        .body(http_body_util::StreamBody::new(Box::pin(pieces) as _))
+        .expect("request")
+}
+
+/// An HTTP/2 connection with prior knowledge (hyper serves those whole) to `base_url`,
+/// and the task that drives it, which gives the instant the connection ended.
+async fn h2_connect(
+    base_url: &str,
+) -> (
+    hyper::client::conn::http2::SendRequest<Upload>,
+    tokio::task::JoinHandle<(tokio::time::Instant, hyper::Result<()>)>,
+) {
+    let tcp = TcpStream::connect(base_url.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let (h2, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("an HTTP/2 handshake");
+    let connection = tokio::spawn(async move {
+        let ended = connection.await;
+        (tokio::time::Instant::now(), ended)
+    });
+    (h2, connection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_but_not_while_a_slow_upload_is_open() {
+    let mut bed = TestBed::start_with_gateway_settings("client_header_timeout = \"1s\"\n")
+        .await
+        .expect("test bed");
+    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    let token = client.token.clone().expect("a token");
+    let image = bed.gateway_url("image");
+
+    // A request open for more than three idle limits: it completes.
+    let id = create_image(&image, &token, "h2-upload").await;
+    let (mut h2, connection) = h2_connect(&image).await;
+    let resp = tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        h2.send_request(slow_upload(&image, &id, &token)),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("an answer");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 204);
+    let answered = tokio::time::Instant::now();
+    assert!(
+        !connection.is_finished(),
+        "the connection closed under the upload"
+    );
+
+    // Idle from here: the gateway ends the connection (GOAWAY, then close) after the limit.
+    let (ended_at, ended) = tokio::time::timeout(EXCHANGE_TIMEOUT, connection)
+        .await
+        .expect("the gateway closes an idle HTTP/2 connection")
+        .expect("the connection task");
+    ended.expect("a clean close");
+    let idle = ended_at - answered;
+    assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
+
+    // The data arrived whole.
+    let show = authed_get(&format!("/v2/images/{id}"), &token, "connection: close\r\n");
+    let seen = exchange(&image, &show).await;
+    assert_eq!(seen.statuses, [200], "{}", seen.text());
+    let shown = json_body(&seen.text());
+    assert_eq!(shown["status"], "active", "{shown}");
+    assert_eq!(shown["size"], SLOW_PIECES * 8192, "{shown}");
+
+    // The gateway stops while an upload is under way: the upload is answered in full, and
+    // then the connection ends.
+    let id = create_image(&image, &token, "h2-upload-at-stop").await;
+    let (mut h2, connection) = h2_connect(&image).await;
+    let upload = tokio::spawn(h2.send_request(slow_upload(&image, &id, &token)));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    bed.gateway.stop().await;
+    let resp = tokio::time::timeout(EXCHANGE_TIMEOUT, upload)
+        .await
+        .expect("an answer in time")
+        .expect("the upload task")
+        .expect("an answer, not a cut connection");
+    assert_eq!(resp.status(), 204);
+    let (_, ended) = tokio::time::timeout(EXCHANGE_TIMEOUT, connection)
+        .await
+        .expect("the connection ends with the gateway")
+        .expect("the connection task");
+    ended.expect("a clean close");
+    let stored = bed
+        .primary
+        .requests()
+        .matching("PUT", &format!("/v2/images/{id}/file"));
+    assert_eq!(stored.len(), 1, "the upload reached the upstream");
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
+    bed.stop().await;
+}
