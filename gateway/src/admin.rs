@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -82,25 +82,36 @@ pub fn ensure_token_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// Serves the admin API until `stop` turns true.
+/// Serves the admin API until `stop` turns true. HTTP/1.1 (what `drgw` subcommands and
+/// Prometheus speak), with the client listeners' bound on a request head and the idle time
+/// before it (`gateway.client_header_timeout`).
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.gateway.config.client_header_timeout);
+    let http1 = Arc::new(http1);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => continue,
+                // Out of file descriptors, say: wait rather than spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             _ = stop.changed() => return,
         };
         let state = state.clone();
+        let http1 = http1.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

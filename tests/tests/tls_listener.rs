@@ -265,15 +265,18 @@ async fn a_client_that_sends_nothing_is_disconnected_after_the_header_timeout() 
     let waited = until_closed(&mut tls).await;
     assert!(waited >= at_least, "closed after {waited:?}");
 
-    // A plain listener (the fast lane): no request, then half of one.
+    // A plain listener (the fast lane), and the admin listener: no request, then half of
+    // one.
     let identity = bed.gateway_url("identity");
-    for sent in [&b""[..], b"GET /v3 HTTP/1.1\r\nhost: drgw"] {
-        let mut plain = TcpStream::connect(identity.trim_start_matches("http://"))
-            .await
-            .unwrap();
-        plain.write_all(sent).await.unwrap();
-        let waited = until_closed(&mut plain).await;
-        assert!(waited >= at_least, "closed after {waited:?}");
+    let identity = identity.trim_start_matches("http://");
+    let admin = format!("127.0.0.1:{}", bed.ports.admin);
+    for addr in [identity, admin.as_str()] {
+        for sent in [&b""[..], b"GET /metrics HTTP/1.1\r\nhost: drgw"] {
+            let mut plain = TcpStream::connect(addr).await.unwrap();
+            plain.write_all(sent).await.unwrap();
+            let waited = until_closed(&mut plain).await;
+            assert!(waited >= at_least, "{addr}: closed after {waited:?}");
+        }
     }
     bed.stop().await;
 }
