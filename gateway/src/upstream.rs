@@ -47,7 +47,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, ProxyBody, ReadBodyError};
 use crate::config::{SiteConfig, UpstreamConfig};
 use crate::send_timeout::SendTimeout;
 use crate::stall::StallTimer;
@@ -247,13 +247,19 @@ impl UpstreamClient {
         let request_timeout = self.pool.request_timeout;
         let resp = self.send(req).await?;
         let (parts, body) = resp.into_parts();
-        let bytes = tokio::time::timeout(
-            request_timeout,
-            crate::body::read_limited(body, limit, request_timeout),
-        )
-        .await
-        .map_err(|_| UpstreamError::Timeout(request_timeout))?
-        .map_err(|e| UpstreamError::Reset(e.to_string()))?;
+        // The body's own stall timer ([`UpstreamBody`]) bounds each wait; this bounds the
+        // whole read.
+        let read = crate::body::read_limited(body, limit, request_timeout);
+        let bytes = tokio::time::timeout(request_timeout, read)
+            .await
+            .map_err(|_| UpstreamError::Timeout(request_timeout))?
+            .map_err(|e| match e {
+                ReadBodyError::Stalled { .. } => UpstreamError::Timeout(request_timeout),
+                ReadBodyError::Broken(e) if is_timeout(&*e) => {
+                    UpstreamError::Timeout(request_timeout)
+                }
+                e => UpstreamError::Reset(e.to_string()),
+            })?;
         Ok((parts, bytes))
     }
 }
@@ -1235,6 +1241,38 @@ mod tests {
             .await
             .expect_err("hung up");
         assert_eq!(err.kind(), "reset");
+        assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_that_stops_coming_is_a_timeout_and_one_cut_short_a_reset() {
+        // Sends the head and half of the declared body; then either waits or hangs up.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok";
+                let _ = stream.write_all(answer).await;
+                if String::from_utf8_lossy(&buf[..n]).starts_with("GET /stall ") {
+                    held.push(stream);
+                }
+            }
+        });
+        let client = client(Duration::from_millis(200));
+        let err = client
+            .send_full(get(&format!("http://{addr}/stall")), 1024)
+            .await
+            .expect_err("stalled");
+        assert_eq!(err.kind(), "timeout", "{err}");
+        assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
+        let err = client
+            .send_full(get(&format!("http://{addr}/cut")), 1024)
+            .await
+            .expect_err("cut short");
+        assert_eq!(err.kind(), "reset", "{err}");
         assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
     }
 
