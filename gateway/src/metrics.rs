@@ -20,6 +20,9 @@ pub struct ProxyMetrics {
     pub requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
+    /// `drgw_unconfirmed_changes_total{service,reason}`: protected changes the upstream may
+    /// have made without the gateway learning it (see `stack::unconfirmed_change`).
+    pub unconfirmed_changes: IntCounterVec,
     pub token_cache: IntCounterVec,
     pub rewrites: IntCounterVec,
     pub site_up: IntGaugeVec,
@@ -141,6 +144,15 @@ impl Metrics {
             &["service", "kind"],
         )
         .expect("static metric definition");
+        let unconfirmed_changes = IntCounterVec::new(
+            Opts::new(
+                "drgw_unconfirmed_changes_total",
+                "Protected changes whose outcome the upstream did not tell (timeout, reset, \
+                 broken_answer): they may exist at the site, unmirrored",
+            ),
+            &["service", "reason"],
+        )
+        .expect("static metric definition");
         let token_cache = IntCounterVec::new(
             Opts::new(
                 "drgw_token_cache_requests_total",
@@ -185,6 +197,7 @@ impl Metrics {
             &connections,
             &requests,
             &upstream_errors,
+            &unconfirmed_changes,
             &token_cache,
             &rewrites,
             &fast_lane,
@@ -205,6 +218,7 @@ impl Metrics {
                 requests,
                 upstream_duration,
                 upstream_errors,
+                unconfirmed_changes,
                 token_cache,
                 rewrites,
                 site_up,

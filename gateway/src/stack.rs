@@ -39,7 +39,7 @@ use crate::policy::{
 use crate::rewrite::{self, BodyRewrite, Rewriter};
 use crate::services;
 use crate::token::TokenContext;
-use crate::upstream::UpstreamBody;
+use crate::upstream::{UpstreamBody, UpstreamError};
 
 /// Where a listener sends a request: the service and the path prefix to strip.
 #[derive(Debug, Clone)]
@@ -545,9 +545,14 @@ async fn protected_change(
     let query = parts.uri.query().map(str::to_string);
     let microversion = microversion(&parts.headers).map(str::to_string);
     let req = Request::from_parts(parts, body::full(outbound));
-    let resp = match send_upstream_or_fail(gw, service, change.site, change.req_id, req).await {
+    let resp = match send_upstream(gw, service, change.site, req).await {
         Ok(resp) => resp,
-        Err(resp) => return resp,
+        Err(e) => {
+            if !matches!(e, UpstreamError::Connect(_)) {
+                unconfirmed_change(gw, &op, &change, &tier.name, e.kind());
+            }
+            return upstream_failure(gw, service, change.site, change.req_id, &e);
+        }
     };
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
@@ -560,6 +565,9 @@ async fn protected_change(
         }
         rewrite::Buffered::Failed(e) => {
             tracing::warn!(error = %e, "upstream response body did not come whole");
+            if rparts.status.is_success() {
+                unconfirmed_change(gw, &op, &change, &tier.name, "broken_answer");
+            }
             return upstream_body_failed(service, crate::upstream::is_timeout(&*e));
         }
     };
@@ -900,6 +908,37 @@ fn body_refused(service: Service, e: &body::ReadBodyError) -> Response<ProxyBody
             "The request body could not be read.",
         ),
     }
+}
+
+/// Counts and logs a protected change the upstream may have made although the gateway
+/// could not learn it: the request was sent (or may have been), and then no answer came in
+/// time, the connection broke, or a success's body broke off. The tenant gets 502/504 and
+/// nothing is journaled, so if the upstream did make the change it exists at the site
+/// unmirrored (and untagged if the tag was to follow the create). `reason` is the metric
+/// label: `timeout`, `reset` or `broken_answer`.
+fn unconfirmed_change(
+    gw: &Gateway,
+    op: &Operation,
+    change: &Change<'_>,
+    tier: &str,
+    reason: &'static str,
+) {
+    let service = op.service.as_str();
+    gw.metrics
+        .proxy
+        .unconfirmed_changes
+        .with_label_values(&[service, reason])
+        .inc();
+    tracing::warn!(
+        service,
+        site = change.site.as_str(),
+        operation = %op.policy_name(),
+        project = ?change.tenant.project_id,
+        tier,
+        reason,
+        request_id = ?change.req_id,
+        "the upstream may have made this change without saying so; it is not mirrored"
+    );
 }
 
 /// The answer to an upstream response whose body the gateway had to read and did not get

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drgw_tests::http1::{get, read_head};
+use drgw_tests::http1::{get, read_head, request};
 use drgw_tests::testbed::TestBed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -231,6 +231,26 @@ async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
     assert_eq!(stalled.status, 504, "{}", stalled.head);
     let text = String::from_utf8_lossy(&stalled.body);
     assert!(text.contains("stopped coming"), "{text}");
+    // The same answer to a protected change (an image create with a tenant's token, read
+    // whole by the general path): 504 too, and the change counts as unconfirmed, since
+    // the upstream said it succeeded before its answer stopped.
+    let (demo, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    let token = demo.token.clone().expect("a token");
+    let create = br#"{"name": "stalled-create", "disk_format": "raw", "container_format": "bare"}"#;
+    let head = format!(
+        "POST /v2/images?mode=stall-json HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        create.len()
+    );
+    let unconfirmed = bed
+        .gateway
+        .gateway
+        .metrics
+        .proxy
+        .unconfirmed_changes
+        .with_label_values(&["image", "broken_answer"]);
+    let created = request(&mut sock, &mut buf, &[head.as_bytes(), create].concat()).await;
+    assert_eq!(created.status, 504, "{}", created.head);
+    assert_eq!(unconfirmed.get(), 1);
     // Streamed (octets, on the lane and through the general path as image data): the
     // client has the head already, so the body is cut short and the connection closes.
     for path in [

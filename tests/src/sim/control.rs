@@ -96,10 +96,12 @@ fn add_fault(site: &SiteHandle, body: &[u8]) -> Reply {
         FaultKind::LatencyMs(ms)
     } else if v.get("reset") == Some(&Value::Bool(true)) {
         FaultKind::Reset
+    } else if v.get("lose_answer") == Some(&Value::Bool(true)) {
+        FaultKind::LoseAnswer
     } else {
         return Reply::json(
             400,
-            json!({ "error": "one of status, latency_ms, reset is required" }),
+            json!({ "error": "one of status, latency_ms, reset, lose_answer is required" }),
         );
     };
     let count = v

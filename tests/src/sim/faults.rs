@@ -1,4 +1,5 @@
-//! Fault injection: per-service or whole-site error statuses, added latency and connection resets.
+//! Fault injection: per-service or whole-site error statuses, added latency, connection
+//! resets and lost answers.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,9 @@ pub enum FaultKind {
     LatencyMs(u64),
     /// Close the connection without any response.
     Reset,
+    /// Handle the request (a change is made), then close the connection without the
+    /// response: the answer is lost on its way back.
+    LoseAnswer,
 }
 
 /// One fault rule.
@@ -83,6 +87,12 @@ impl Faults {
     /// Reset the connection of the next `times` requests (`None`: until cleared).
     pub fn reset(&self, service: Option<Service>, times: Option<u32>) -> u64 {
         self.add(service, FaultKind::Reset, times)
+    }
+
+    /// Handle the next `times` requests, then reset their connections without answering
+    /// (`None`: until cleared).
+    pub fn lose_answer(&self, service: Option<Service>, times: Option<u32>) -> u64 {
+        self.add(service, FaultKind::LoseAnswer, times)
     }
 
     /// Removes one rule; false if it did not exist.

@@ -335,7 +335,7 @@ async fn dispatch(
         Some(FaultKind::Status(code)) => {
             native_error(service, &parts.headers, code, "Injected fault.").into_response()
         }
-        Some(FaultKind::LatencyMs(_)) | None => {
+        Some(FaultKind::LatencyMs(_) | FaultKind::LoseAnswer) | None => {
             let sim_req = SimRequest {
                 method: parts.method.clone(),
                 segments,
@@ -350,6 +350,13 @@ async fn dispatch(
             }
         }
     };
+    if outcome.action == Some(FaultKind::LoseAnswer) {
+        ctx.recorder.set_status(seq, response.status().as_u16());
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected loss of the answer",
+        ));
+    }
     if !response.headers().contains_key("x-openstack-request-id") {
         if let Ok(v) = HeaderValue::from_str(&request_id()) {
             response.headers_mut().insert("x-openstack-request-id", v);
