@@ -379,15 +379,12 @@ impl TestBed {
 
     /// A client logged in as `admin` directly at the recovery site (not through the gateway).
     pub async fn recovery_admin(&self) -> anyhow::Result<crate::sim::client::SimClient> {
-        let mut c = crate::sim::client::SimClient::new();
-        c.login(
-            &self.recovery.endpoints().auth_url(),
-            "admin",
-            "secret",
-            "admin",
-        )
-        .await?;
-        Ok(c)
+        site_admin(&self.recovery).await
+    }
+
+    /// A client logged in as `admin` directly at the primary site (not through the gateway).
+    pub async fn primary_admin(&self) -> anyhow::Result<crate::sim::client::SimClient> {
+        site_admin(&self.primary).await
     }
 
     /// The ID mapping of a primary resource once the mirror has recorded it, waiting up to
@@ -453,4 +450,12 @@ impl TestBed {
         self.primary.shutdown().await;
         self.recovery.shutdown().await;
     }
+}
+
+/// A client logged in as the bootstrap `admin` directly at `site`.
+async fn site_admin(site: &SiteHandle) -> anyhow::Result<crate::sim::client::SimClient> {
+    let mut c = crate::sim::client::SimClient::new();
+    c.login(&site.endpoints().auth_url(), "admin", "secret", "admin")
+        .await?;
+    Ok(c)
 }

@@ -5,7 +5,6 @@
 //! upstream may have made it: it then exists at the site, unmirrored. A change that never
 //! reached the upstream (no connection) is not counted.
 
-use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::Service;
 use drgw_tests::testbed::TestBed;
 use serde_json::{json, Value};
@@ -14,16 +13,7 @@ const LOST_BY_RESET: &str = r#"drgw_unconfirmed_changes_total{reason="reset",ser
 
 /// The names of the networks at the primary site, as its admin lists them (directly).
 async fn primary_networks(bed: &TestBed) -> Vec<String> {
-    let mut admin = SimClient::new();
-    admin
-        .login(
-            &bed.primary.endpoints().auth_url(),
-            "admin",
-            "secret",
-            "admin",
-        )
-        .await
-        .expect("primary admin");
+    let admin = bed.primary_admin().await.expect("primary admin");
     let listed = admin
         .get(&format!(
             "{}/v2.0/networks",

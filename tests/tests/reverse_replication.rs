@@ -383,16 +383,7 @@ async fn a_gold_volume_created_during_the_failover_is_restored_at_the_primary_on
         .as_str()
         .unwrap()
         .to_string();
-    let mut direct = SimClient::new();
-    direct
-        .login(
-            &bed.primary.endpoints().auth_url(),
-            "admin",
-            "secret",
-            "admin",
-        )
-        .await
-        .expect("admin at the primary");
+    let direct = bed.primary_admin().await.expect("admin at the primary");
     let at_primary = direct
         .get(&format!(
             "{}/v3/{project}/volumes/{primary_copy}",
