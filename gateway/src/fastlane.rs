@@ -357,9 +357,7 @@ impl LaneConn {
             prefix: self.buf.freeze(),
             io,
         };
-        let idle_limit = self.lane.gw.config.client_header_timeout;
-        let stop = self.lane.stop.clone();
-        hyper_conn::serve(&self.lane.auto, io, svc, stop, idle_limit).await;
+        hyper_conn::serve(&self.lane.auto, io, svc, self.lane.stop.clone()).await;
     }
 
     /// The service every listener gives hyper.

@@ -35,16 +35,16 @@ use crate::gateway::Gateway;
 use crate::stack::{ConnInfo, ServiceRoute};
 
 /// Serves `io` with hyper until the connection ends, finishing it when `stop` turns true
-/// or once it has had no open request for `idle_limit`.
+/// or once it has had no open request for `gateway.client_header_timeout`.
 pub(crate) async fn serve<IO>(
     auto: &auto::Builder<TokioExecutor>,
     io: IO,
     service: Dispatch,
     mut stop: watch::Receiver<bool>,
-    idle_limit: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let idle_limit = service.gw.config.client_header_timeout;
     let open = Arc::new(OpenRequests::default());
     let service = Dispatch {
         open: Some(open.clone()),

@@ -485,7 +485,6 @@ async fn accept_loop(
         let tls = l.tls.clone();
         let fast_lane = gw.config.http1_fast_lane;
         let handshake_timeout = gw.config.client_header_timeout;
-        let idle_limit = gw.config.client_header_timeout;
         let stop = stop.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
@@ -520,14 +519,12 @@ async fn accept_loop(
                         {
                             fastlane::serve(tls_stream, lane).await
                         }
-                        Ok(tls_stream) => {
-                            hyper_conn::serve(&builder, tls_stream, svc, stop, idle_limit).await
-                        }
+                        Ok(tls_stream) => hyper_conn::serve(&builder, tls_stream, svc, stop).await,
                         Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                     }
                 }
                 None if fast_lane => fastlane::serve(stream, lane).await,
-                None => hyper_conn::serve(&builder, stream, svc, stop, idle_limit).await,
+                None => hyper_conn::serve(&builder, stream, svc, stop).await,
             }
         });
     }
