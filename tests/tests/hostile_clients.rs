@@ -168,8 +168,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
         bed.gateway.config.client_body_timeout,
         Duration::from_secs(2)
     );
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let token = demo_token(&bed).await;
     let compute = bed.gateway_url("compute");
     let (evil_port, evil_reached) = forbidden_host().await;
     let keypairs_before = keypair_names(&compute, &token).await;
@@ -375,6 +374,20 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
     bed.stop().await;
 }
 
+/// A token of the demo tenant, logged in through the gateway.
+async fn demo_token(bed: &TestBed) -> String {
+    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
+    client.token.clone().expect("a token")
+}
+
+/// The image record `id`, shown through the gateway's Glance at `image`.
+async fn show_image(image: &str, token: &str, id: &str) -> Value {
+    let show = authed_get(&format!("/v2/images/{id}"), token, "connection: close\r\n");
+    let seen = exchange(image, &show).await;
+    assert_eq!(seen.statuses, [200], "{}", seen.text());
+    json_body(&seen.text())
+}
+
 /// Creates an image record through the gateway's Glance at `image`; its ID.
 async fn create_image(image: &str, token: &str, name: &str) -> String {
     let create =
@@ -406,8 +419,7 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
     )
     .await
     .expect("test bed");
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let token = demo_token(&bed).await;
     let image = bed.gateway_url("image");
 
     // An upload: image data streams to the upstream as it comes; here 64 KiB of a declared
@@ -426,10 +438,7 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
         .matching("PUT", &format!("/v2/images/{id}/file"));
     assert_eq!(put.len(), 1, "the upload streamed to the upstream");
     // The upstream saw the upload broken off: the image has no data and can take it again.
-    let show = authed_get(&format!("/v2/images/{id}"), &token, "connection: close\r\n");
-    let seen = exchange(&image, &show).await;
-    assert_eq!(seen.statuses, [200], "{}", seen.text());
-    let shown = json_body(&seen.text());
+    let shown = show_image(&image, &token, &id).await;
     assert_eq!(shown["status"], "queued", "{shown}");
     assert_eq!(shown["size"], Value::Null, "{shown}");
 
@@ -537,8 +546,7 @@ async fn an_idle_http2_connection_is_closed_but_not_while_a_slow_upload_is_open(
     let mut bed = TestBed::start_with_gateway_settings("client_header_timeout = \"1s\"\n")
         .await
         .expect("test bed");
-    let (client, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-    let token = client.token.clone().expect("a token");
+    let token = demo_token(&bed).await;
     let image = bed.gateway_url("image");
 
     // A request open for more than three idle limits: it completes.
@@ -569,10 +577,7 @@ async fn an_idle_http2_connection_is_closed_but_not_while_a_slow_upload_is_open(
     assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
 
     // The data arrived whole.
-    let show = authed_get(&format!("/v2/images/{id}"), &token, "connection: close\r\n");
-    let seen = exchange(&image, &show).await;
-    assert_eq!(seen.statuses, [200], "{}", seen.text());
-    let shown = json_body(&seen.text());
+    let shown = show_image(&image, &token, &id).await;
     assert_eq!(shown["status"], "active", "{shown}");
     assert_eq!(shown["size"], SLOW_PIECES * 8192, "{shown}");
 
