@@ -29,7 +29,7 @@ fn json(answer: &Answer) -> Value {
 
 #[tokio::test]
 async fn two_workers_share_connections_and_drain_together() {
-    let mut bed = TestBed::start_with(|t| t.replacen("[gateway]\n", "[gateway]\nworkers = 2\n", 1))
+    let mut bed = TestBed::start_with_gateway_settings("workers = 2\n")
         .await
         .expect("test bed");
     assert_eq!(bed.gateway.config.workers, 2, "the edit reached the config");
