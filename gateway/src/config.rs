@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::access_log::AccessLogTarget;
 use crate::operation::Service;
 
 /// One configuration problem, with the dotted key it concerns.
@@ -230,6 +231,7 @@ struct RawGateway {
     client_send_timeout: Option<String>,
     client_header_timeout: Option<String>,
     http1_fast_lane: Option<bool>,
+    access_log: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -306,6 +308,8 @@ pub struct Config {
     /// kept-alive connection included, and to complete a TLS handshake; also how long an
     /// HTTP/2 connection may stay with no request open.
     pub client_header_timeout: Duration,
+    /// One JSON line per answered request (see [`crate::access_log`]); off by default.
+    pub access_log: AccessLogTarget,
     pub upstream: UpstreamConfig,
     pub primary: SiteConfig,
     pub recovery: SiteConfig,
@@ -718,6 +722,19 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
             .unwrap_or_else(|| state_dir.join("admin.token")),
     };
     let policy_file = g.policy_file.map(|p| resolve(base_dir, &p));
+    let access_log = match g.access_log.as_deref() {
+        None | Some("off") => AccessLogTarget::Off,
+        Some("stdout") => AccessLogTarget::Stdout,
+        Some("") => {
+            err(
+                errors,
+                "gateway.access_log",
+                "empty: give a file path, \"stdout\" or \"off\"",
+            );
+            AccessLogTarget::Off
+        }
+        Some(path) => AccessLogTarget::File(resolve(base_dir, Path::new(path))),
+    };
     Config {
         state_dir,
         max_body_bytes,
@@ -730,6 +747,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
         client_body_timeout,
         client_send_timeout,
         client_header_timeout,
+        access_log,
         upstream,
         primary,
         recovery,
@@ -867,5 +885,30 @@ public_url = "http://gw.example.com:8774"
         assert_eq!(parse_duration("3"), None);
         assert_eq!(parse_duration("xs"), None);
         assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn the_access_log_is_off_by_default_and_a_relative_path_is_the_config_files_neighbour() {
+        let base = Path::new("/etc/drgw");
+        let with = |value: &str| {
+            let text = GOOD.replace("[gateway]\n", &format!("[gateway]\naccess_log = {value}\n"));
+            Config::parse(&text, base)
+        };
+        assert_eq!(
+            Config::parse(GOOD, base).unwrap().access_log,
+            AccessLogTarget::Off
+        );
+        assert_eq!(with("\"off\"").unwrap().access_log, AccessLogTarget::Off);
+        assert_eq!(
+            with("\"stdout\"").unwrap().access_log,
+            AccessLogTarget::Stdout
+        );
+        assert_eq!(
+            with("\"logs/access.log\"").unwrap().access_log,
+            AccessLogTarget::File("/etc/drgw/logs/access.log".into())
+        );
+        let errors = with("\"\"").unwrap_err().to_string();
+        assert!(errors.starts_with("gateway.access_log: empty"), "{errors}");
+        assert!(with("true").is_err());
     }
 }

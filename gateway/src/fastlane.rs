@@ -38,6 +38,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::Scheme;
@@ -49,6 +50,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::access_log::{self, Entry};
 use crate::body::ProxyBody;
 use crate::config::SiteName;
 use crate::failover::FailoverController;
@@ -230,15 +232,14 @@ impl LaneConn {
     where
         IO: AsyncWrite + Unpin,
     {
+        let started = Instant::now();
         let request_line = self.buf[..]
             .split(|&b| b == b'\n')
             .next()
             .unwrap_or_default();
-        let path = std::str::from_utf8(request_line)
-            .ok()
-            .and_then(|l| l.split(' ').nth(1))
-            .map(|target| target.split('?').next().unwrap_or(target))
-            .unwrap_or("");
+        let mut words = std::str::from_utf8(request_line).unwrap_or("").split(' ');
+        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or(target);
         // (Off every route of a shared listener: Keystone's format, as its 404 there.)
         let service = crate::server::pick_route(&self.lane.routes, path)
             .map_or(Service::Identity, |r| r.service);
@@ -248,6 +249,21 @@ impl LaneConn {
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         write_response(io, resp, &mut self.out).await;
+        if let Some(log) = &self.lane.gw.access_log {
+            log.record(&Entry {
+                time: SystemTime::now(),
+                request_id: req_id.to_str().unwrap_or_default(),
+                global_request_id: req_id.to_str().unwrap_or_default(),
+                client: self.lane.conn.peer,
+                method,
+                target,
+                service: Some(service.as_str()),
+                action: "other",
+                status: status.as_u16(),
+                site: self.lane.gw.active_site().as_str(),
+                duration_ms: access_log::millis(started.elapsed()),
+            });
+        }
     }
 
     /// Answers the request whose head is the first `head_len` bytes of `buf`.
@@ -277,17 +293,44 @@ impl LaneConn {
         let plan = plan(&self.lane, req.method, req.path, req.version, req.headers);
         let outcome = match plan {
             Plan::Relay(relay) => {
+                let mut arrived = Arrived {
+                    started: Instant::now(),
+                    req_id: stack::request_id_from(header(relay.headers, "x-openstack-request-id")),
+                    answered_id: None,
+                };
+                let (service, action, site) = (relay.service, relay.op.action.as_str(), relay.site);
                 let relayed = relay_get(
                     &self.lane,
                     io,
                     relay,
+                    &mut arrived,
                     &mut self.out,
                     &mut self.request_timer,
                 )
                 .await;
                 match relayed {
-                    Relayed::Done { keep_alive } => {
+                    Relayed::Done { keep_alive, status } => {
                         self.lane.gw.metrics.proxy.fast_lane.relayed.inc();
+                        if let Some(log) = &self.lane.gw.access_log {
+                            log.record(&Entry {
+                                time: SystemTime::now(),
+                                request_id: arrived
+                                    .answered_id
+                                    .as_ref()
+                                    .unwrap_or(&arrived.req_id)
+                                    .to_str()
+                                    .unwrap_or_default(),
+                                global_request_id: arrived.req_id.to_str().unwrap_or_default(),
+                                client: self.lane.conn.peer,
+                                method: "GET",
+                                target: req.path.unwrap_or_default(),
+                                service: Some(service.as_str()),
+                                action,
+                                status: status.as_u16(),
+                                site: site.as_str(),
+                                duration_ms: access_log::millis(arrived.started.elapsed()),
+                            });
+                        }
                         if keep_alive {
                             Outcome::Consumed
                         } else {
@@ -509,9 +552,20 @@ fn content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
+/// A relayed GET's start: its clock and request id (sent upstream); and, for its access
+/// log line, the upstream's own id if the client got that instead.
+struct Arrived {
+    started: Instant,
+    req_id: HeaderValue,
+    answered_id: Option<HeaderValue>,
+}
+
 enum Relayed {
-    /// Answered (the connection goes on if `keep_alive`).
-    Done { keep_alive: bool },
+    /// Answered with `status` (the connection goes on if `keep_alive`).
+    Done {
+        keep_alive: bool,
+        status: StatusCode,
+    },
     /// Nothing was written to the client: the general path is to answer it.
     Retry,
 }
@@ -519,6 +573,8 @@ enum Relayed {
 /// An upstream answer's head, as the lane needs it.
 struct UpstreamHead {
     status: StatusCode,
+    /// The upstream's own request id, which the client gets (kept for the access log only).
+    request_id: Option<HeaderValue>,
     /// The head's length in the connection's buffer.
     len: usize,
     /// `None`: not length-delimited (chunked, or until close).
@@ -533,6 +589,7 @@ async fn relay_get<IO>(
     lane: &Lane,
     io: &mut IO,
     relay: Relay<'_, '_>,
+    arrived: &mut Arrived,
     out: &mut Vec<u8>,
     timer: &mut Option<Pin<Box<Sleep>>>,
 ) -> Relayed
@@ -547,9 +604,9 @@ where
         uri,
         headers,
     } = relay;
-    let started = Instant::now();
+    let started = arrived.started;
+    let req_id = &arrived.req_id.clone();
     let _tenant = gw.mirror.tenant_request();
-    let req_id = stack::request_id_from(header(headers, "x-openstack-request-id"));
     let client = gw.client(site);
     let https = uri.scheme() == Some(&Scheme::HTTPS);
     let Some(authority) = uri.authority() else {
@@ -557,7 +614,7 @@ where
     };
     let checkout = match client.raw_checkout(https, authority) {
         Ok(c) => c,
-        Err(e) => return answer_failure(lane, io, service, site, &op, &req_id, &e, out).await,
+        Err(e) => return answer_failure(lane, io, service, site, &op, req_id, &e, out).await,
     };
     upstream_head(
         out,
@@ -565,12 +622,12 @@ where
         &checkout.host_header,
         headers,
         &lane.conn,
-        &req_id,
+        req_id,
     );
     let to_client = ClientHead {
         lane,
         service,
-        req_id: &req_id,
+        req_id,
     };
     let deadline = started + client.request_timeout();
     let host = checkout.host;
@@ -617,13 +674,14 @@ where
             }
         }
     };
-    let (mut conn, head) = match exchanged {
+    let (mut conn, mut head) = match exchanged {
         Ok(ok) => ok,
-        Err(e) => return answer_failure(lane, io, service, site, &op, &req_id, &e, out).await,
+        Err(e) => return answer_failure(lane, io, service, site, &op, req_id, &e, out).await,
     };
     gw.metrics
         .proxy
         .observe_upstream(service, site, started.elapsed().as_secs_f64());
+    arrived.answered_id = head.request_id.take();
     let Some(body_len) = head.body_len else {
         return Relayed::Retry;
     };
@@ -650,7 +708,7 @@ where
             };
             tracing::warn!(stopped, "upstream response body did not come whole");
             let resp = stack::upstream_body_failed(service, stopped);
-            let resp = stack::finish(gw, service, action, &req_id, resp);
+            let resp = stack::finish(gw, service, action, req_id, resp);
             return write_response(io, resp, out).await;
         }
         let body = &conn.buf[head.len..total];
@@ -665,7 +723,7 @@ where
             conn.buf.advance(total);
             give_back(lane, site, host, conn, head.reusable);
             let resp = Box::pin(stack::finish_buffered(gw, &op, parts, body, None)).await;
-            let resp = stack::finish(gw, service, action, &req_id, resp);
+            let resp = stack::finish(gw, service, action, req_id, resp);
             trace_proxied(service, action, resp.status(), started);
             return write_response(io, resp, out).await;
         }
@@ -676,6 +734,7 @@ where
         give_back(lane, site, host, conn, head.reusable);
         return Relayed::Done {
             keep_alive: written,
+            status: head.status,
         };
     }
     if wants_body {
@@ -695,7 +754,10 @@ where
     conn.buf.advance(first);
     left -= first as u64;
     if !write_all(io, out).await {
-        return Relayed::Done { keep_alive: false };
+        return Relayed::Done {
+            keep_alive: false,
+            status: head.status,
+        };
     }
     while left > 0 {
         conn.buf.clear();
@@ -705,21 +767,33 @@ where
             Ok(Ok(0) | Err(_)) | Err(_) => {
                 // The client has the head already: only a cut-short body can say so.
                 tracing::warn!("upstream response body broke off or stopped");
-                return Relayed::Done { keep_alive: false };
+                return Relayed::Done {
+                    keep_alive: false,
+                    status: head.status,
+                };
             }
         }
         let n = (conn.buf.len() as u64).min(left) as usize;
         if io.write_all(&conn.buf[..n]).await.is_err() {
-            return Relayed::Done { keep_alive: false };
+            return Relayed::Done {
+                keep_alive: false,
+                status: head.status,
+            };
         }
         conn.buf.advance(n);
         left -= n as u64;
     }
     if io.flush().await.is_err() {
-        return Relayed::Done { keep_alive: false };
+        return Relayed::Done {
+            keep_alive: false,
+            status: head.status,
+        };
     }
     give_back(lane, site, host, conn, head.reusable);
-    Relayed::Done { keep_alive: true }
+    Relayed::Done {
+        keep_alive: true,
+        status: head.status,
+    }
 }
 
 fn trace_proxied(service: Service, action: &str, status: StatusCode, started: Instant) {
@@ -943,6 +1017,7 @@ fn parse_response_head(
     let mut encoded = false;
     let mut reusable = resp.version == Some(1);
     let mut has_id = false;
+    let mut request_id = None;
     let mut has_date = false;
     for h in resp.headers.iter() {
         let name = h.name;
@@ -980,7 +1055,12 @@ fn parse_response_head(
                 continue;
             }
         }
-        has_id |= name.eq_ignore_ascii_case("x-openstack-request-id");
+        if name.eq_ignore_ascii_case("x-openstack-request-id") {
+            has_id = true;
+            if to.lane.gw.access_log.is_some() {
+                request_id = HeaderValue::from_bytes(h.value).ok();
+            }
+        }
         has_date |= name.eq_ignore_ascii_case("date");
         line(out, name.as_bytes(), h.value);
     }
@@ -1007,6 +1087,7 @@ fn parse_response_head(
     };
     Some(UpstreamHead {
         status,
+        request_id,
         len: head.len(),
         body_len,
         json,
@@ -1067,8 +1148,12 @@ where
     IO: AsyncWrite + Unpin,
 {
     let (parts, body) = resp.into_parts();
+    let status = parts.status;
     let Ok(body) = body.collect().await.map(|c| c.to_bytes()) else {
-        return Relayed::Done { keep_alive: false };
+        return Relayed::Done {
+            keep_alive: false,
+            status,
+        };
     };
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -1090,6 +1175,7 @@ where
     out.extend_from_slice(&body);
     Relayed::Done {
         keep_alive: write_all(io, out).await,
+        status,
     }
 }
 

@@ -3,11 +3,13 @@
 //! connection.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::Uri;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, SiteName};
 use crate::failover::StableIds;
 use crate::journal::{Journal, JournalConfig, JournalError, JournalMetrics};
@@ -73,6 +75,8 @@ pub enum StartError {
     SecretKey(String),
     #[error("metrics: {0}")]
     Metrics(prometheus::Error),
+    #[error(transparent)]
+    AccessLog(#[from] crate::access_log::OpenError),
 }
 
 /// Shared state of a running gateway.
@@ -89,6 +93,8 @@ pub struct Gateway {
     pub mirror: MirrorEngine,
     /// Tenants' IDs across sites (armed from the first failover on).
     pub stable_ids: StableIds,
+    /// One line per answered request, when `[gateway] access_log` is set.
+    pub access_log: Option<Arc<AccessLog>>,
     primary: SiteRuntime,
     recovery: SiteRuntime,
     active: ArcSwap<SiteName>,
@@ -191,6 +197,7 @@ impl Gateway {
         })
         .await?;
         let stable_ids = StableIds::new(IdMap::new(store.clone()));
+        let access_log = AccessLog::open(&config.access_log, &metrics.registry)?.map(Arc::new);
         Ok(Gateway {
             config: Arc::new(config),
             metrics,
@@ -200,6 +207,7 @@ impl Gateway {
             policy: Arc::new(policy),
             mirror,
             stable_ids,
+            access_log,
             primary,
             recovery,
             active: ArcSwap::from_pointee(SiteName::Primary),
@@ -212,6 +220,9 @@ impl Gateway {
         self.mirror.shutdown().await;
         if let Err(e) = self.journal.close().await {
             tracing::warn!(error = %e, "journal did not close cleanly");
+        }
+        if let Some(log) = &self.access_log {
+            log.flush(Duration::from_secs(5)).await;
         }
     }
 

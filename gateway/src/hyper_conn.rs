@@ -29,6 +29,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Notify};
 
+use crate::access_log::{Arrival, PendingLine};
 use crate::body::{BoxError, ProxyBody};
 use crate::failover::FailoverController;
 use crate::gateway::Gateway;
@@ -76,7 +77,8 @@ pub(crate) async fn serve<IO>(
 }
 
 /// The general path as a hyper service (`server::dispatch`), as every listener serves it;
-/// counting its requests when it serves a connection of [`serve`].
+/// counting its requests when it serves a connection of [`serve`], and writing each one's
+/// access log line when the log is on.
 #[derive(Clone)]
 pub(crate) struct Dispatch {
     pub gw: Arc<Gateway>,
@@ -93,6 +95,11 @@ impl hyper::service::Service<Request<Incoming>> for Dispatch {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let arrival = self
+            .gw
+            .access_log
+            .clone()
+            .map(|log| Arrival::new(log, &req, self.gw.active_site()));
         let answer = crate::server::dispatch(
             self.gw.clone(),
             self.fo.clone(),
@@ -100,16 +107,23 @@ impl hyper::service::Service<Request<Incoming>> for Dispatch {
             self.conn.clone(),
             req,
         );
-        match &self.open {
-            None => Box::pin(answer),
-            Some(open) => {
-                let open = OpenRequest::start(open.clone());
-                Box::pin(async move {
-                    let resp = answer.await?;
-                    Ok(resp.map(|body| Counted { body, _open: open }.boxed_unsync()))
-                })
-            }
+        let open = self.open.clone().map(OpenRequest::start);
+        if arrival.is_none() && open.is_none() {
+            return Box::pin(answer);
         }
+        let peer = self.conn.peer;
+        Box::pin(async move {
+            let resp = answer.await?;
+            let line = arrival.map(|a| a.answered(&resp, peer));
+            Ok(resp.map(|body| {
+                Held {
+                    body,
+                    _open: open,
+                    _line: line,
+                }
+                .boxed_unsync()
+            }))
+        })
     }
 }
 
@@ -160,14 +174,17 @@ impl Drop for OpenRequest {
     }
 }
 
-/// An answer's body that keeps its request open until it is done or dropped.
-struct Counted {
+/// An answer's body that keeps its request open, and its access log line unwritten, until
+/// it is done or dropped.
+struct Held {
     body: ProxyBody,
     /// Held, never read: dropping it closes the request.
-    _open: OpenRequest,
+    _open: Option<OpenRequest>,
+    /// Held, never read: dropping it writes the line.
+    _line: Option<PendingLine>,
 }
 
-impl Body for Counted {
+impl Body for Held {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -217,11 +234,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_counted_body_closes_its_request_when_dropped_unread() {
+    async fn a_held_body_closes_its_request_when_dropped_unread() {
         let requests = Arc::new(OpenRequests::default());
-        let body = Counted {
+        let body = Held {
             body: crate::body::full("abc"),
-            _open: OpenRequest::start(requests.clone()),
+            _open: Some(OpenRequest::start(requests.clone())),
+            _line: None,
         };
         assert_eq!(requests.open.load(Ordering::Acquire), 1);
         drop(body);

@@ -5,6 +5,7 @@
 //! recovery site and switches every endpoint over on failover. See README.md for the
 //! architecture map.
 
+pub mod access_log;
 pub mod admin;
 pub mod allocator;
 pub mod body;

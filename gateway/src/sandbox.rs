@@ -155,7 +155,7 @@ pub fn sandbox_config(
     };
     format!(
         "# drgw sandbox: the gateway in front of two simulated sites (written by `drgw sandbox`).\n\n\
-         [gateway]\nstate_dir = \"{state}\"\npolicy_file = \"policy.toml\"\n\n{primary}{recovery}{l0}{l1}{l2}{l3}{l4}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+         [gateway]\nstate_dir = \"{state}\"\npolicy_file = \"policy.toml\"\naccess_log = \"access.log\"\n\n{primary}{recovery}{l0}{l1}{l2}{l3}{l4}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
         state = dir.join("state").display(),
         primary = site("primary", primary),
         recovery = site("recovery", recovery),
@@ -273,6 +273,7 @@ pub async fn run(dir: &Path, base_port: u16) -> anyhow::Result<i32> {
     println!("drgw sandbox is running (Ctrl-C stops it).");
     println!("  gateway config: {}", config_path.display());
     println!("  clouds.yaml:    {}", clouds_path.display());
+    println!("  access log:     {}", dir.join("access.log").display());
     println!(
         "  primary site:   {}   recovery site: {}",
         primary.identity, recovery.identity

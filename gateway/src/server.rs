@@ -259,6 +259,11 @@ impl BoundGateway {
             stop_rx.clone(),
         )));
         let watchers = self.gateway.policy.spawn_watchers(stop_rx.clone());
+        let log_reopener = self
+            .gateway
+            .access_log
+            .as_ref()
+            .map(|log| log.spawn_reopen_on_hangup(stop_rx.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
@@ -278,6 +283,9 @@ impl BoundGateway {
             );
         }
         let _ = watchers.await;
+        if let Some(reopener) = log_reopener {
+            let _ = reopener.await;
+        }
         self.gateway.shutdown().await;
         let _ = workers_done.send(true);
         let joined = tokio::task::spawn_blocking(move || {

@@ -984,13 +984,20 @@ fn not_found(service: Service) -> Response<ProxyBody> {
 pub(crate) fn finish(
     gw: &Gateway,
     service: Service,
-    action: &str,
+    action: &'static str,
     req_id: &HeaderValue,
     mut resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     if !resp.headers().contains_key(&REQUEST_ID) {
         resp.headers_mut()
             .insert(REQUEST_ID.clone(), req_id.clone());
+    }
+    if gw.access_log.is_some() {
+        resp.extensions_mut().insert(crate::access_log::Classified {
+            service,
+            action,
+            request_id: req_id.clone(),
+        });
     }
     gw.metrics
         .proxy

@@ -177,6 +177,12 @@ impl Bench {
             &recovery.endpoints().services(),
         )?;
         std::fs::write(dir.path().join("policy.toml"), BENCH_POLICY)?;
+        // Measured as deployed by default: without the sandbox's access log.
+        let config = std::fs::read_to_string(&config_path)?;
+        std::fs::write(
+            &config_path,
+            config.replace("access_log = \"access.log\"\n", ""),
+        )?;
         let gateway = RunningGateway::start(config_path).await?;
         let identity = format!("http://127.0.0.1:{}/v3", ports.identity);
         let mut clients = Vec::new();
@@ -218,6 +224,12 @@ impl Bench {
         let ports = free_ports();
         let config_path = sites.write_gateway_files(dir.path(), ports)?;
         std::fs::write(dir.path().join("policy.toml"), BENCH_POLICY)?;
+        // Measured as deployed by default: without the sandbox's access log.
+        let config = std::fs::read_to_string(&config_path)?;
+        std::fs::write(
+            &config_path,
+            config.replace("access_log = \"access.log\"\n", ""),
+        )?;
         let gateway = RunningGateway::start(config_path).await?;
         let primary_tenant = Direct::real(&sites.primary, &sites.primary.demo);
         let through_gateway = Direct {
