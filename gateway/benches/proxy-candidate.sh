@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts drgw as the candidate of ../shared/bench/proxy-bench.sh: every service of both
 # sites points at the bench's upstream ($UPSTREAM_URL), the compute listener is $LISTEN,
-# the tokio worker count is $WORKERS, and $ACCESS_LOG the access log ("off" unless set). Used by the README's benchmark command:
+# the tokio worker count is $WORKERS, and $ACCESS_LOG is `[gateway] access_log` ("off"
+# unless set, as nginx's in the bench). Used by the README's benchmark command:
 #   CANDIDATE_NAME=drgw CANDIDATE_CMD="exec $PWD/gateway/benches/proxy-candidate.sh" \
 #     bash ../shared/bench/proxy-bench.sh
 set -euo pipefail
