@@ -498,6 +498,21 @@ mod tests {
     }
 
     #[test]
+    fn a_line_the_writer_cannot_take_is_dropped_and_counted_not_waited_for() {
+        let (queue, _held) = mpsc::sync_channel(1);
+        let lost = IntCounter::new("lost", "lost").unwrap();
+        let log = AccessLog {
+            queue,
+            reopen: Arc::new(AtomicBool::new(false)),
+            queue_full: lost.clone(),
+        };
+        log.record(&entry("req-1", "/"));
+        log.record(&entry("req-2", "/"));
+        log.record(&entry("req-3", "/"));
+        assert_eq!(lost.get(), 2);
+    }
+
+    #[test]
     fn off_starts_nothing() {
         assert!(AccessLog::open(&AccessLogTarget::Off, &Registry::new())
             .unwrap()

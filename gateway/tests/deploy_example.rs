@@ -37,4 +37,9 @@ fn deploy_example_passes_check_config() {
         config.admin.listen.ip().is_loopback(),
         "the admin listener stays on loopback"
     );
+    assert_eq!(
+        config.access_log,
+        drgw::access_log::AccessLogTarget::File("/var/log/drgw/access.log".into()),
+        "the unit's LogsDirectory"
+    );
 }
