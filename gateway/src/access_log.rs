@@ -287,11 +287,25 @@ impl AccessLog {
 
     /// Waits (up to `within`) until every line queued so far is written and flushed.
     pub async fn flush(&self, within: Duration) {
-        let (done, heard) = mpsc::channel();
-        if self.queue.send(Message::Flush(done)).is_err() {
-            return;
-        }
-        let _ = tokio::task::spawn_blocking(move || heard.recv_timeout(within)).await;
+        let queue = self.queue.clone();
+        let waited = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + within;
+            let (done, heard) = mpsc::channel();
+            let mut flush = Message::Flush(done);
+            // Not `send`: a writer stuck on a dead disk must not hold up the stop.
+            loop {
+                match queue.try_send(flush) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                        flush = back;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => return,
+                }
+            }
+            let _ = heard.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        });
+        let _ = waited.await;
     }
 
     /// Reopens the log on every SIGHUP until `stop` turns true.

@@ -131,7 +131,7 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
         let cli = Cli::new(&path)?;
         Ok((rt, dir, gw, cli, ports))
     })();
-    let (rt, _dir, mut gw, cli, ports) = match setup {
+    let (rt, dir, mut gw, cli, ports) = match setup {
         Ok(v) => v,
         Err(e) => {
             s.step(
@@ -224,6 +224,7 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
     );
     neutron_references_at_recovery(&mut s, &cli);
     gold_resources_at_recovery(&mut s, &cli, &tag);
+    access_log_joins_the_services_logs(&mut s, dir.path(), t.sites.sites()[0]);
     failover_through_gateway(&mut s, &rt, &gw, &cli);
     let (code, failed) = rt
         .block_on(drgw::cli::admin_get(
@@ -240,6 +241,67 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
     rt.block_on(gw.stop());
     results.extend(s.into_results());
     results
+}
+
+/// The gateway's access log (the sandbox configuration writes `access.log` beside it)
+/// after the CLI walk-through: a line per call, and for a real Nova call the line's two ids
+/// (Nova's own, which the CLI got, and the one the gateway sent) are on one line of Nova's
+/// log, which names the gateway's as the call's `global_request_id`.
+fn access_log_joins_the_services_logs(
+    s: &mut Steps,
+    gateway_dir: &std::path::Path,
+    primary: &RealSite,
+) {
+    s.step_noted(
+        "access log: a line per call; Nova logged the gateway's request id as the global one",
+        |note| {
+            let text = std::fs::read_to_string(gateway_dir.join("access.log"))?;
+            let lines = text
+                .lines()
+                .map(serde_json::from_str::<Value>)
+                .collect::<Result<Vec<_>, _>>()?;
+            ensure!(lines.len() >= 20, "only {} lines: {text}", lines.len());
+            let compute: Vec<(&str, &str)> = lines
+                .iter()
+                .filter(|l| l["service"] == "compute" && l["site"] == "primary")
+                .filter_map(|l| Some((l["request_id"].as_str()?, l["global_request_id"].as_str()?)))
+                .filter(|(local, global)| local != global)
+                .collect();
+            ensure!(
+                !compute.is_empty(),
+                "no compute line with Nova's own request id: {text}"
+            );
+            let mut service_logs = String::new();
+            for entry in std::fs::read_dir(primary.log_dir())? {
+                let path = entry?.path();
+                if path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("nova"))
+                {
+                    service_logs.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                }
+            }
+            let joined = compute
+                .iter()
+                .filter(|(local, global)| {
+                    service_logs
+                        .lines()
+                        .any(|l| l.contains(local) && l.contains(global))
+                })
+                .count();
+            ensure!(
+                joined > 0,
+                "none of {} compute calls has its two ids on one line of Nova's log",
+                compute.len()
+            );
+            *note = format!(
+                "{} lines; {joined} of {} Nova calls found in Nova's log by both ids",
+                lines.len(),
+                compute.len()
+            );
+            Ok(())
+        },
+    );
 }
 
 /// Planned failover and failback through the gateway, with the real services: the demo
