@@ -151,6 +151,20 @@ impl GatewayProcess {
         })
     }
 
+    /// [`GatewayProcess::start`] with the built `drgw` in front of two simulated sites.
+    pub async fn in_front_of(
+        primary: &SiteHandle,
+        recovery: &SiteHandle,
+    ) -> anyhow::Result<GatewayProcess> {
+        GatewayProcess::start(
+            &drgw_binary(),
+            &primary.endpoints().services(),
+            &recovery.endpoints().services(),
+            0,
+        )
+        .await
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }

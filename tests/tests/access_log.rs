@@ -14,7 +14,7 @@ use drgw_tests::http1;
 use drgw_tests::mirror_harness::eventually;
 use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::{Site, SiteConfig};
-use drgw_tests::testbed::{create_tenant, drgw_binary, GatewayProcess};
+use drgw_tests::testbed::{create_tenant, GatewayProcess};
 use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -65,6 +65,13 @@ async fn line_of(path: &Path, request_id: &str) -> Value {
     found.into_iter().next().unwrap()
 }
 
+/// Each named field of `line` has its expected value.
+fn assert_fields(line: &Value, expected: &[(&str, Value)]) {
+    for (field, value) in expected {
+        assert_eq!(&line[field], value, "{field}: {line}");
+    }
+}
+
 /// The fields every line has, whatever served the request.
 fn assert_common(line: &Value) {
     assert_eq!(line["site"], "primary", "{line}");
@@ -85,14 +92,9 @@ fn assert_common(line: &Value) {
 async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
     let primary = Site::start(SiteConfig::named("primary")).await.unwrap();
     let recovery = Site::start(SiteConfig::named("recovery")).await.unwrap();
-    let mut gw = GatewayProcess::start(
-        &drgw_binary(),
-        &primary.endpoints().services(),
-        &recovery.endpoints().services(),
-        0,
-    )
-    .await
-    .expect("drgw serve");
+    let mut gw = GatewayProcess::in_front_of(&primary, &recovery)
+        .await
+        .expect("drgw serve");
     let log = gw.dir.path().join("access.log");
     create_tenant(&primary, "log-project", "log-user", "log-secret-pw")
         .await
@@ -128,22 +130,15 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
         line["global_request_id"], id,
         "the id sent upstream: {line}"
     );
-    assert_eq!(
-        (
-            &line["method"],
-            &line["target"],
-            &line["service"],
-            &line["action"],
-            &line["status"]
-        ),
-        (
-            &json!("GET"),
-            &json!("/v2.1/flavors?limit=5"),
-            &json!("compute"),
-            &json!("read"),
-            &json!(200)
-        ),
-        "{line}"
+    assert_fields(
+        &line,
+        &[
+            ("method", json!("GET")),
+            ("target", json!("/v2.1/flavors?limit=5")),
+            ("service", json!("compute")),
+            ("action", json!("read")),
+            ("status", json!(200)),
+        ],
     );
 
     // A protected create (hyper, the general path): the id the gateway gave it.
@@ -155,22 +150,15 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
     assert_eq!(created.status, 201, "{}", created.json);
     let line = line_of(&log, answered_id(&created.headers)).await;
     assert_common(&line);
-    assert_eq!(
-        (
-            &line["method"],
-            &line["target"],
-            &line["service"],
-            &line["action"],
-            &line["status"]
-        ),
-        (
-            &json!("POST"),
-            &json!("/v2.0/networks"),
-            &json!("network"),
-            &json!("create"),
-            &json!(201)
-        ),
-        "{line}"
+    assert_fields(
+        &line,
+        &[
+            ("method", json!("POST")),
+            ("target", json!("/v2.0/networks")),
+            ("service", json!("network")),
+            ("action", json!("create")),
+            ("status", json!(201)),
+        ],
     );
 
     // HTTP/2 (prior knowledge): hyper serves the whole connection.
@@ -193,10 +181,13 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
         line["global_request_id"], h2_id,
         "the id sent upstream: {line}"
     );
-    assert_eq!(
-        (&line["method"], &line["service"], &line["status"]),
-        (&json!("GET"), &json!("identity"), &json!(status)),
-        "{line}"
+    assert_fields(
+        &line,
+        &[
+            ("method", json!("GET")),
+            ("service", json!("identity")),
+            ("status", json!(status)),
+        ],
     );
 
     // A request the lane refuses (not HTTP): 400, logged with the request id it was given.
@@ -221,20 +212,14 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
         line["global_request_id"], id,
         "the gateway's own answer: {line}"
     );
-    assert_eq!(
-        (
-            &line["method"],
-            &line["target"],
-            &line["service"],
-            &line["status"]
-        ),
-        (
-            &json!("GET"),
-            &json!("/v2.1/servers"),
-            &json!("compute"),
-            &json!(400)
-        ),
-        "{line}"
+    assert_fields(
+        &line,
+        &[
+            ("method", json!("GET")),
+            ("target", json!("/v2.1/servers")),
+            ("service", json!("compute")),
+            ("status", json!(400)),
+        ],
     );
 
     // Neither the token nor the password is anywhere in the log.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::{FaultKind, Service, Site, SiteConfig, SiteHandle};
-use drgw_tests::testbed::{create_tenant, drgw_binary, GatewayProcess};
+use drgw_tests::testbed::{create_tenant, GatewayProcess};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -177,14 +177,9 @@ async fn sigkill_mid_burst_loses_and_duplicates_nothing() {
     let recovery = Site::start(SiteConfig::named("recovery"))
         .await
         .expect("recovery");
-    let mut gw = GatewayProcess::start(
-        &drgw_binary(),
-        &primary.endpoints().services(),
-        &recovery.endpoints().services(),
-        0,
-    )
-    .await
-    .expect("drgw serve");
+    let mut gw = GatewayProcess::in_front_of(&primary, &recovery)
+        .await
+        .expect("drgw serve");
 
     let mut tenants = Vec::new();
     for n in 0..TENANTS {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use drgw_tests::sim::{Site, SiteConfig};
-use drgw_tests::testbed::{drgw_binary, free_port, GatewayProcess};
+use drgw_tests::testbed::GatewayProcess;
 use http_body_util::{BodyExt, StreamBody};
 use sha2::{Digest, Sha256};
 
@@ -41,14 +41,9 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 async fn one_gib_image_streams_through_with_bounded_memory() {
     let primary = Site::start(SiteConfig::named("primary")).await.unwrap();
     let recovery = Site::start(SiteConfig::named("recovery")).await.unwrap();
-    let gw = GatewayProcess::start(
-        &drgw_binary(),
-        &primary.endpoints().services(),
-        &recovery.endpoints().services(),
-        free_port(),
-    )
-    .await
-    .expect("drgw serve starts");
+    let gw = GatewayProcess::in_front_of(&primary, &recovery)
+        .await
+        .expect("drgw serve starts");
     let token = primary.issue_token("demo", "demo").expect("demo token");
     let image_url = gw.url("image");
     let client: hyper_util::client::legacy::Client<_, drgw::body::ProxyBody> =
