@@ -236,7 +236,8 @@ impl AccessLog {
             &["reason"],
         )
         .expect("static metric definition");
-        // (A second gateway in one process, as in tests, shares the first one's series.)
+        // (Fails only on a registry that has the metric already: the counter then goes
+        // unexported, and nothing else changes.)
         let _ = registry.register(Box::new(lost.clone()));
         let (queue, lines) = mpsc::sync_channel(QUEUE_LINES);
         let reopen = Arc::new(AtomicBool::new(false));

@@ -604,8 +604,12 @@ where
         uri,
         headers,
     } = relay;
-    let started = arrived.started;
-    let req_id = &arrived.req_id.clone();
+    // (Disjoint borrows: the id is read throughout, the upstream's id set once.)
+    let Arrived {
+        started,
+        ref req_id,
+        ref mut answered_id,
+    } = *arrived;
     let _tenant = gw.mirror.tenant_request();
     let client = gw.client(site);
     let https = uri.scheme() == Some(&Scheme::HTTPS);
@@ -681,7 +685,7 @@ where
     gw.metrics
         .proxy
         .observe_upstream(service, site, started.elapsed().as_secs_f64());
-    arrived.answered_id = head.request_id.take();
+    *answered_id = head.request_id.take();
     let Some(body_len) = head.body_len else {
         return Relayed::Retry;
     };
@@ -707,6 +711,8 @@ where
                 Err(_) => true,
             };
             tracing::warn!(stopped, "upstream response body did not come whole");
+            // The client gets the gateway's answer, with the gateway's id.
+            *answered_id = None;
             let resp = stack::upstream_body_failed(service, stopped);
             let resp = stack::finish(gw, service, action, req_id, resp);
             return write_response(io, resp, out).await;

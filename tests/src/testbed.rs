@@ -99,6 +99,16 @@ pub async fn create_tenant(
     Ok(())
 }
 
+/// The lines of a gateway's access log (none if it does not exist yet), parsed; the test
+/// beds' gateways write one (`access.log` beside their configuration).
+pub fn access_log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// Gateway ports, all free.
 pub fn free_ports() -> GatewayPorts {
     GatewayPorts {

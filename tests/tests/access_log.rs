@@ -14,7 +14,7 @@ use drgw_tests::http1;
 use drgw_tests::mirror_harness::eventually;
 use drgw_tests::sim::client::SimClient;
 use drgw_tests::sim::{Site, SiteConfig};
-use drgw_tests::testbed::{create_tenant, GatewayProcess};
+use drgw_tests::testbed::{access_log_lines, create_tenant, GatewayProcess};
 use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -35,18 +35,9 @@ fn answered_id(headers: &http::HeaderMap) -> &str {
         .expect("every answer has a request id")
 }
 
-/// The lines of the log at `path` (none if it does not exist yet).
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 /// The lines of the log at `path` with this request id.
 fn lines_of(path: &Path, request_id: &str) -> Vec<Value> {
-    lines(path)
+    access_log_lines(path)
         .into_iter()
         .filter(|l| l["request_id"] == request_id)
         .collect()
@@ -231,7 +222,7 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
     );
 
     // logrotate: the file is moved, SIGHUP; the next lines go to a new file.
-    let before = lines(&log).len();
+    let before = access_log_lines(&log).len();
     let rotated = gw.dir.path().join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     let hup = tokio::process::Command::new("kill")
@@ -254,7 +245,7 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
     .await;
     // Lines written before the signal was seen went to the moved file: none is lost or
     // written twice.
-    let (old, new) = (lines(&rotated), lines(&log));
+    let (old, new) = (access_log_lines(&rotated), access_log_lines(&log));
     assert!(
         old.len() >= before,
         "{} lines before, {} kept",

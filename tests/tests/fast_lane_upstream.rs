@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use drgw_tests::http1::{get, read_head, request};
 use drgw_tests::mirror_harness::eventually;
-use drgw_tests::testbed::TestBed;
+use drgw_tests::testbed::{access_log_lines, TestBed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -20,6 +20,9 @@ struct Seen {
     connections: AtomicUsize,
     requests: AtomicUsize,
 }
+
+/// The request id the scripted upstream's stalling answers carry.
+const UPSTREAM_ID: &str = "req-00000000-0000-4000-8000-000000000000";
 
 /// Serves the scripted answers on `listener`: the `mode` query parameter of each request
 /// chooses one.
@@ -72,7 +75,7 @@ async fn scripted_upstream(listener: TcpListener, seen: Arc<Seen>) {
                             _ => ("application/octet-stream", &b"\x00\x01\x02\x03"[..]),
                         };
                         let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: 4096\r\n\r\n"
+                            "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: 4096\r\nx-openstack-request-id: {UPSTREAM_ID}\r\n\r\n"
                         );
                         if sock.write_all(&[head.as_bytes(), start].concat()).await.is_ok() {
                             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -236,6 +239,23 @@ async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
     assert_eq!(stalled.status, 504, "{}", stalled.head);
     let text = String::from_utf8_lossy(&stalled.body);
     assert!(text.contains("stopped coming"), "{text}");
+    // The answer is the gateway's, with its own request id (not the upstream's, whose
+    // head it never passed on), and the access log says the same.
+    let id = stalled
+        .header("x-openstack-request-id")
+        .expect("request id");
+    assert_ne!(id, UPSTREAM_ID);
+    let log = bed.dir.path().join("access.log");
+    eventually(
+        "the 504's access log line",
+        Duration::from_secs(5),
+        || async {
+            access_log_lines(&log)
+                .iter()
+                .any(|l| l["request_id"] == id && l["status"] == 504)
+        },
+    )
+    .await;
     // The same answer to a protected change (an image create with a tenant's token, read
     // whole by the general path): 504 too, and the change counts as unconfirmed, since
     // the upstream said it succeeded before its answer stopped.
