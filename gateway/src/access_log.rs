@@ -74,6 +74,10 @@ pub struct Entry<'a> {
     pub status: u16,
     /// The active site when the request arrived.
     pub site: &'a str,
+    /// The tenant's project, for a protected change (reads are not looked up).
+    pub project: Option<&'a str>,
+    /// The DR tier the policy chose for a protected change it allowed.
+    pub tier: Option<&'a str>,
     /// From the request head read to the answer's end: its last byte handed to the
     /// connection, or the answer given up (the client gone, the upstream broken off).
     pub duration_ms: f64,
@@ -121,8 +125,11 @@ impl Arrival {
     /// the answer's body is done or given up.
     pub fn answered<B>(self, resp: &http::Response<B>, client: SocketAddr) -> PendingLine {
         let classified = resp.extensions().get::<Classified>();
+        let tenancy = resp.extensions().get::<Tenancy>();
         let request_id = request_id(resp.headers()).to_owned();
         PendingLine {
+            project: tenancy.and_then(|t| t.project.clone()),
+            tier: tenancy.and_then(|t| t.tier.clone()),
             global_request_id: classified
                 .and_then(|c| c.request_id.to_str().ok())
                 .map_or_else(|| request_id.clone(), str::to_owned),
@@ -141,6 +148,8 @@ pub struct PendingLine {
     arrival: Arrival,
     request_id: String,
     global_request_id: String,
+    project: Option<String>,
+    tier: Option<String>,
     client: SocketAddr,
     service: Option<&'static str>,
     action: &'static str,
@@ -161,6 +170,8 @@ impl Drop for PendingLine {
             action: self.action,
             status: self.status,
             site: a.site.as_str(),
+            project: self.project.as_deref(),
+            tier: self.tier.as_deref(),
             duration_ms: millis(a.started.elapsed()),
         });
     }
@@ -189,6 +200,14 @@ fn clip(text: &str, max: usize) -> &str {
 /// A duration in milliseconds, to the microsecond.
 pub fn millis(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
+}
+
+/// Who made a protected change, and the tier the policy chose: a response extension the
+/// request path adds while the log is on.
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    pub project: Option<String>,
+    pub tier: Option<String>,
 }
 
 enum Message {
@@ -459,6 +478,8 @@ mod tests {
             action: "read",
             status: 200,
             site: "primary",
+            project: None,
+            tier: None,
             duration_ms: 1.5,
         }
     }

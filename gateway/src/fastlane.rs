@@ -261,6 +261,8 @@ impl LaneConn {
                 action: "other",
                 status: status.as_u16(),
                 site: self.lane.gw.active_site().as_str(),
+                project: None,
+                tier: None,
                 duration_ms: access_log::millis(started.elapsed()),
             });
         }
@@ -328,6 +330,8 @@ impl LaneConn {
                                 action,
                                 status: status.as_u16(),
                                 site: site.as_str(),
+                                project: None,
+                                tier: None,
                                 duration_ms: access_log::millis(arrived.started.elapsed()),
                             });
                         }

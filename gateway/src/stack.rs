@@ -327,6 +327,8 @@ pub async fn handle(
     // 2c. a protected change: the JSON body is read (bounded), the policy decides the tier
     // (and may refuse or rewrite), and a success is journaled before the tenant hears of it.
     if let Some(ctx) = tenant_ctx {
+        let project = gw.access_log.as_ref().and(ctx.project_id.clone());
+        let mut decided_tier = None;
         let change = Change {
             op: &op,
             fo: &fo,
@@ -334,9 +336,16 @@ pub async fn handle(
             path,
             site,
             req_id: &req_id,
+            decided_tier: &mut decided_tier,
         };
         // Boxed: its state is large, and reads should not carry (and move) it.
-        let resp = Box::pin(protected_change(&gw, change, parts, incoming)).await;
+        let mut resp = Box::pin(protected_change(&gw, change, parts, incoming)).await;
+        if gw.access_log.is_some() {
+            resp.extensions_mut().insert(crate::access_log::Tenancy {
+                project,
+                tier: decided_tier,
+            });
+        }
         return finish(&gw, service, action, &req_id, resp);
     }
     let mut stall_watch = None;
@@ -452,6 +461,8 @@ struct Change<'a> {
     path: &'a str,
     site: SiteName,
     req_id: &'a HeaderValue,
+    /// The tier the policy chose, for the access log (set only while it is on).
+    decided_tier: &'a mut Option<String>,
 }
 
 /// The path of a protected change: read and check the JSON body, let the policy decide,
@@ -519,6 +530,9 @@ async fn protected_change(
     if let Some(denied) = verdict.deny_response(service, accept.as_deref()) {
         tracing::info!(request_id = ?change.req_id, operation = %op.policy_name(), "refused by policy");
         return denied.map(body::full);
+    }
+    if let (Some(tier), true) = (verdict.tier(), gw.access_log.is_some()) {
+        *change.decided_tier = Some(tier.name.clone());
     }
     let PolicyVerdict::Allow {
         tier,

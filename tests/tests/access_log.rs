@@ -91,7 +91,7 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
         .await
         .unwrap();
     let mut tenant = SimClient::new();
-    tenant
+    let login = tenant
         .login(
             &format!("{}/v3", gw.url("identity")),
             "log-user",
@@ -101,6 +101,8 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
         .await
         .expect("login through the gateway");
     let token = tenant.token.clone().expect("token");
+    let project_id = login.json["token"]["project"]["id"].clone();
+    assert!(project_id.is_string(), "{}", login.json);
 
     // A plain GET (the fast lane), with the client's own request id.
     let flavors = format!("{}/v2.1/flavors?limit=5", gw.url("compute"));
@@ -129,10 +131,14 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
             ("service", json!("compute")),
             ("action", json!("read")),
             ("status", json!(200)),
+            // A read is not looked up: no tenant, no tier.
+            ("project", Value::Null),
+            ("tier", Value::Null),
         ],
     );
 
-    // A protected create (hyper, the general path): the id the gateway gave it.
+    // A protected create (hyper, the general path), with who made it and the tier the
+    // policy chose (a project no rule names: the sandbox policy's default, bronze).
     let networks = format!("{}/v2.0/networks", gw.url("network"));
     let created = tenant
         .post(&networks, &json!({"network": {"name": "logged"}}))
@@ -149,6 +155,8 @@ async fn every_answer_is_one_line_and_the_log_follows_a_rotation() {
             ("service", json!("network")),
             ("action", json!("create")),
             ("status", json!(201)),
+            ("project", project_id.clone()),
+            ("tier", json!("bronze")),
         ],
     );
 
