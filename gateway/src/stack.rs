@@ -327,7 +327,7 @@ pub async fn handle(
     // 2c. a protected change: the JSON body is read (bounded), the policy decides the tier
     // (and may refuse or rewrite), and a success is journaled before the tenant hears of it.
     if let Some(ctx) = tenant_ctx {
-        let project = gw.access_log.as_ref().and(ctx.project_id.clone());
+        let project = gw.access_log.as_ref().and_then(|_| ctx.project_id.clone());
         let mut decided_tier = None;
         let change = Change {
             op: &op,
@@ -531,8 +531,8 @@ async fn protected_change(
         tracing::info!(request_id = ?change.req_id, operation = %op.policy_name(), "refused by policy");
         return denied.map(body::full);
     }
-    if let (Some(tier), true) = (verdict.tier(), gw.access_log.is_some()) {
-        *change.decided_tier = Some(tier.name.clone());
+    if gw.access_log.is_some() {
+        *change.decided_tier = verdict.tier().map(|tier| tier.name.clone());
     }
     let PolicyVerdict::Allow {
         tier,
