@@ -180,7 +180,7 @@ impl Drop for PendingLine {
 /// The request id an answer carries (every answer of the gateway has one).
 fn request_id(headers: &http::HeaderMap) -> &str {
     headers
-        .get("x-openstack-request-id")
+        .get(&crate::stack::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
