@@ -4,9 +4,17 @@
 //! Every call is authenticated: either `Authorization: Bearer <token>` with the token kept
 //! in `admin.token_file` (created with mode 0600 on first start), or `X-Auth-Token` with a
 //! Keystone token that carries the `admin` role at the active site. Anything else is 401.
+//!
+//! Every call is audited: a call that may change something (any method but `GET`) is logged
+//! at `info` under the target `drgw::admin` with who made it (the token file's holder or the
+//! Keystone user), the client's address, the method, the path and the status; a refused call
+//! at `warn` with why; reads at `debug`. Never a token or a query string. Each call also
+//! counts in `drgw_admin_requests_total{route,status}`.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +22,7 @@ use std::time::Duration;
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,6 +40,8 @@ pub struct AdminState {
     gateway: Arc<Gateway>,
     failover: Arc<FailoverController>,
     token: String,
+    /// `drgw_admin_requests_total{route,status}`.
+    requests: IntCounterVec,
 }
 
 impl AdminState {
@@ -39,12 +50,121 @@ impl AdminState {
         failover: Arc<FailoverController>,
         token: String,
     ) -> AdminState {
+        let requests = admin_requests_counter(&gateway.metrics.registry);
         AdminState {
             gateway,
             failover,
             token,
+            requests,
         }
     }
+}
+
+/// Makes and registers `drgw_admin_requests_total`. A registry that has it already (a second
+/// admin state on one gateway, in tests) keeps counting in its own copy.
+fn admin_requests_counter(registry: &Registry) -> IntCounterVec {
+    let counter = IntCounterVec::new(
+        Opts::new(
+            "drgw_admin_requests_total",
+            "Admin API calls, by route and status code (401: refused)",
+        ),
+        &["route", "status"],
+    )
+    .expect("static metric definition");
+    let _ = registry.register(Box::new(counter.clone()));
+    counter
+}
+
+/// Who made an admin call, as the audit log names them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    /// The holder of the bearer token in `admin.token_file`.
+    TokenFile,
+    /// A Keystone user whose token carries the `admin` role at the active site.
+    Keystone {
+        user_name: String,
+        user_id: String,
+        project_name: Option<String>,
+    },
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Caller::TokenFile => f.write_str("admin-token-file"),
+            Caller::Keystone {
+                user_name,
+                user_id,
+                project_name,
+            } => {
+                write!(f, "keystone:{user_name} ({user_id})")?;
+                match project_name {
+                    Some(p) => write!(f, " in project {p}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Why an admin call was refused (for the audit line; the client only learns 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NoCredentials,
+    WrongBearerToken,
+    KeystoneTokenInvalid,
+    KeystoneTokenNotAdmin,
+    KeystoneUnreachable,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoCredentials => "no credentials",
+            Refusal::WrongBearerToken => "wrong bearer token",
+            Refusal::KeystoneTokenInvalid => "Keystone token not valid",
+            Refusal::KeystoneTokenNotAdmin => "Keystone token without the admin role",
+            Refusal::KeystoneUnreachable => "Keystone could not validate the token",
+        }
+    }
+}
+
+/// The `route` label of an admin call: one of a fixed set, whatever the path.
+fn route_label(method: &Method, path: &str) -> &'static str {
+    match (method, path) {
+        (&Method::GET, "/metrics") => "metrics",
+        (&Method::GET, "/healthz") => "healthz",
+        (&Method::GET, "/readyz") => "readyz",
+        (&Method::GET, "/v1/status") => "status",
+        (&Method::POST, "/v1/policies/reload") => "policies_reload",
+        (&Method::GET, "/v1/journal") => "journal",
+        (&Method::GET, "/v1/checkpoints") => "checkpoints",
+        (&Method::GET, "/v1/idmap") => "idmap",
+        (&Method::GET, "/v1/flavor-fits") => "flavor_fits",
+        (&Method::GET, "/v1/failover") => "failover_status",
+        (&Method::POST, "/v1/failover") => "failover",
+        (&Method::POST, "/v1/failback") => "failback",
+        (&Method::POST, "/v1/drill") => "drill",
+        (&Method::GET, p) if p.starts_with("/v1/failovers/") => "failover_report",
+        (&Method::POST, p) if p.starts_with("/v1/journal/") && p.ends_with("/retry") => {
+            "journal_retry"
+        }
+        _ => "unknown",
+    }
+}
+
+/// The longest path an audit line carries (the rest is cut, on a character boundary).
+const AUDITED_PATH_MAX: usize = 256;
+
+fn clipped(path: &str) -> &str {
+    if path.len() <= AUDITED_PATH_MAX {
+        return path;
+    }
+    let mut end = AUDITED_PATH_MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }
 
 /// Reads the admin bearer token, creating the file (mode 0600, 32 random bytes in hex)
@@ -92,7 +212,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         .header_read_timeout(state.gateway.config.client_header_timeout);
     let http1 = Arc::new(http1);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 // Out of file descriptors, say: wait rather than spin.
@@ -109,7 +229,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                async move { Ok::<_, Infallible>(audited(&state, req, client).await) }
             });
             let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
         });
@@ -142,39 +262,86 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn authenticated(state: &AdminState, req: &Request<Incoming>) -> bool {
+async fn authenticated(state: &AdminState, req: &Request<Incoming>) -> Result<Caller, Refusal> {
     if let Some(bearer) = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return same_token(bearer.trim(), &state.token);
+        return if same_token(bearer.trim(), &state.token) {
+            Ok(Caller::TokenFile)
+        } else {
+            Err(Refusal::WrongBearerToken)
+        };
     }
-    if let Some(token) = req
+    let Some(token) = req
         .headers()
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
-    {
-        let gw = &state.gateway;
-        let keystone = &gw.site(gw.active_site()).keystone;
-        return matches!(gw.tokens.context(token, keystone).await, Ok(Some(ctx)) if ctx.has_role("admin"));
+    else {
+        return Err(Refusal::NoCredentials);
+    };
+    let gw = &state.gateway;
+    let keystone = &gw.site(gw.active_site()).keystone;
+    match gw.tokens.context(token, keystone).await {
+        Ok(Some(ctx)) if ctx.has_role("admin") => Ok(Caller::Keystone {
+            user_name: ctx.user_name.clone(),
+            user_id: ctx.user_id.clone(),
+            project_name: ctx.project_name.clone(),
+        }),
+        Ok(Some(_)) => Err(Refusal::KeystoneTokenNotAdmin),
+        Ok(None) => Err(Refusal::KeystoneTokenInvalid),
+        Err(_) => Err(Refusal::KeystoneUnreachable),
     }
-    false
 }
 
-async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
-    if !authenticated(state, &req).await {
-        let mut resp = error(
-            StatusCode::UNAUTHORIZED,
-            "The admin API needs the admin bearer token or a Keystone admin token.",
-        );
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return resp;
-    }
+/// Authenticates, answers and audits one admin call (see the module's documentation).
+async fn audited(
+    state: &AdminState,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<ProxyBody> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = route_label(&method, &path);
+    let resp = match authenticated(state, &req).await {
+        Ok(caller) => {
+            let resp = handle(state, req, &caller).await;
+            let status = resp.status().as_u16();
+            if method == Method::GET {
+                tracing::debug!(target: "drgw::admin", %caller, %client, %method, path = %clipped(&path), status, "admin call");
+            } else {
+                tracing::info!(target: "drgw::admin", %caller, %client, %method, path = %clipped(&path), status, "admin call");
+            }
+            resp
+        }
+        Err(refusal) => {
+            tracing::warn!(target: "drgw::admin", %client, %method, path = %clipped(&path), reason = refusal.as_str(), "admin call refused");
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "The admin API needs the admin bearer token or a Keystone admin token.",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            resp
+        }
+    };
+    state
+        .requests
+        .with_label_values(&[route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// Answers an authenticated admin call.
+async fn handle(
+    state: &AdminState,
+    req: Request<Incoming>,
+    caller: &Caller,
+) -> Response<ProxyBody> {
     let gw = &state.gateway;
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
@@ -239,7 +406,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBod
         }
         (&Method::POST, "/v1/failover") | (&Method::POST, "/v1/failback") => {
             let failback = req.uri().path() == "/v1/failback";
-            switch(&state.failover, failback, req).await
+            switch(&state.failover, failback, req, caller).await
         }
         (&Method::POST, "/v1/drill") => {
             let report = state.failover.drill().await;
@@ -282,7 +449,9 @@ async fn switch(
     fo: &FailoverController,
     failback: bool,
     req: Request<Incoming>,
+    caller: &Caller,
 ) -> Response<ProxyBody> {
+    let by = caller.to_string();
     let idle = fo.gateway().config.client_body_timeout;
     let body = match crate::body::read_limited(req.into_body(), 64 * 1024, idle).await {
         Ok(b) => b,
@@ -314,9 +483,9 @@ async fn switch(
     let drain = Duration::from_secs(args["drain_timeout_s"].as_u64().unwrap_or(60));
     let result = if failback {
         if forced {
-            fo.failback_forced().await
+            fo.failback_forced(&by).await
         } else {
-            fo.failback_planned(drain).await
+            fo.failback_planned(drain, &by).await
         }
     } else {
         let to = match args["to"].as_str().unwrap_or("recovery") {
@@ -330,9 +499,9 @@ async fn switch(
             }
         };
         if forced {
-            fo.forced(to).await
+            fo.forced(to, &by).await
         } else {
-            fo.planned(to, drain).await
+            fo.planned(to, drain, &by).await
         }
     };
     match result {
@@ -524,6 +693,30 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn audit_labels_and_names_are_bounded() {
+        assert_eq!(route_label(&Method::POST, "/v1/failover"), "failover");
+        assert_eq!(route_label(&Method::GET, "/v1/failover"), "failover_status");
+        assert_eq!(
+            route_label(&Method::POST, "/v1/journal/17/retry"),
+            "journal_retry"
+        );
+        // Any other path, however long or odd, is one label value.
+        assert_eq!(route_label(&Method::DELETE, "/v1/failover"), "unknown");
+        assert_eq!(route_label(&Method::GET, &"/x".repeat(1000)), "unknown");
+        let long = format!("/v1/{}", "é".repeat(200));
+        let cut = clipped(&long);
+        assert!(cut.len() <= AUDITED_PATH_MAX && long.starts_with(cut));
+        assert_eq!(clipped("/v1/status"), "/v1/status");
+        let keystone = Caller::Keystone {
+            user_name: "alice".into(),
+            user_id: "u1".into(),
+            project_name: Some("admin".into()),
+        };
+        assert_eq!(keystone.to_string(), "keystone:alice (u1) in project admin");
+        assert_eq!(Caller::TokenFile.to_string(), "admin-token-file");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The `drgw` binary: parses arguments, builds the runtime, and calls the library.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 /// mimalloc rather than the C library's allocator: a proxy allocates and frees small
@@ -15,6 +17,8 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = huge_pages_off {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off; memory churn costs more CPU");

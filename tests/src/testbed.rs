@@ -132,7 +132,13 @@ pub struct GatewayProcess {
     pub ports: GatewayPorts,
     pub config_path: PathBuf,
     pub dir: tempfile::TempDir,
+    /// Where the process's standard error goes, when not to the test's own.
+    stderr_file: Option<PathBuf>,
 }
+
+/// The log filter of a gateway whose standard error goes to a file: warnings, and the admin
+/// API's audit lines.
+const LOGGED_FILTER: &str = "warn,drgw::admin=info";
 
 impl GatewayProcess {
     /// Writes a sandbox-style configuration for the two sites and starts `drgw serve` on
@@ -151,14 +157,37 @@ impl GatewayProcess {
         let dir = tempfile::tempdir()?;
         let ports = free_ports();
         let config_path = sandbox::write_sandbox_files(dir.path(), ports, primary, recovery)?;
-        let child = spawn_serve(bin, &config_path, ports).await?;
+        let child = spawn_serve(bin, &config_path, ports, None).await?;
         Ok(GatewayProcess {
             child,
             bin: bin.to_path_buf(),
             ports,
             config_path,
             dir,
+            stderr_file: None,
         })
+    }
+
+    /// [`GatewayProcess::in_front_of`], with the process's standard error (warnings and the
+    /// admin audit lines, `drgw::admin` at `info`) in a file: see [`GatewayProcess::stderr`].
+    pub async fn in_front_of_logging(
+        primary: &SiteHandle,
+        recovery: &SiteHandle,
+    ) -> anyhow::Result<GatewayProcess> {
+        let mut gw = GatewayProcess::in_front_of(primary, recovery).await?;
+        let path = gw.dir.path().join("stderr.log");
+        gw.stderr_file = Some(path);
+        gw.restart().await?;
+        Ok(gw)
+    }
+
+    /// What the process wrote to standard error, for one started by
+    /// [`GatewayProcess::in_front_of_logging`] (empty otherwise).
+    pub fn stderr(&self) -> String {
+        self.stderr_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
     }
 
     /// [`GatewayProcess::start`] with the built `drgw` in front of two simulated sites.
@@ -214,7 +243,13 @@ impl GatewayProcess {
     /// (after [`crash`](GatewayProcess::crash) or an exit).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill().await;
-        self.child = spawn_serve(&self.bin, &self.config_path, self.ports).await?;
+        self.child = spawn_serve(
+            &self.bin,
+            &self.config_path,
+            self.ports,
+            self.stderr_file.as_deref(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -225,17 +260,27 @@ impl GatewayProcess {
 }
 
 /// Spawns `drgw serve --config <path>` and waits until its identity listener accepts.
+/// Standard error goes to the test's own, or appended to `stderr_file`.
 async fn spawn_serve(
     bin: &std::path::Path,
     config_path: &std::path::Path,
     ports: GatewayPorts,
+    stderr_file: Option<&std::path::Path>,
 ) -> anyhow::Result<tokio::process::Child> {
-    let mut child = tokio::process::Command::new(bin)
+    let mut command = tokio::process::Command::new(bin);
+    command
         .args(["serve", "--config"])
         .arg(config_path)
         .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    if let Some(path) = stderr_file {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        command.env("RUST_LOG", LOGGED_FILTER).stderr(file);
+    }
+    let mut child = command.spawn()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while tokio::net::TcpStream::connect(("127.0.0.1", ports.identity))
         .await

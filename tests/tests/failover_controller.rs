@@ -101,7 +101,10 @@ async fn planned_failover_drains_flips_persists_and_fails_back() {
 
     let switching = {
         let ctrl = ctrl.clone();
-        tokio::spawn(async move { ctrl.planned(Site::Recovery, Duration::from_secs(40)).await })
+        tokio::spawn(async move {
+            ctrl.planned(Site::Recovery, Duration::from_secs(40), "test")
+                .await
+        })
     };
     let start = Instant::now();
     while !ctrl.writes_frozen() {
@@ -213,13 +216,15 @@ async fn planned_failover_drains_flips_persists_and_fails_back() {
         .is_some());
 
     // Failing over again is refused; failback switches back.
-    let again = ctrl.planned(Site::Recovery, Duration::from_secs(1)).await;
+    let again = ctrl
+        .planned(Site::Recovery, Duration::from_secs(1), "test")
+        .await;
     assert!(
         matches!(again, Err(FailoverError::Transition(_))),
         "{again:?}"
     );
     let back = ctrl
-        .failback_planned(Duration::from_secs(30))
+        .failback_planned(Duration::from_secs(30), "test")
         .await
         .expect("planned failback");
     assert_eq!(back.kind, ReportKind::PlannedFailback);
@@ -231,7 +236,10 @@ async fn planned_failover_drains_flips_persists_and_fails_back() {
     // Two controllers racing (one stale): exactly one wins, the other gets a conflict.
     let other = Arc::new(FailoverController::new(gw.clone()));
     other.load().await.expect("load");
-    let (a, b) = tokio::join!(ctrl.forced(Site::Recovery), other.forced(Site::Recovery));
+    let (a, b) = tokio::join!(
+        ctrl.forced(Site::Recovery, "test"),
+        other.forced(Site::Recovery, "test")
+    );
     let outcomes = [a.is_ok(), b.is_ok()];
     assert_eq!(
         outcomes.iter().filter(|ok| **ok).count(),
@@ -264,7 +272,7 @@ async fn drain_timeout_aborts_and_writes_are_frozen_only_meanwhile() {
     let switching = {
         let ctrl = ctrl.clone();
         tokio::spawn(async move {
-            ctrl.planned(Site::Recovery, Duration::from_millis(1500))
+            ctrl.planned(Site::Recovery, Duration::from_millis(1500), "test")
                 .await
         })
     };
@@ -379,7 +387,10 @@ async fn forced_failover_reports_exactly_the_pending_records() {
     bed.primary.down().await;
     let pending = pending_seqs(&bed).await;
     assert!(pending.len() >= 3, "{pending:?}");
-    let report = ctrl.forced(Site::Recovery).await.expect("forced failover");
+    let report = ctrl
+        .forced(Site::Recovery, "test")
+        .await
+        .expect("forced failover");
     println!("{}", report.to_text());
     assert_eq!(report.kind, ReportKind::ForcedFailover);
     assert_eq!(gw.active_site(), SiteName::Recovery);
@@ -560,7 +571,7 @@ async fn a_client_slow_to_send_a_change_holds_up_no_switch_and_is_told_to_retry(
     // The switch does not wait for it: nothing of it has reached an upstream.
     let ctrl = bed.gateway.failover.clone();
     let report = ctrl
-        .planned(Site::Recovery, Duration::from_secs(5))
+        .planned(Site::Recovery, Duration::from_secs(5), "test")
         .await
         .expect("a planned failover with a change's body still on its way");
     assert_eq!(report.to, Site::Recovery);

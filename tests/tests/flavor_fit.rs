@@ -206,7 +206,7 @@ async fn flavors_are_fitted_to_existing_recovery_flavors_without_admin_rights() 
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.json);
     let app_tiny = resp.json["flavor"]["id"].as_str().unwrap().to_string();
     let ctrl = Arc::new(FailoverController::new(bed.gateway.gateway.clone()));
-    ctrl.planned(Site::Recovery, Duration::from_secs(30))
+    ctrl.planned(Site::Recovery, Duration::from_secs(30), "test")
         .await
         .expect("planned failover");
     let (at_recovery, _) = bed.login("admin", "secret", "admin").await.expect("login");

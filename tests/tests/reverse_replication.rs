@@ -81,7 +81,7 @@ async fn changes_at_the_recovery_site_resync_the_primary_on_failback() {
     let ctrl = Arc::new(FailoverController::new(gw.clone()));
     ctrl.load().await.expect("load");
     let report = ctrl
-        .planned(Site::Recovery, Duration::from_secs(30))
+        .planned(Site::Recovery, Duration::from_secs(30), "test")
         .await
         .expect("planned failover");
     assert_eq!(report.kind, ReportKind::PlannedFailover);
@@ -150,7 +150,7 @@ async fn changes_at_the_recovery_site_resync_the_primary_on_failback() {
 
     // Planned failback drains the reverse records, then flips.
     let back = ctrl
-        .failback_planned(Duration::from_secs(40))
+        .failback_planned(Duration::from_secs(40), "test")
         .await
         .expect("planned failback");
     assert_eq!(back.kind, ReportKind::PlannedFailback);
@@ -292,7 +292,10 @@ async fn forced_failover_supersedes_what_the_lost_primary_had_pending() {
     // cannot be applied in the meantime (the set the report sees cannot change).
     let ctrl = Arc::new(FailoverController::new(gw.clone()));
     ctrl.load().await.expect("load");
-    let report = ctrl.forced(Site::Recovery).await.expect("forced failover");
+    let report = ctrl
+        .forced(Site::Recovery, "test")
+        .await
+        .expect("forced failover");
     bed.recovery.up().await.expect("recovery up");
     let rpo = report.rpo.expect("an RPO report");
     assert!(rpo.pending >= 1, "{rpo:?}");
@@ -340,7 +343,7 @@ async fn a_gold_volume_created_during_the_failover_is_restored_at_the_primary_on
 
     let ctrl = Arc::new(FailoverController::new(gw.clone()));
     ctrl.load().await.expect("load");
-    ctrl.planned(Site::Recovery, Duration::from_secs(30))
+    ctrl.planned(Site::Recovery, Duration::from_secs(30), "test")
         .await
         .expect("planned failover");
 
@@ -364,7 +367,7 @@ async fn a_gold_volume_created_during_the_failover_is_restored_at_the_primary_on
     let volume_id = made.json["volume"]["id"].as_str().unwrap().to_string();
 
     let back = ctrl
-        .failback_planned(Duration::from_secs(40))
+        .failback_planned(Duration::from_secs(40), "test")
         .await
         .expect("planned failback");
     let restore = back.restore.expect("the failback restores workloads");
@@ -424,7 +427,7 @@ async fn a_failed_reverse_record_applies_at_the_primary_when_retried() {
     let gw = bed.gateway.gateway.clone();
     let ctrl = Arc::new(FailoverController::new(gw.clone()));
     ctrl.load().await.expect("load");
-    ctrl.planned(Site::Recovery, Duration::from_secs(30))
+    ctrl.planned(Site::Recovery, Duration::from_secs(30), "test")
         .await
         .expect("planned failover");
     assert_eq!(gw.active_site(), SiteName::Recovery);

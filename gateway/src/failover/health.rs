@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 use super::{FailoverController, Phase, Site};
 use crate::config::SiteName;
 
+/// Who an automatic failover's report says asked for it.
+pub const AUTOMATIC_FAILOVER: &str = "drgw (automatic: the primary stopped answering)";
+
 /// Automatic failover settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +165,7 @@ impl FailoverController {
                         probes = config.auto_failover.consecutive_failures,
                         "primary unreachable on every service: automatic forced failover"
                     );
-                    match this.forced(Site::Recovery).await {
+                    match this.forced(Site::Recovery, AUTOMATIC_FAILOVER).await {
                         Ok(r) => tracing::warn!(report = %r.id, "automatic failover done"),
                         Err(e) => tracing::error!(error = %e, "automatic failover failed"),
                     }

@@ -239,6 +239,11 @@ pub struct FailoverReport {
     /// (`None` while the restore runs).
     #[serde(default)]
     pub restore: Option<RestoreReport>,
+    /// Who asked for the switch: the admin API's caller (`admin-token-file`, or the
+    /// Keystone user), or the gateway itself for an automatic failover. `None` in reports
+    /// written before the gateway kept it.
+    #[serde(default)]
+    pub requested_by: Option<String>,
 }
 
 impl FailoverReport {
@@ -253,6 +258,9 @@ impl FailoverReport {
             self.epoch,
             self.flip_ms
         );
+        if let Some(by) = &self.requested_by {
+            out.push_str(&format!("  requested by: {by}\n"));
+        }
         if matches!(
             self.kind,
             ReportKind::PlannedFailover | ReportKind::PlannedFailback
@@ -568,6 +576,7 @@ impl FailoverController {
         &self,
         to: Site,
         drain_timeout: Duration,
+        requested_by: &str,
     ) -> Result<FailoverReport, FailoverError> {
         let _op = self.try_begin()?;
         self.planned_switch(
@@ -578,6 +587,7 @@ impl FailoverController {
             Transition::CompleteSwitch,
             ReportKind::PlannedFailover,
             drain_timeout,
+            requested_by,
         )
         .await
     }
@@ -589,6 +599,7 @@ impl FailoverController {
     pub async fn failback_planned(
         &self,
         drain_timeout: Duration,
+        requested_by: &str,
     ) -> Result<FailoverReport, FailoverError> {
         let _op = self.try_begin()?;
         self.planned_switch(
@@ -598,6 +609,7 @@ impl FailoverController {
             Transition::CompleteFailback,
             ReportKind::PlannedFailback,
             drain_timeout,
+            requested_by,
         )
         .await
     }
@@ -608,6 +620,7 @@ impl FailoverController {
         complete: Transition,
         kind: ReportKind,
         drain_timeout: Duration,
+        requested_by: &str,
     ) -> Result<FailoverReport, FailoverError> {
         let started_at_ms = now_ms();
         let frozen = self.transition(begin, None).await?;
@@ -667,6 +680,7 @@ impl FailoverController {
             epoch: done.epoch(),
             rpo: None,
             restore: None,
+            requested_by: Some(requested_by.to_string()),
         };
         self.keep_report(&report).await;
         let report = self.restore_after(report).await;
@@ -736,7 +750,11 @@ impl FailoverController {
 
     /// Forced failover to `to` (the active site is unreachable): flip at once, then report
     /// the journal records that had not been applied (the RPO actually lost).
-    pub async fn forced(&self, to: Site) -> Result<FailoverReport, FailoverError> {
+    pub async fn forced(
+        &self,
+        to: Site,
+        requested_by: &str,
+    ) -> Result<FailoverReport, FailoverError> {
         let _op = self.try_begin()?;
         self.forced_switch(
             Transition::BeginFailover {
@@ -744,18 +762,23 @@ impl FailoverController {
                 mode: SwitchMode::Forced,
             },
             ReportKind::ForcedFailover,
+            requested_by,
         )
         .await
     }
 
     /// Forced failback to the standby site, at once (no drain), with an RPO report.
-    pub async fn failback_forced(&self) -> Result<FailoverReport, FailoverError> {
+    pub async fn failback_forced(
+        &self,
+        requested_by: &str,
+    ) -> Result<FailoverReport, FailoverError> {
         let _op = self.try_begin()?;
         self.forced_switch(
             Transition::BeginFailback {
                 mode: SwitchMode::Forced,
             },
             ReportKind::ForcedFailback,
+            requested_by,
         )
         .await
     }
@@ -764,6 +787,7 @@ impl FailoverController {
         &self,
         begin: Transition,
         kind: ReportKind,
+        requested_by: &str,
     ) -> Result<FailoverReport, FailoverError> {
         let started_at_ms = now_ms();
         let from = self.current.load().persisted.status.active_site();
@@ -800,6 +824,7 @@ impl FailoverController {
             epoch: done.epoch(),
             rpo: Some(rpo),
             restore: None,
+            requested_by: Some(requested_by.to_string()),
         };
         self.keep_report(&report).await;
         Ok(self.restore_after(report).await)
