@@ -1255,6 +1255,13 @@ pub(crate) async fn finish_buffered(
         limit,
     ) {
         rewrite::Rewritten::Unchanged => {
+            // A token answer with nothing to rewrite (`?nocatalog`, an unscoped token, a
+            // catalog that lists the gateway already) still fills the token cache.
+            if token_capture && !parts.headers.contains_key(header::CONTENT_ENCODING) {
+                if let Ok(json) = serde_json::from_slice::<Value>(&buffered) {
+                    capture_token(gw, &parts.headers, subject_token, &json).await;
+                }
+            }
             // The body may differ from what the upstream declared (a tag added after a
             // create): the length is always the buffered body's.
             parts
