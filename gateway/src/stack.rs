@@ -318,6 +318,13 @@ pub async fn handle(
     });
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
+    if tenant_ctx.is_some() || gw.stable_ids.armed() {
+        // The gateway reads this answer: a protected change's, to tag, journal and mirror
+        // the resource; any answer once stable IDs are armed, to translate its IDs. It asks
+        // for it unencoded, whatever the client accepts (a compressing balancer in front of
+        // the service would otherwise hide it).
+        parts.headers.remove(header::ACCEPT_ENCODING);
+    }
     append_forwarded(&mut parts.headers, conn, original_host);
     parts.headers.insert(REQUEST_ID.clone(), req_id.clone());
     let subject_token = parts.headers.get(&SUBJECT_TOKEN).cloned();

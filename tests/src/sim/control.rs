@@ -98,10 +98,12 @@ fn add_fault(site: &SiteHandle, body: &[u8]) -> Reply {
         FaultKind::Reset
     } else if v.get("lose_answer") == Some(&Value::Bool(true)) {
         FaultKind::LoseAnswer
+    } else if v.get("gzip") == Some(&Value::Bool(true)) {
+        FaultKind::Gzip
     } else {
         return Reply::json(
             400,
-            json!({ "error": "one of status, latency_ms, reset, lose_answer is required" }),
+            json!({ "error": "one of status, latency_ms, reset, lose_answer, gzip is required" }),
         );
     };
     let count = v

@@ -21,6 +21,10 @@ pub enum FaultKind {
     /// Handle the request (a change is made), then close the connection without the
     /// response: the answer is lost on its way back.
     LoseAnswer,
+    /// Handle the request, and gzip a JSON answer when the request accepts gzip, as a
+    /// compressing load balancer in front of the service would (the services themselves
+    /// never compress).
+    Gzip,
 }
 
 /// One fault rule.
@@ -93,6 +97,12 @@ impl Faults {
     /// (`None`: until cleared).
     pub fn lose_answer(&self, service: Option<Service>, times: Option<u32>) -> u64 {
         self.add(service, FaultKind::LoseAnswer, times)
+    }
+
+    /// Gzip the JSON answers of the next `times` requests that accept gzip (`None`: until
+    /// cleared).
+    pub fn gzip(&self, service: Option<Service>, times: Option<u32>) -> u64 {
+        self.add(service, FaultKind::Gzip, times)
     }
 
     /// Removes one rule; false if it did not exist.

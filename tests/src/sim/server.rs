@@ -335,7 +335,8 @@ async fn dispatch(
         Some(FaultKind::Status(code)) => {
             native_error(service, &parts.headers, code, "Injected fault.").into_response()
         }
-        Some(FaultKind::LatencyMs(_) | FaultKind::LoseAnswer) | None => {
+        Some(FaultKind::LatencyMs(_) | FaultKind::LoseAnswer | FaultKind::Gzip) | None => {
+            let gzip = outcome.action == Some(FaultKind::Gzip) && accepts_gzip(&parts.headers);
             let sim_req = SimRequest {
                 method: parts.method.clone(),
                 segments,
@@ -346,6 +347,7 @@ async fn dispatch(
             };
             match body {
                 Some(incoming) => image::handle_data(&ctx, sim_req, incoming).await,
+                None if gzip => gzipped(route(&ctx, service, &sim_req)).into_response(),
                 None => route(&ctx, service, &sim_req).into_response(),
             }
         }
@@ -364,6 +366,38 @@ async fn dispatch(
     }
     ctx.recorder.set_status(seq, response.status().as_u16());
     Ok(response)
+}
+
+/// Whether a request's `Accept-Encoding` names gzip.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| coding.split(';').next().unwrap_or("").trim() == "gzip")
+}
+
+/// A JSON reply gzipped, with `Content-Encoding: gzip` (other replies as they are).
+fn gzipped(reply: Reply) -> Reply {
+    let is_json = reply.headers.iter().any(|(name, value)| {
+        *name == "content-type" && value.as_bytes().starts_with(b"application/json")
+    });
+    if !is_json || reply.body.is_empty() {
+        return reply;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed =
+        std::io::Write::write_all(&mut encoder, &reply.body).and_then(|()| encoder.finish());
+    match compressed {
+        Ok(bytes) => Reply {
+            body: bytes.into(),
+            ..reply
+        }
+        .with_header("content-encoding", "gzip")
+        .with_header("vary", "Accept-Encoding"),
+        Err(_) => reply,
+    }
 }
 
 fn route(ctx: &SiteCtx, service: Service, req: &SimRequest) -> Reply {
