@@ -569,7 +569,10 @@ async fn protected_change(
     let resp = match send_upstream(gw, service, change.site, req).await {
         Ok(resp) => resp,
         Err(e) => {
-            if !matches!(e, UpstreamError::Connect(_)) {
+            if !matches!(
+                e,
+                UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_)
+            ) {
                 unconfirmed_change(gw, &op, &change, &tier.name, e.kind());
             }
             return upstream_failure(gw, service, change.site, change.req_id, &e);

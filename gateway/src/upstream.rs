@@ -61,6 +61,11 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("cannot connect to upstream: {0}")]
     Connect(String),
+    /// Connecting (resolution, TCP or the TLS handshake) took longer than the connect
+    /// timeout. Nothing was sent, as with `Connect`; answered 504, as nginx answers a
+    /// `proxy_connect_timeout`.
+    #[error("cannot connect to upstream in time: {0}")]
+    ConnectTimeout(String),
     #[error("upstream connection failed: {0}")]
     Reset(String),
 }
@@ -70,15 +75,18 @@ impl UpstreamError {
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Timeout(_) => "timeout",
-            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_) => "connect",
             UpstreamError::Reset(_) => "reset",
         }
     }
 
-    /// The status the gateway answers with: 504 for a timeout, 502 otherwise.
+    /// The status the gateway answers with: 504 for a timeout (connecting or answering),
+    /// 502 otherwise.
     pub fn status(&self) -> http::StatusCode {
         match self {
-            UpstreamError::Timeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Timeout(_) | UpstreamError::ConnectTimeout(_) => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -564,6 +572,9 @@ impl Pool {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             UpstreamError::Connect(format!("{what} {authority}: {e}"))
         };
+        let too_slow = |what: &str, after: Duration| {
+            UpstreamError::ConnectTimeout(format!("{what} {authority}: timed out after {after:?}"))
+        };
         let host = authority.host();
         let host = host
             .strip_prefix('[')
@@ -576,7 +587,7 @@ impl Pool {
         let addrs: Vec<std::net::SocketAddr> =
             tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((host, port)))
                 .await
-                .map_err(|_| fail("cannot resolve", &"timed out"))?
+                .map_err(|_| too_slow("cannot resolve", self.connect_timeout))?
                 .map_err(|e| fail("cannot resolve", &e))?
                 .collect();
         if addrs.is_empty() {
@@ -587,6 +598,7 @@ impl Pool {
             .connect_timeout
             .checked_div(addrs.len() as u32)
             .unwrap_or(self.connect_timeout);
+        // The last attempt's failure names the whole: refused (502) or timed out (504).
         let mut last_error = None;
         let mut tcp = None;
         for addr in &addrs {
@@ -595,15 +607,12 @@ impl Pool {
                     tcp = Some(stream);
                     break;
                 }
-                Ok(Err(e)) => last_error = Some(e.to_string()),
-                Err(_) => last_error = Some(format!("timed out after {per_address:?}")),
+                Ok(Err(e)) => last_error = Some(fail("tcp connect to", &e)),
+                Err(_) => last_error = Some(too_slow("tcp connect to", per_address)),
             }
         }
         let Some(tcp) = tcp else {
-            return Err(fail(
-                "tcp connect to",
-                &last_error.unwrap_or_else(|| "failed".into()),
-            ));
+            return Err(last_error.unwrap_or_else(|| fail("tcp connect to", &"failed")));
         };
         let _ = tcp.set_nodelay(true);
         // An upstream that stops taking a request (a hung service under a streamed
@@ -616,7 +625,7 @@ impl Pool {
             .map_err(|e| fail("invalid TLS server name for", &e))?;
         let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
             .await
-            .map_err(|_| fail("TLS handshake with", &"timed out"))?
+            .map_err(|_| too_slow("TLS handshake with", self.connect_timeout))?
             .map_err(|e| fail("TLS handshake with", &e))?;
         Ok(UpstreamIo::Tls(Box::new(tls)))
     }
@@ -1209,6 +1218,42 @@ mod tests {
             .expect_err("refused");
         assert_eq!(err.kind(), "connect");
         assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn a_handshake_that_never_comes_is_a_connect_timeout() {
+        // Takes the TCP connection, never speaks TLS.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let site = SiteConfig {
+            name: SiteName::Primary,
+            endpoints: BTreeMap::new(),
+            region: None,
+            ca_bundle: None,
+            credentials: None,
+            admin: true,
+        };
+        let cfg = UpstreamConfig {
+            connect_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_host: 4,
+        };
+        let client = UpstreamClient::new(&site, &cfg, 1).expect("client");
+        let err = client
+            .send(get(&format!("https://{addr}/")))
+            .await
+            .expect_err("no handshake");
+        assert!(matches!(err, UpstreamError::ConnectTimeout(_)), "{err:?}");
+        assert_eq!(err.kind(), "connect");
+        assert_eq!(err.status(), http::StatusCode::GATEWAY_TIMEOUT);
+        assert!(err.to_string().contains("TLS handshake"), "{err}");
     }
 
     #[tokio::test]
