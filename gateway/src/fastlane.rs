@@ -622,7 +622,10 @@ where
     };
     let checkout = match client.raw_checkout(https, authority) {
         Ok(c) => c,
-        Err(e) => return answer_failure(lane, io, service, site, &op, req_id, &e, out).await,
+        Err(e) => {
+            let accept = header(headers, "accept");
+            return answer_failure(lane, io, (service, site, &op), req_id, accept, &e, out).await;
+        }
     };
     upstream_head(
         out,
@@ -684,7 +687,10 @@ where
     };
     let (mut conn, mut head) = match exchanged {
         Ok(ok) => ok,
-        Err(e) => return answer_failure(lane, io, service, site, &op, req_id, &e, out).await,
+        Err(e) => {
+            let accept = header(headers, "accept");
+            return answer_failure(lane, io, (service, site, &op), req_id, accept, &e, out).await;
+        }
     };
     gw.metrics
         .proxy
@@ -829,17 +835,20 @@ fn give_back(lane: &Lane, site: SiteName, host: HostRef, conn: RawConn, keep_ope
 async fn answer_failure<IO>(
     lane: &Lane,
     io: &mut IO,
-    service: Service,
-    site: SiteName,
-    op: &Operation,
+    (service, site, op): (Service, SiteName, &Operation),
     req_id: &HeaderValue,
+    accept: Option<&[u8]>,
     e: &UpstreamError,
     out: &mut Vec<u8>,
 ) -> Relayed
 where
     IO: AsyncWrite + Unpin,
 {
-    let resp = stack::upstream_failure(&lane.gw, service, site, req_id, e);
+    let mut resp = stack::upstream_failure(&lane.gw, service, site, req_id, e);
+    if service == Service::Image {
+        let accept = accept.and_then(|a| HeaderValue::from_bytes(a).ok());
+        resp = stack::glance_error_for(resp, accept.as_ref());
+    }
     let resp = stack::finish(&lane.gw, service, op.action.as_str(), req_id, resp);
     write_response(io, resp, out).await
 }

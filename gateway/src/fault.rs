@@ -253,10 +253,12 @@ enum WebobPage {
 
 /// webob's `acceptable_offers(['text/html', 'application/json'])`, first offer taken:
 /// each offer gets the quality of the most specific media range matching it; offers with
-/// quality 0 are dropped; ties go to the earlier offer (HTML). A missing or malformed header
-/// accepts everything (webob's `AcceptNoHeader` / `AcceptInvalidHeader`), hence HTML.
+/// quality 0 are dropped; ties go to the earlier offer (HTML). Glance hands webob
+/// `environ.get('HTTP_ACCEPT', '')`, so a missing header is an empty one, which accepts
+/// nothing: plain text. A malformed header accepts everything (webob's
+/// `AcceptInvalidHeader`), hence HTML.
 fn webob_page(accept: Option<&str>) -> WebobPage {
-    let Some(ranges) = accept.and_then(parse_accept) else {
+    let Some(ranges) = parse_accept(accept.unwrap_or("")) else {
         return WebobPage::Html;
     };
     let html = offer_quality(&ranges, "text", "html");
@@ -580,7 +582,7 @@ mod tests {
     #[test]
     fn glance_negotiates_like_webob() {
         let cases = [
-            (None, WebobPage::Html),
+            (None, WebobPage::Plain),
             (Some(""), WebobPage::Plain),
             (Some("application/json"), WebobPage::Json),
             (Some("*/*"), WebobPage::Html),

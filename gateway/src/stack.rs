@@ -213,6 +213,51 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if route.service != Service::Image {
+        return handle_request(gw, fo, route, conn, req).await;
+    }
+    // Glance negotiates its error pages on `Accept` (webob): the gateway's own errors for it
+    // are made as JSON (`native_error`) and made again here for what the client accepts.
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    let resp = handle_request(gw, fo, route, conn, req).await;
+    glance_error_for(resp, accept.as_ref())
+}
+
+/// The message of an error the gateway made for Glance, kept on the response so that
+/// [`glance_error_for`] can make it again for the client's `Accept`.
+#[derive(Clone)]
+struct GlanceErrorMessage(Arc<str>);
+
+/// `resp` again with the body Glance would give for its status and message under `accept`,
+/// when the gateway made it ([`native_error`] for the image service); as it is otherwise.
+pub(crate) fn glance_error_for(
+    mut resp: Response<ProxyBody>,
+    accept: Option<&HeaderValue>,
+) -> Response<ProxyBody> {
+    let Some(GlanceErrorMessage(message)) = resp.extensions_mut().remove::<GlanceErrorMessage>()
+    else {
+        return resp;
+    };
+    let accept = accept.and_then(|v| v.to_str().ok());
+    let (content_type, body) =
+        fault::error_body_for(Service::Image, resp.status(), &message, accept);
+    let (mut parts, _) = resp.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response::from_parts(parts, body::full(body))
+}
+
+async fn handle_request(
+    gw: Arc<Gateway>,
+    fo: Arc<FailoverController>,
+    route: Arc<ServiceRoute>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let service = route.service;
     let started = Instant::now();
     // Bronze applies give way to tenant requests while the runtime is busy with them.
@@ -907,7 +952,12 @@ pub(crate) fn native_error(
     status: StatusCode,
     message: &str,
 ) -> Response<ProxyBody> {
-    fault::error_response(service, status, message).map(body::full)
+    let mut resp = fault::error_response(service, status, message).map(body::full);
+    if service == Service::Image {
+        resp.extensions_mut()
+            .insert(GlanceErrorMessage(Arc::from(message)));
+    }
+    resp
 }
 
 /// The answer to a request body the gateway could not read: 413 beyond the limit, 408

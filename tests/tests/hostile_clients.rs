@@ -407,7 +407,7 @@ async fn create_image(image: &str, token: &str, name: &str) -> String {
 /// The head of an image data upload of `len` bytes.
 fn upload_head(id: &str, token: &str, len: usize) -> Vec<u8> {
     format!(
-        "PUT /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\naccept: application/json\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
     )
     .into_bytes()
 }
