@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::http::{
-    body_object, find_idx, id_of, iso_cinder_now, matches_filters, nova_error, paginate, str_of,
+    body_object, cinder_error, find_idx, id_of, iso_cinder_now, matches_filters, paginate, str_of,
     uuid_id, Reply, SimRequest,
 };
 use super::identity::{require_auth, Auth};
@@ -63,13 +63,13 @@ fn negotiate(req: &SimRequest) -> Result<Mv, Reply> {
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
     match v {
         Some(v) if v >= MIN_VERSION && v <= MAX_VERSION => Ok(v),
-        Some(_) => Err(nova_error(
+        Some(_) => Err(cinder_error(
             406,
             format!(
                 "Version {raw} is not supported by the API. Minimum is 3.0 and maximum is 3.71."
             ),
         )),
-        None => Err(nova_error(
+        None => Err(cinder_error(
             400,
             format!("Invalid API version request string {raw}."),
         )),
@@ -118,11 +118,11 @@ pub(crate) fn handle(ctx: &SiteCtx, world: &mut World, req: &SimRequest) -> Repl
     };
     let (project, rest): (&str, Vec<&str>) = match segs.as_slice() {
         ["v3", p, rest @ ..] => (p, rest.to_vec()),
-        _ => return decorate(nova_error(404, "The resource could not be found."), mv),
+        _ => return decorate(cinder_error(404, "The resource could not be found."), mv),
     };
     if Some(project) != auth.project_id.as_deref() && !auth.is_admin() {
         return decorate(
-            nova_error(
+            cinder_error(
                 403,
                 "Policy doesn't allow this operation to be performed on another project.",
             ),
@@ -149,11 +149,11 @@ struct Call<'a> {
 }
 
 fn bad(msg: impl Into<String>) -> Reply {
-    nova_error(400, msg)
+    cinder_error(400, msg)
 }
 
 fn forbidden(rule: &str) -> Reply {
-    nova_error(403, format!("Policy doesn't allow {rule} to be performed."))
+    cinder_error(403, format!("Policy doesn't allow {rule} to be performed."))
 }
 
 fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
@@ -173,7 +173,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
         ("GET", ["types", "default"]) => Reply::json(200, json!({ "volume_type": bs.types[0] })),
         ("GET", ["types", tid]) => match type_idx(bs, tid) {
             Some(i) => Reply::json(200, json!({ "volume_type": bs.types[i] })),
-            None => nova_error(404, format!("Volume type {tid} could not be found.")),
+            None => cinder_error(404, format!("Volume type {tid} could not be found.")),
         },
         ("POST", ["types"]) if !c.auth.is_admin() => forbidden("volume_extension:types_manage"),
         ("POST", ["types"]) => {
@@ -185,7 +185,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
                 return bad("Invalid input for field/attribute volume_type. Value: 'name' is a required property");
             };
             if bs.types.iter().any(|t| str_of(t, "name") == Some(name)) {
-                return nova_error(409, format!("Volume Type {name} already exists."));
+                return cinder_error(409, format!("Volume Type {name} already exists."));
             }
             let public = body
                 .get("os-volume-type-access:is_public")
@@ -203,7 +203,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
         }
         ("PUT", ["types", tid]) if c.auth.is_admin() => {
             let Some(i) = type_idx(bs, tid) else {
-                return nova_error(404, format!("Volume type {tid} could not be found."));
+                return cinder_error(404, format!("Volume type {tid} could not be found."));
             };
             let body = match c.req.json().and_then(|b| body_object(&b, "volume_type")) {
                 Ok(b) => b,
@@ -218,7 +218,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
         }
         ("DELETE", ["types", tid]) if c.auth.is_admin() => {
             let Some(i) = type_idx(bs, tid) else {
-                return nova_error(404, format!("Volume type {tid} could not be found."));
+                return cinder_error(404, format!("Volume type {tid} could not be found."));
             };
             let tid = id_of(&bs.types[i]);
             if bs
@@ -234,7 +234,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
         ("PUT" | "DELETE", ["types", _]) => forbidden("volume_extension:types_manage"),
         (_, ["types", tid, "extra_specs", tail @ ..]) => {
             let Some(i) = type_idx(bs, tid) else {
-                return nova_error(404, format!("Volume type {tid} could not be found."));
+                return cinder_error(404, format!("Volume type {tid} could not be found."));
             };
             if m != "GET" && !c.auth.is_admin() {
                 return forbidden("volume_extension:types_extra_specs:create");
@@ -254,7 +254,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
                 }
                 ("GET", [key]) => match specs.get(*key) {
                     Some(v) => Reply::json(200, json!({ *key: v })),
-                    None => nova_error(
+                    None => cinder_error(
                         404,
                         format!("Volume Type {tid} has no extra specs with key {key}."),
                     ),
@@ -269,12 +269,12 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
                 },
                 ("DELETE", [key]) => match specs.as_object_mut().and_then(|o| o.remove(*key)) {
                     Some(_) => Reply::empty(202),
-                    None => nova_error(
+                    None => cinder_error(
                         404,
                         format!("Volume Type {tid} has no extra specs with key {key}."),
                     ),
                 },
-                _ => nova_error(404, "The resource could not be found."),
+                _ => cinder_error(404, "The resource could not be found."),
             }
         }
         ("GET", ["volumes"]) => list(c, &bs.volumes, "volumes", false),
@@ -293,7 +293,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let Some(vi) = visible_volume(c, bs, vid) else {
-                return nova_error(404, format!("Volume {vid} could not be found."));
+                return cinder_error(404, format!("Volume {vid} could not be found."));
             };
             let size = bs.volumes[vi]["size"].clone();
             let s = json!({
@@ -312,11 +312,11 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
         }
         ("GET", ["snapshots", sid]) => match find_idx(&bs.snapshots, sid) {
             Some(i) => Reply::json(200, json!({ "snapshot": bs.snapshots[i] })),
-            None => nova_error(404, format!("Snapshot {sid} could not be found.")),
+            None => cinder_error(404, format!("Snapshot {sid} could not be found.")),
         },
         ("PUT", ["snapshots", sid]) => {
             let Some(i) = find_idx(&bs.snapshots, sid) else {
-                return nova_error(404, format!("Snapshot {sid} could not be found."));
+                return cinder_error(404, format!("Snapshot {sid} could not be found."));
             };
             let body = match c.req.json().and_then(|b| body_object(&b, "snapshot")) {
                 Ok(b) => b,
@@ -335,7 +335,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
                 bs.snapshots.remove(i);
                 Reply::empty(202)
             }
-            None => nova_error(404, format!("Snapshot {sid} could not be found.")),
+            None => cinder_error(404, format!("Snapshot {sid} could not be found.")),
         },
         ("GET", ["limits"]) => Reply::json(
             200,
@@ -350,7 +350,7 @@ fn route(c: &Call<'_>, w: &mut World, rest: &[&str]) -> Reply {
             200,
             json!({ "availabilityZoneInfo": [{ "zoneName": "nova", "zoneState": { "available": true } }] }),
         ),
-        _ => nova_error(404, "The resource could not be found."),
+        _ => cinder_error(404, "The resource could not be found."),
     }
 }
 
@@ -475,13 +475,13 @@ fn create_volume(c: &Call<'_>, w: &mut World) -> Reply {
     if let Some(sid) = snapshot {
         match find_idx(&w.volume.snapshots, sid) {
             Some(i) => size = size.or(w.volume.snapshots[i]["size"].as_u64()),
-            None => return nova_error(404, format!("Snapshot {sid} could not be found.")),
+            None => return cinder_error(404, format!("Snapshot {sid} could not be found.")),
         }
     }
     if let Some(vid) = source {
         match visible_volume(c, &w.volume, vid) {
             Some(i) => size = size.or(w.volume.volumes[i]["size"].as_u64()),
-            None => return nova_error(404, format!("Volume {vid} could not be found.")),
+            None => return cinder_error(404, format!("Volume {vid} could not be found.")),
         }
     }
     if let Some(iid) = image {
@@ -499,7 +499,7 @@ fn create_volume(c: &Call<'_>, w: &mut World) -> Reply {
         .and_then(Value::as_str)
         .unwrap_or("__DEFAULT__");
     let Some(ti) = type_idx(&w.volume, type_ref) else {
-        return nova_error(
+        return cinder_error(
             404,
             format!("Volume type with name {type_ref} could not be found."),
         );
@@ -539,7 +539,7 @@ fn volume_sub(c: &Call<'_>, w: &mut World, vid: &str, tail: &[&str]) -> Reply {
     let m = c.req.method.as_str();
     let bs = &mut w.volume;
     let Some(i) = visible_volume(c, bs, vid) else {
-        return nova_error(404, format!("Volume {vid} could not be found."));
+        return cinder_error(404, format!("Volume {vid} could not be found."));
     };
     match (m, tail) {
         ("GET", []) => Reply::json(
@@ -595,7 +595,7 @@ fn volume_sub(c: &Call<'_>, w: &mut World, vid: &str, tail: &[&str]) -> Reply {
         }
         ("GET", ["metadata", key]) => match bs.volumes[i]["metadata"].get(*key) {
             Some(v) => Reply::json(200, json!({ "meta": { *key: v } })),
-            None => nova_error(404, "Metadata item was not found"),
+            None => cinder_error(404, "Metadata item was not found"),
         },
         ("PUT", ["metadata", key]) => {
             let body = match c.req.json().and_then(|b| body_object(&b, "meta")) {
@@ -613,7 +613,7 @@ fn volume_sub(c: &Call<'_>, w: &mut World, vid: &str, tail: &[&str]) -> Reply {
             .and_then(|o| o.remove(*key))
         {
             Some(_) => Reply::empty(200),
-            None => nova_error(404, "Metadata item was not found"),
+            None => cinder_error(404, "Metadata item was not found"),
         },
         ("POST", ["action"]) => {
             let body = match c.req.json() {
@@ -669,6 +669,6 @@ fn volume_sub(c: &Call<'_>, w: &mut World, vid: &str, tail: &[&str]) -> Reply {
             }
             Reply::empty(202)
         }
-        _ => nova_error(404, "The resource could not be found."),
+        _ => cinder_error(404, "The resource could not be found."),
     }
 }

@@ -130,7 +130,20 @@ pub fn reason(code: u16) -> &'static str {
 
 /// Nova/Cinder fault body: `{"itemNotFound": {"code": 404, "message": ...}}`.
 pub fn nova_error(code: u16, message: impl Into<String>) -> Reply {
+    fault_body(code, message, true).with_header("content-type", "application/json; charset=UTF-8")
+}
+
+/// Cinder's error body: Nova's shape (the same `Fault` code), without Nova's 429 name and
+/// with `application/json` alone as its content type.
+pub fn cinder_error(code: u16, message: impl Into<String>) -> Reply {
+    fault_body(code, message, false)
+}
+
+/// The `{"<fault name>": {"code", "message"}}` body of Nova and Cinder (`_fault_names` in
+/// their `api/openstack/wsgi.py`; only Nova names 429).
+fn fault_body(code: u16, message: impl Into<String>, nova: bool) -> Reply {
     let key = match code {
+        429 if nova => "overLimit",
         400 => "badRequest",
         401 => "unauthorized",
         403 => "forbidden",
@@ -147,7 +160,6 @@ pub fn nova_error(code: u16, message: impl Into<String>) -> Reply {
         code,
         json!({ key: { "code": code, "message": message.into() } }),
     )
-    .with_header("content-type", "application/json; charset=UTF-8")
 }
 
 /// Keystone error body: `{"error": {"code", "message", "title"}}`.
@@ -170,14 +182,19 @@ pub fn neutron_error(code: u16, kind: &str, message: impl Into<String>) -> Reply
 pub fn glance_error(req_headers: &HeaderMap, code: u16, message: impl Into<String>) -> Reply {
     let message = message.into();
     let title = reason(code);
-    let accepts_json = req_headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("json"));
-    if accepts_json {
+    // Glance hands webob `environ.get('HTTP_ACCEPT', '')`: no header accepts nothing, and
+    // webob then writes its plain-text page.
+    let accept = req_headers.get("accept").and_then(|v| v.to_str().ok());
+    if accept.is_none_or(|a| a.trim().is_empty()) {
+        Reply::text(
+            code,
+            "text/plain; charset=UTF-8",
+            format!("{code} {title}\n\n{message}\n\n   "),
+        )
+    } else if accept.is_some_and(|a| a.contains("json")) {
         Reply::json(
             code,
-            json!({ "message": message, "code": format!("{code} {title}"), "title": title }),
+            json!({ "message": format!("{message}<br /><br />\n\n\n"), "code": format!("{code} {title}"), "title": title }),
         )
     } else {
         Reply::text(

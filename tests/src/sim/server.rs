@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::http::{
-    glance_error, keystone_error, neutron_error, nova_error, parse_query, percent_decode,
-    request_id, Reply, SimBody, SimRequest,
+    cinder_error, glance_error, keystone_error, neutron_error, nova_error, parse_query,
+    percent_decode, request_id, Reply, SimBody, SimRequest,
 };
 use super::record::{RecordedRequest, RECORDED_HEADERS};
 use super::{
@@ -257,7 +257,8 @@ pub(crate) fn native_error(
 ) -> Reply {
     match service {
         Service::Identity => keystone_error(code, message),
-        Service::Compute | Service::BlockStorage => nova_error(code, message),
+        Service::Compute => nova_error(code, message),
+        Service::BlockStorage => cinder_error(code, message),
         Service::Network => {
             let kind = match code {
                 400 => "BadRequest",
