@@ -1,7 +1,8 @@
 //! The gateway's own errors for Glance are negotiated on `Accept` as Glance's (webob's)
 //! are: an HTML page for `*/*` (what python-glanceclient and curl send), webob's JSON for
 //! `application/json` (openstacksdk), plain text for no `Accept` at all; on the fast lane
-//! (a GET) and on the general path (a POST) alike.
+//! (a GET) and on the general path (a POST) alike; each counted in `drgw_requests_total` and
+//! `drgw_upstream_errors_total`.
 
 use drgw_tests::sim::client::{SimClient, SimResponse};
 use drgw_tests::testbed::TestBed;
@@ -63,6 +64,15 @@ async fn the_gateways_glance_errors_follow_accept_like_glances() {
             "{method}"
         );
     }
+    // Each was counted: by service, action and status, and as an upstream failure to
+    // connect (the image calls and the POSTs' token look-ups at the site's Keystone aside).
+    let requests = |action: &str| {
+        format!(r#"drgw_requests_total{{action="{action}",service="image",status="502"}}"#)
+    };
+    assert_eq!(bed.metric(&requests("read")).await, Some(3.0));
+    assert_eq!(bed.metric(&requests("create")).await, Some(3.0));
+    let connect_failures = r#"drgw_upstream_errors_total{kind="connect",service="image"}"#;
+    assert_eq!(bed.metric(connect_failures).await, Some(6.0));
     bed.primary.up().await.expect("primary back");
     bed.stop().await;
 }

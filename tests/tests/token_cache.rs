@@ -70,6 +70,12 @@ async fn tokens_are_known_without_keystone_and_invalid_ones_never_cached() {
         assert_eq!((hit, miss), (1, 0), "a token from login{query} is known");
     }
 
+    // The creates were counted, and timed at the primary.
+    let created = r#"drgw_requests_total{action="create",service="compute",status="200"}"#;
+    assert_eq!(bed.metric(created).await, Some(2.0));
+    let timed = r#"drgw_upstream_request_duration_seconds_count{service="compute",site="primary"}"#;
+    assert!(bed.metric(timed).await.is_some_and(|n| n >= 2.0));
+
     // A token obtained at the site directly: validated once (a miss), then known.
     let direct = bed
         .primary
