@@ -1077,6 +1077,10 @@ mod tests {
     use crate::config::SiteName;
 
     fn client(request_timeout: Duration) -> UpstreamClient {
+        client_with(Duration::from_secs(2), request_timeout)
+    }
+
+    fn client_with(connect_timeout: Duration, request_timeout: Duration) -> UpstreamClient {
         let site = SiteConfig {
             name: SiteName::Primary,
             endpoints: BTreeMap::new(),
@@ -1086,7 +1090,7 @@ mod tests {
             admin: true,
         };
         let cfg = UpstreamConfig {
-            connect_timeout: Duration::from_secs(2),
+            connect_timeout,
             request_timeout,
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_host: 4,
@@ -1231,21 +1235,7 @@ mod tests {
                 held.push(stream);
             }
         });
-        let site = SiteConfig {
-            name: SiteName::Primary,
-            endpoints: BTreeMap::new(),
-            region: None,
-            ca_bundle: None,
-            credentials: None,
-            admin: true,
-        };
-        let cfg = UpstreamConfig {
-            connect_timeout: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(5),
-            pool_idle_timeout: Duration::from_secs(60),
-            pool_max_idle_per_host: 4,
-        };
-        let client = UpstreamClient::new(&site, &cfg, 1).expect("client");
+        let client = client_with(Duration::from_millis(200), Duration::from_secs(5));
         let err = client
             .send(get(&format!("https://{addr}/")))
             .await

@@ -47,15 +47,12 @@ async fn gzipped_answers_are_read_mirrored_and_rewritten() {
     assert_eq!(listed.header("content-encoding"), Some("gzip"));
 
     // A protected create through the gateway: answered, tagged with its tier, mirrored.
-    let created = demo
-        .send(
-            Method::POST,
-            &networks,
-            Some(&json!({"network": {"name": "gz-net"}})),
-            &gzip,
-        )
-        .await
-        .expect("create");
+    let (client, url, accept) = (&demo, &networks, &gzip);
+    let create = |name: &'static str| async move {
+        let body = json!({"network": {"name": name}});
+        client.send(Method::POST, url, Some(&body), accept).await
+    };
+    let created = create("gz-net").await.expect("create");
     assert_eq!(created.status, 201);
     let network = answer_json(&created)["network"].clone();
     let id = network["id"].as_str().expect("the new network's id");
@@ -88,15 +85,7 @@ async fn gzipped_answers_are_read_mirrored_and_rewritten() {
 
     // A listing with links (two networks, one a page): the gateway's URLs only, in an
     // answer the client can read.
-    let second = demo
-        .send(
-            Method::POST,
-            &networks,
-            Some(&json!({"network": {"name": "gz-net-2"}})),
-            &gzip,
-        )
-        .await
-        .expect("create");
+    let second = create("gz-net-2").await.expect("create");
     assert_eq!(second.status, 201);
     let listing = demo
         .send(Method::GET, &format!("{networks}?limit=1"), None, &gzip)
