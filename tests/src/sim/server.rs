@@ -136,6 +136,12 @@ impl Runtime {
         }
         self.kill.send_modify(|g| *g += 1);
         self.down.store(true, Ordering::SeqCst);
+        // Down means every connection closed, not about to close: each connection task holds
+        // a receiver until it ends (the accept tasks' are gone with them, above).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.kill.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     pub(crate) async fn set_up(&self, ctx: &Arc<SiteCtx>) -> anyhow::Result<()> {
@@ -201,9 +207,11 @@ fn spawn_service(
                 let svc = service_fn(move |req| dispatch(ctx.clone(), service, req));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc);
+                // The kill first: a request that arrives with it is not served.
                 tokio::select! {
-                    _ = conn => {}
+                    biased;
                     _ = kill.changed() => {}
+                    _ = conn => {}
                 }
             });
         }
