@@ -112,7 +112,7 @@ pub(crate) fn classify(req: &Request<'_>) -> Option<Operation> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::operation::Service;
     use crate::services::test_support::{check, Case};
@@ -120,13 +120,14 @@ mod tests {
     const P: Option<&str> = Some("9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a");
 
     #[rustfmt::skip]
-    const CASES: &[Case] = &[
+    pub(crate) const CASES: &[Case] = &[
         ("GET", "/", R::Version, A::Read, &[], None, None),
         ("GET", "/v3", R::Version, A::Read, &[], None, None),
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a", R::Version, A::Read, &[], P, None),
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes", R::Volume, A::Read, &[], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes", R::Volume, A::Create, &[], P, None),
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/detail", R::Volume, A::Read, &[], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/summary", R::Volume, A::Read, &[], P, None),
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1", R::Volume, A::Read, &["v1"], P, None),
         ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1", R::Volume, A::Update, &["v1"], P, None),
         ("DELETE", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1", R::Volume, A::Delete, &["v1"], P, None),
@@ -134,26 +135,38 @@ mod tests {
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1/metadata", R::VolumeMetadata, A::Read, &["v1"], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1/metadata", R::VolumeMetadata, A::Create, &["v1"], P, None),
         ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1/metadata", R::VolumeMetadata, A::Update, &["v1"], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1/metadata/dr_tier", R::VolumeMetadata, A::Read, &["v1", "dr_tier"], P, None),
         ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1/metadata/dr_tier", R::VolumeMetadata, A::Update, &["v1", "dr_tier"], P, None),
         ("DELETE", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/volumes/v1/metadata/k", R::VolumeMetadata, A::Delete, &["v1", "k"], P, None),
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types", R::VolumeType, A::Read, &[], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types", R::VolumeType, A::Create, &[], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1", R::VolumeType, A::Read, &["t1"], P, None),
         ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1", R::VolumeType, A::Update, &["t1"], P, None),
         ("DELETE", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1", R::VolumeType, A::Delete, &["t1"], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/action", R::VolumeType, A::Action, &["t1"], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/os-volume-type-access", R::VolumeType, A::Read, &["t1"], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/extra_specs", R::VolumeTypeExtraSpec, A::Read, &["t1"], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/extra_specs", R::VolumeTypeExtraSpec, A::Create, &["t1"], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/extra_specs/volume_backend_name", R::VolumeTypeExtraSpec, A::Read, &["t1", "volume_backend_name"], P, None),
         ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/extra_specs/volume_backend_name", R::VolumeTypeExtraSpec, A::Update, &["t1", "volume_backend_name"], P, None),
         ("DELETE", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/types/t1/extra_specs/k", R::VolumeTypeExtraSpec, A::Delete, &["t1", "k"], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots", R::Snapshot, A::Create, &[], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots", R::Snapshot, A::Read, &[], P, None),
         ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/detail", R::Snapshot, A::Read, &[], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1", R::Snapshot, A::Read, &["s1"], P, None),
         ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1", R::Snapshot, A::Update, &["s1"], P, None),
         ("DELETE", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1", R::Snapshot, A::Delete, &["s1"], P, None),
         ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1/action", R::Snapshot, A::Action, &["s1"], P, None),
+        ("GET", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1/metadata", R::Snapshot, A::Read, &["s1"], P, None),
+        ("POST", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1/metadata", R::Snapshot, A::Update, &["s1"], P, None),
+        ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1/metadata", R::Snapshot, A::Update, &["s1"], P, None),
+        ("PUT", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1/metadata/k", R::Snapshot, A::Update, &["s1", "k"], P, None),
         ("DELETE", "/v3/9f3c2b1a9f3c2b1a9f3c2b1a9f3c2b1a/snapshots/s1/metadata/k", R::Snapshot, A::Update, &["s1", "k"], P, None),
         // without the project id (3.67+)
         ("POST", "/v3/volumes", R::Volume, A::Create, &[], None, None),
         ("POST", "/v3/volumes/v1/action", R::VolumeAction, A::Action, &["v1"], None, None),
         ("PUT", "/v3/types/t1/extra_specs/k", R::VolumeTypeExtraSpec, A::Update, &["t1", "k"], None, None),
+        ("GET", "/v3/snapshots/s1/metadata/k", R::Snapshot, A::Read, &["s1", "k"], None, None),
         // a project id that is not hex still works when the rest is a known route
         ("POST", "/v3/demo-project/volumes", R::Volume, A::Create, &[], Some("demo-project"), None),
         // unknown

@@ -169,7 +169,7 @@ pub(crate) fn classify(req: &Request<'_>) -> Option<Operation> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::operation::Service;
     use crate::services::classify as classify_path;
@@ -179,7 +179,7 @@ mod tests {
     const P: Option<&str> = Some("0123abcd0123abcd0123abcd0123abcd");
 
     #[rustfmt::skip]
-    const CASES: &[Case] = &[
+    pub(crate) const CASES: &[Case] = &[
         ("GET", "/", R::Version, A::Read, &[], None, None),
         ("GET", "/v2.1", R::Version, A::Read, &[], None, None),
         ("GET", "/v2", R::Version, A::Read, &[], None, None),
@@ -194,26 +194,33 @@ mod tests {
         ("GET", "/v2.1/servers/s1/metadata", R::ServerMetadata, A::Read, &["s1"], None, None),
         ("POST", "/v2.1/servers/s1/metadata", R::ServerMetadata, A::Create, &["s1"], None, None),
         ("PUT", "/v2.1/servers/s1/metadata", R::ServerMetadata, A::Update, &["s1"], None, None),
+        ("GET", "/v2.1/servers/s1/metadata/dr_tier", R::ServerMetadata, A::Read, &["s1", "dr_tier"], None, None),
         ("PUT", "/v2.1/servers/s1/metadata/dr_tier", R::ServerMetadata, A::Update, &["s1", "dr_tier"], None, None),
         ("DELETE", "/v2.1/servers/s1/metadata/dr_tier", R::ServerMetadata, A::Delete, &["s1", "dr_tier"], None, None),
         ("GET", "/v2.1/servers/s1/tags", R::ServerTag, A::Read, &["s1"], None, None),
         ("PUT", "/v2.1/servers/s1/tags", R::ServerTag, A::Update, &["s1"], None, None),
         ("DELETE", "/v2.1/servers/s1/tags", R::ServerTag, A::Delete, &["s1"], None, None),
+        ("GET", "/v2.1/servers/s1/tags/t1", R::ServerTag, A::Read, &["s1", "t1"], None, None),
         ("PUT", "/v2.1/servers/s1/tags/t1", R::ServerTag, A::Create, &["s1", "t1"], None, None),
         ("DELETE", "/v2.1/servers/s1/tags/t1", R::ServerTag, A::Delete, &["s1", "t1"], None, None),
         ("POST", "/v2.1/servers/s1/os-volume_attachments", R::ServerAction, A::Action, &["s1"], None, Some("attach_volume")),
         ("PUT", "/v2.1/servers/s1/os-volume_attachments/v1", R::ServerAction, A::Action, &["s1", "v1"], None, Some("swap_volume")),
         ("DELETE", "/v2.1/servers/s1/os-volume_attachments/v1", R::ServerAction, A::Action, &["s1", "v1"], None, Some("detach_volume")),
         ("GET", "/v2.1/servers/s1/os-volume_attachments", R::Server, A::Read, &["s1"], None, None),
+        ("GET", "/v2.1/servers/s1/os-volume_attachments/v1", R::Server, A::Read, &["s1", "v1"], None, None),
+        ("GET", "/v2.1/servers/s1/os-interface", R::Server, A::Read, &["s1"], None, None),
+        ("GET", "/v2.1/servers/s1/os-interface/p1", R::Server, A::Read, &["s1", "p1"], None, None),
         ("POST", "/v2.1/servers/s1/os-interface", R::ServerAction, A::Action, &["s1"], None, Some("attach_interface")),
         ("DELETE", "/v2.1/servers/s1/os-interface/p1", R::ServerAction, A::Action, &["s1", "p1"], None, Some("detach_interface")),
         ("GET", "/v2.1/flavors", R::Flavor, A::Read, &[], None, None),
         ("POST", "/v2.1/flavors", R::Flavor, A::Create, &[], None, None),
         ("GET", "/v2.1/flavors/detail", R::Flavor, A::Read, &[], None, None),
+        ("GET", "/v2.1/flavors/f1", R::Flavor, A::Read, &["f1"], None, None),
         ("PUT", "/v2.1/flavors/f1", R::Flavor, A::Update, &["f1"], None, None),
         ("DELETE", "/v2.1/flavors/f1", R::Flavor, A::Delete, &["f1"], None, None),
         ("GET", "/v2.1/flavors/f1/os-extra_specs", R::FlavorExtraSpec, A::Read, &["f1"], None, None),
         ("POST", "/v2.1/flavors/f1/os-extra_specs", R::FlavorExtraSpec, A::Create, &["f1"], None, None),
+        ("GET", "/v2.1/flavors/f1/os-extra_specs/hw:cpu_policy", R::FlavorExtraSpec, A::Read, &["f1", "hw:cpu_policy"], None, None),
         ("PUT", "/v2.1/flavors/f1/os-extra_specs/hw:cpu_policy", R::FlavorExtraSpec, A::Update, &["f1", "hw:cpu_policy"], None, None),
         ("DELETE", "/v2.1/flavors/f1/os-extra_specs/k", R::FlavorExtraSpec, A::Delete, &["f1", "k"], None, None),
         ("GET", "/v2.1/flavors/f1/os-flavor-access", R::FlavorAccess, A::Read, &["f1"], None, None),
@@ -224,6 +231,7 @@ mod tests {
         ("DELETE", "/v2.1/os-keypairs/k1", R::Keypair, A::Delete, &["k1"], None, None),
         ("GET", "/v2.1/os-server-groups", R::ServerGroup, A::Read, &[], None, None),
         ("POST", "/v2.1/os-server-groups", R::ServerGroup, A::Create, &[], None, None),
+        ("GET", "/v2.1/os-server-groups/g1", R::ServerGroup, A::Read, &["g1"], None, None),
         ("DELETE", "/v2.1/os-server-groups/g1", R::ServerGroup, A::Delete, &["g1"], None, None),
         // legacy project-id paths
         ("POST", "/v2.1/0123abcd0123abcd0123abcd0123abcd/servers", R::Server, A::Create, &[], P, None),

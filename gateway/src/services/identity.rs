@@ -368,13 +368,13 @@ pub fn role_assignment_target(path: &str) -> Option<RoleAssignmentTarget> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::operation::Service;
     use crate::services::test_support::{check, Case};
 
     #[rustfmt::skip]
-    const CASES: &[Case] = &[
+    pub(crate) const CASES: &[Case] = &[
         ("GET", "/", R::Version, A::Read, &[], None, None),
         ("GET", "/v3", R::Version, A::Read, &[], None, None),
         ("HEAD", "/v3", R::Version, A::Read, &[], None, None),
@@ -386,8 +386,10 @@ mod tests {
         ("DELETE", "/v3/auth/tokens", R::Token, A::Delete, &[], None, None),
         ("GET", "/v3/auth/catalog", R::Catalog, A::Read, &[], None, None),
         ("GET", "/v3/auth/projects", R::Project, A::Read, &[], None, None),
+        ("GET", "/v3/auth/domains", R::Domain, A::Read, &[], None, None),
         ("GET", "/v3/endpoints", R::Endpoint, A::Read, &[], None, None),
         ("POST", "/v3/endpoints", R::Endpoint, A::Create, &[], None, None),
+        ("GET", "/v3/endpoints/e1", R::Endpoint, A::Read, &["e1"], None, None),
         ("PATCH", "/v3/endpoints/e1", R::Endpoint, A::Update, &["e1"], None, None),
         ("DELETE", "/v3/endpoints/e1", R::Endpoint, A::Delete, &["e1"], None, None),
         ("GET", "/v3/projects", R::Project, A::Read, &[], None, None),
@@ -406,14 +408,32 @@ mod tests {
         ("PUT", "/v3/projects/p1/users/u1/roles/r1", R::RoleAssignment, A::Create, &["p1", "u1", "r1"], Some("p1"), None),
         ("HEAD", "/v3/projects/p1/users/u1/roles/r1", R::RoleAssignment, A::Read, &["p1", "u1", "r1"], Some("p1"), None),
         ("DELETE", "/v3/projects/p1/users/u1/roles/r1", R::RoleAssignment, A::Delete, &["p1", "u1", "r1"], Some("p1"), None),
+        ("GET", "/v3/projects/p1/groups/g1/roles", R::RoleAssignment, A::Read, &["p1", "g1"], Some("p1"), None),
+        ("GET", "/v3/projects/p1/groups/g1/roles/r1", R::RoleAssignment, A::Read, &["p1", "g1", "r1"], Some("p1"), None),
         ("PUT", "/v3/projects/p1/groups/g1/roles/r1", R::RoleAssignment, A::Create, &["p1", "g1", "r1"], Some("p1"), None),
         ("DELETE", "/v3/projects/p1/groups/g1/roles/r1", R::RoleAssignment, A::Delete, &["p1", "g1", "r1"], Some("p1"), None),
         ("PUT", "/v3/domains/d1/users/u1/roles/r1", R::RoleAssignment, A::Create, &["d1", "u1", "r1"], None, None),
+        ("GET", "/v3/domains/d1/users/u1/roles", R::RoleAssignment, A::Read, &["d1", "u1"], None, None),
+        ("HEAD", "/v3/domains/d1/users/u1/roles/r1", R::RoleAssignment, A::Read, &["d1", "u1", "r1"], None, None),
+        ("DELETE", "/v3/domains/d1/users/u1/roles/r1", R::RoleAssignment, A::Delete, &["d1", "u1", "r1"], None, None),
+        ("GET", "/v3/domains/d1/groups/g1/roles/r1", R::RoleAssignment, A::Read, &["d1", "g1", "r1"], None, None),
+        ("PUT", "/v3/domains/d1/groups/g1/roles/r1", R::RoleAssignment, A::Create, &["d1", "g1", "r1"], None, None),
         ("DELETE", "/v3/domains/d1/groups/g1/roles/r1", R::RoleAssignment, A::Delete, &["d1", "g1", "r1"], None, None),
         ("GET", "/v3/domains/d1/groups/g1/roles", R::RoleAssignment, A::Read, &["d1", "g1"], None, None),
         ("PUT", "/v3/OS-INHERIT/projects/p1/users/u1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Create, &["p1", "u1", "r1"], Some("p1"), None),
+        ("HEAD", "/v3/OS-INHERIT/projects/p1/users/u1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Read, &["p1", "u1", "r1"], Some("p1"), None),
+        ("DELETE", "/v3/OS-INHERIT/projects/p1/users/u1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Delete, &["p1", "u1", "r1"], Some("p1"), None),
+        ("GET", "/v3/OS-INHERIT/projects/p1/groups/g1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Read, &["p1", "g1", "r1"], Some("p1"), None),
+        ("PUT", "/v3/OS-INHERIT/projects/p1/groups/g1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Create, &["p1", "g1", "r1"], Some("p1"), None),
+        ("DELETE", "/v3/OS-INHERIT/projects/p1/groups/g1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Delete, &["p1", "g1", "r1"], Some("p1"), None),
         ("PUT", "/v3/OS-INHERIT/domains/d1/groups/g1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Create, &["d1", "g1", "r1"], None, None),
+        ("GET", "/v3/OS-INHERIT/domains/d1/groups/g1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Read, &["d1", "g1", "r1"], None, None),
+        ("DELETE", "/v3/OS-INHERIT/domains/d1/groups/g1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Delete, &["d1", "g1", "r1"], None, None),
+        ("GET", "/v3/OS-INHERIT/domains/d1/groups/g1/roles/inherited_to_projects", R::RoleAssignment, A::Read, &["d1", "g1"], None, None),
         ("GET", "/v3/OS-INHERIT/domains/d1/users/u1/roles/inherited_to_projects", R::RoleAssignment, A::Read, &["d1", "u1"], None, None),
+        ("HEAD", "/v3/OS-INHERIT/domains/d1/users/u1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Read, &["d1", "u1", "r1"], None, None),
+        ("PUT", "/v3/OS-INHERIT/domains/d1/users/u1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Create, &["d1", "u1", "r1"], None, None),
+        ("DELETE", "/v3/OS-INHERIT/domains/d1/users/u1/roles/r1/inherited_to_projects", R::RoleAssignment, A::Delete, &["d1", "u1", "r1"], None, None),
         ("GET", "/v3/users", R::User, A::Read, &[], None, None),
         ("POST", "/v3/users", R::User, A::Create, &[], None, None),
         ("GET", "/v3/users/u1", R::User, A::Read, &["u1"], None, None),
@@ -428,6 +448,7 @@ mod tests {
         ("DELETE", "/v3/users/u1/application_credentials/ac1", R::ApplicationCredential, A::Delete, &["u1", "ac1"], None, None),
         ("GET", "/v3/groups", R::Group, A::Read, &[], None, None),
         ("POST", "/v3/groups", R::Group, A::Create, &[], None, None),
+        ("GET", "/v3/groups/g1", R::Group, A::Read, &["g1"], None, None),
         ("PATCH", "/v3/groups/g1", R::Group, A::Update, &["g1"], None, None),
         ("DELETE", "/v3/groups/g1", R::Group, A::Delete, &["g1"], None, None),
         ("GET", "/v3/groups/g1/users", R::GroupMembership, A::Read, &["g1"], None, None),
@@ -436,10 +457,12 @@ mod tests {
         ("DELETE", "/v3/groups/g1/users/u1", R::GroupMembership, A::Delete, &["g1", "u1"], None, None),
         ("GET", "/v3/roles", R::Role, A::Read, &[], None, None),
         ("POST", "/v3/roles", R::Role, A::Create, &[], None, None),
+        ("GET", "/v3/roles/r1", R::Role, A::Read, &["r1"], None, None),
         ("PATCH", "/v3/roles/r1", R::Role, A::Update, &["r1"], None, None),
         ("DELETE", "/v3/roles/r1", R::Role, A::Delete, &["r1"], None, None),
         ("GET", "/v3/domains", R::Domain, A::Read, &[], None, None),
         ("POST", "/v3/domains", R::Domain, A::Create, &[], None, None),
+        ("GET", "/v3/domains/d1", R::Domain, A::Read, &["d1"], None, None),
         ("PATCH", "/v3/domains/d1", R::Domain, A::Update, &["d1"], None, None),
         ("DELETE", "/v3/domains/d1", R::Domain, A::Delete, &["d1"], None, None),
         // unknown paths and methods

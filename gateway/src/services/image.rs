@@ -53,13 +53,13 @@ pub(crate) fn classify(req: &Request<'_>) -> Option<Operation> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::operation::Service;
     use crate::services::test_support::{check, Case};
 
     #[rustfmt::skip]
-    const CASES: &[Case] = &[
+    pub(crate) const CASES: &[Case] = &[
         ("GET", "/", R::Version, A::Read, &[], None, None),
         ("GET", "/versions", R::Version, A::Read, &[], None, None),
         ("GET", "/v2", R::Version, A::Read, &[], None, None),

@@ -392,6 +392,73 @@ pub(crate) mod test_support {
             }
         }
     }
+
+    /// Every service's route table and its table-test cases.
+    pub fn tables() -> [(Service, &'static [Route], &'static [Case]); 5] {
+        [
+            (Service::Identity, identity::ROUTES, identity::tests::CASES),
+            (Service::Compute, compute::ROUTES, compute::tests::CASES),
+            (Service::Network, network::ROUTES, network::tests::CASES),
+            (
+                Service::BlockStorage,
+                block_storage::ROUTES,
+                block_storage::tests::CASES,
+            ),
+            (Service::Image, image::ROUTES, image::tests::CASES),
+        ]
+    }
+
+    /// The index of the `table` row [`classify`] uses for `method path`, or `None` when the
+    /// request is a version document or `Other`.
+    ///
+    /// Mirrors the services' prefix handling (`{version}/rest`, Neutron's `.json` suffix,
+    /// Nova's and Cinder's optional `{project_id}`) and then checks the answer: the row must
+    /// build exactly the operation `classify` returns (project aside), so a drift between
+    /// this and a service's `classify` fails loudly instead of mis-attributing a case.
+    pub fn matched_route(
+        service: Service,
+        table: &[Route],
+        method: &str,
+        path: &str,
+    ) -> Option<usize> {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut actual = classify(service, &method, path, None, None);
+        if matches!(actual.resource, ResourceType::Version | ResourceType::Other) {
+            return None;
+        }
+        actual.project = None;
+        let verb = Verb::of(&method)?;
+        let segments = Segments::parse(path)?;
+        let [_version, rest @ ..] = segments.as_slice() else {
+            return None;
+        };
+        let mut rest = rest.to_vec();
+        if service == Service::Network {
+            if let Some(last) = rest.last_mut() {
+                if let Some(stem) = last.strip_suffix(".json").filter(|s| !s.is_empty()) {
+                    *last = stem;
+                }
+            }
+        }
+        let mut candidates = vec![rest.as_slice()];
+        if matches!(service, Service::Compute | Service::BlockStorage) && !rest.is_empty() {
+            candidates.push(&rest[1..]);
+        }
+        let (index, segments) = candidates.into_iter().find_map(|segments| {
+            let index = table
+                .iter()
+                .position(|r| r.verb == verb && pattern_matches(r.pattern, segments))?;
+            Some((index, segments))
+        })?;
+        let built = operation(service, &table[index], segments, None);
+        assert_eq!(
+            built, actual,
+            "{service} {method} {path}: matched_route picked row {index} \
+             ({:?} {}) but classify disagrees",
+            table[index].verb, table[index].pattern
+        );
+        Some(index)
+    }
 }
 
 #[cfg(test)]
@@ -399,6 +466,39 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// Every row of every route table is hit by at least one case of that service's table
+    /// test, so no route (and no verb of a route) goes untested.
+    #[test]
+    fn every_route_row_has_a_case() {
+        let mut uncovered = Vec::new();
+        for (service, table, cases) in test_support::tables() {
+            let mut hit = vec![false; table.len()];
+            for &(method, path, ..) in cases {
+                if let Some(i) = test_support::matched_route(service, table, method, path) {
+                    hit[i] = true;
+                }
+            }
+            for (i, row) in table.iter().enumerate() {
+                if !hit[i] {
+                    let name = row
+                        .action_name
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    uncovered.push(format!(
+                        "{service} ROUTES[{i}]: {:?} {} -> {}/{}{name}",
+                        row.verb, row.pattern, row.resource, row.action
+                    ));
+                }
+            }
+        }
+        assert!(
+            uncovered.is_empty(),
+            "{} route row(s) have no table-test case:\n  {}",
+            uncovered.len(),
+            uncovered.join("\n  ")
+        );
+    }
 
     #[test]
     fn action_names_come_from_the_single_key() {
