@@ -186,7 +186,7 @@ fn request_id(headers: &http::HeaderMap) -> &str {
 }
 
 /// The longest start of `text` of at most `max` bytes that ends on a character boundary.
-fn clip(text: &str, max: usize) -> &str {
+pub(crate) fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -129,43 +129,78 @@ impl Refusal {
     }
 }
 
-/// The `route` label of an admin call: one of a fixed set, whatever the path.
-fn route_label(method: &Method, path: &str) -> &'static str {
-    match (method, path) {
-        (&Method::GET, "/metrics") => "metrics",
-        (&Method::GET, "/healthz") => "healthz",
-        (&Method::GET, "/readyz") => "readyz",
-        (&Method::GET, "/v1/status") => "status",
-        (&Method::POST, "/v1/policies/reload") => "policies_reload",
-        (&Method::GET, "/v1/journal") => "journal",
-        (&Method::GET, "/v1/checkpoints") => "checkpoints",
-        (&Method::GET, "/v1/idmap") => "idmap",
-        (&Method::GET, "/v1/flavor-fits") => "flavor_fits",
-        (&Method::GET, "/v1/failover") => "failover_status",
-        (&Method::POST, "/v1/failover") => "failover",
-        (&Method::POST, "/v1/failback") => "failback",
-        (&Method::POST, "/v1/drill") => "drill",
-        (&Method::GET, p) if p.starts_with("/v1/failovers/") => "failover_report",
-        (&Method::POST, p) if p.starts_with("/v1/journal/") && p.ends_with("/retry") => {
-            "journal_retry"
+/// The admin API's routes: what [`handle`] answers, and the `route` label of every call
+/// (one of a fixed set, whatever the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminRoute {
+    Metrics,
+    Healthz,
+    Readyz,
+    Status,
+    PoliciesReload,
+    Journal,
+    Checkpoints,
+    IdMap,
+    FlavorFits,
+    FailoverStatus,
+    Failover,
+    Failback,
+    Drill,
+    /// `GET /v1/failovers/{id}`.
+    FailoverReport,
+    /// `POST /v1/journal/{seq}/retry`.
+    JournalRetry,
+    Unknown,
+}
+
+impl AdminRoute {
+    fn of(method: &Method, path: &str) -> AdminRoute {
+        match (method, path) {
+            (&Method::GET, "/metrics") => AdminRoute::Metrics,
+            (&Method::GET, "/healthz") => AdminRoute::Healthz,
+            (&Method::GET, "/readyz") => AdminRoute::Readyz,
+            (&Method::GET, "/v1/status") => AdminRoute::Status,
+            (&Method::POST, "/v1/policies/reload") => AdminRoute::PoliciesReload,
+            (&Method::GET, "/v1/journal") => AdminRoute::Journal,
+            (&Method::GET, "/v1/checkpoints") => AdminRoute::Checkpoints,
+            (&Method::GET, "/v1/idmap") => AdminRoute::IdMap,
+            (&Method::GET, "/v1/flavor-fits") => AdminRoute::FlavorFits,
+            (&Method::GET, "/v1/failover") => AdminRoute::FailoverStatus,
+            (&Method::POST, "/v1/failover") => AdminRoute::Failover,
+            (&Method::POST, "/v1/failback") => AdminRoute::Failback,
+            (&Method::POST, "/v1/drill") => AdminRoute::Drill,
+            (&Method::GET, p) if p.starts_with("/v1/failovers/") => AdminRoute::FailoverReport,
+            (&Method::POST, p) if p.starts_with("/v1/journal/") && p.ends_with("/retry") => {
+                AdminRoute::JournalRetry
+            }
+            _ => AdminRoute::Unknown,
         }
-        _ => "unknown",
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            AdminRoute::Metrics => "metrics",
+            AdminRoute::Healthz => "healthz",
+            AdminRoute::Readyz => "readyz",
+            AdminRoute::Status => "status",
+            AdminRoute::PoliciesReload => "policies_reload",
+            AdminRoute::Journal => "journal",
+            AdminRoute::Checkpoints => "checkpoints",
+            AdminRoute::IdMap => "idmap",
+            AdminRoute::FlavorFits => "flavor_fits",
+            AdminRoute::FailoverStatus => "failover_status",
+            AdminRoute::Failover => "failover",
+            AdminRoute::Failback => "failback",
+            AdminRoute::Drill => "drill",
+            AdminRoute::FailoverReport => "failover_report",
+            AdminRoute::JournalRetry => "journal_retry",
+            AdminRoute::Unknown => "unknown",
+        }
     }
 }
 
 /// The longest path an audit line carries (the rest is cut, on a character boundary).
 const AUDITED_PATH_MAX: usize = 256;
-
-fn clipped(path: &str) -> &str {
-    if path.len() <= AUDITED_PATH_MAX {
-        return path;
-    }
-    let mut end = AUDITED_PATH_MAX;
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    &path[..end]
-}
 
 /// Reads the admin bearer token, creating the file (mode 0600, 32 random bytes in hex)
 /// when it does not exist.
@@ -304,20 +339,21 @@ async fn audited(
 ) -> Response<ProxyBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = route_label(&method, &path);
+    let route = AdminRoute::of(&method, &path);
+    let logged_path = crate::access_log::clip(&path, AUDITED_PATH_MAX);
     let resp = match authenticated(state, &req).await {
         Ok(caller) => {
-            let resp = handle(state, req, &caller).await;
+            let resp = handle(state, req, route, &caller).await;
             let status = resp.status().as_u16();
             if method == Method::GET {
-                tracing::debug!(target: "drgw::admin", %caller, %client, %method, path = %clipped(&path), status, "admin call");
+                tracing::debug!(target: "drgw::admin", %caller, %client, %method, path = %logged_path, status, "admin call");
             } else {
-                tracing::info!(target: "drgw::admin", %caller, %client, %method, path = %clipped(&path), status, "admin call");
+                tracing::info!(target: "drgw::admin", %caller, %client, %method, path = %logged_path, status, "admin call");
             }
             resp
         }
         Err(refusal) => {
-            tracing::warn!(target: "drgw::admin", %client, %method, path = %clipped(&path), reason = refusal.as_str(), "admin call refused");
+            tracing::warn!(target: "drgw::admin", %client, %method, path = %logged_path, reason = refusal.as_str(), "admin call refused");
             let mut resp = error(
                 StatusCode::UNAUTHORIZED,
                 "The admin API needs the admin bearer token or a Keystone admin token.",
@@ -331,7 +367,7 @@ async fn audited(
     };
     state
         .requests
-        .with_label_values(&[route, resp.status().as_str()])
+        .with_label_values(&[route.label(), resp.status().as_str()])
         .inc();
     resp
 }
@@ -340,11 +376,12 @@ async fn audited(
 async fn handle(
     state: &AdminState,
     req: Request<Incoming>,
+    route: AdminRoute,
     caller: &Caller,
 ) -> Response<ProxyBody> {
     let gw = &state.gateway;
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => {
+    match route {
+        AdminRoute::Metrics => {
             let mut resp = Response::new(body::full(gw.metrics.render()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -352,8 +389,8 @@ async fn handle(
             );
             resp
         }
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "/readyz") => {
+        AdminRoute::Healthz => json_response(StatusCode::OK, json!({"status": "ok"})),
+        AdminRoute::Readyz => {
             let site = gw.active_site();
             let health = probe_site(gw, site).await;
             let ready = health.iter().all(|(_, up)| *up);
@@ -370,13 +407,13 @@ async fn handle(
                 json!({"ready": ready, "active_site": site.as_str(), "services": services}),
             )
         }
-        (&Method::GET, "/v1/status") => json_response(StatusCode::OK, status(gw).await),
-        (&Method::POST, "/v1/policies/reload") => {
+        AdminRoute::Status => json_response(StatusCode::OK, status(gw).await),
+        AdminRoute::PoliciesReload => {
             let (code, body) = gw.policy.reload_response();
             json_response(code, body)
         }
-        (&Method::GET, "/v1/journal") => journal_page(gw, req.uri().query()).await,
-        (&Method::GET, "/v1/checkpoints") => {
+        AdminRoute::Journal => journal_page(gw, req.uri().query()).await,
+        AdminRoute::Checkpoints => {
             let q = Query::parse(req.uri().query());
             match gw
                 .mirror
@@ -391,8 +428,8 @@ async fn handle(
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
-        (&Method::GET, "/v1/idmap") => idmap(gw, req.uri().query()).await,
-        (&Method::GET, "/v1/flavor-fits") => {
+        AdminRoute::IdMap => idmap(gw, req.uri().query()).await,
+        AdminRoute::FlavorFits => {
             let limit = Query::parse(req.uri().query())
                 .number("limit")
                 .unwrap_or(1000) as usize;
@@ -401,30 +438,30 @@ async fn handle(
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
-        (&Method::GET, "/v1/failover") => {
-            json_response(StatusCode::OK, json!(state.failover.status()))
-        }
-        (&Method::POST, "/v1/failover") | (&Method::POST, "/v1/failback") => {
-            let failback = req.uri().path() == "/v1/failback";
+        AdminRoute::FailoverStatus => json_response(StatusCode::OK, json!(state.failover.status())),
+        AdminRoute::Failover | AdminRoute::Failback => {
+            let failback = route == AdminRoute::Failback;
             switch(&state.failover, failback, req, caller).await
         }
-        (&Method::POST, "/v1/drill") => {
+        AdminRoute::Drill => {
             let report = state.failover.drill().await;
             json_response(
                 StatusCode::OK,
                 json!({"report": report.to_json(), "table": report.to_table(), "clean": report.is_clean()}),
             )
         }
-        (&Method::GET, path) if path.starts_with("/v1/failovers/") => {
-            let id = path.trim_start_matches("/v1/failovers/");
+        AdminRoute::FailoverReport => {
+            let id = req.uri().path().trim_start_matches("/v1/failovers/");
             match state.failover.report(id).await {
                 Ok(Some(report)) => json_response(StatusCode::OK, json!(report)),
                 Ok(None) => error(StatusCode::NOT_FOUND, "No failover report with that id."),
                 Err(e) => error(e.http_status(), &e.to_string()),
             }
         }
-        (&Method::POST, path) if path.starts_with("/v1/journal/") && path.ends_with("/retry") => {
-            let seq = path
+        AdminRoute::JournalRetry => {
+            let seq = req
+                .uri()
+                .path()
                 .trim_start_matches("/v1/journal/")
                 .trim_end_matches("/retry")
                 .parse::<u64>();
@@ -439,7 +476,7 @@ async fn handle(
                 ),
             }
         }
-        _ => error(StatusCode::NOT_FOUND, "No such admin resource."),
+        AdminRoute::Unknown => error(StatusCode::NOT_FOUND, "No such admin resource."),
     }
 }
 
@@ -697,19 +734,16 @@ mod tests {
 
     #[test]
     fn audit_labels_and_names_are_bounded() {
-        assert_eq!(route_label(&Method::POST, "/v1/failover"), "failover");
-        assert_eq!(route_label(&Method::GET, "/v1/failover"), "failover_status");
+        let label = |method: &Method, path: &str| AdminRoute::of(method, path).label();
+        assert_eq!(label(&Method::POST, "/v1/failover"), "failover");
+        assert_eq!(label(&Method::GET, "/v1/failover"), "failover_status");
         assert_eq!(
-            route_label(&Method::POST, "/v1/journal/17/retry"),
+            label(&Method::POST, "/v1/journal/17/retry"),
             "journal_retry"
         );
         // Any other path, however long or odd, is one label value.
-        assert_eq!(route_label(&Method::DELETE, "/v1/failover"), "unknown");
-        assert_eq!(route_label(&Method::GET, &"/x".repeat(1000)), "unknown");
-        let long = format!("/v1/{}", "é".repeat(200));
-        let cut = clipped(&long);
-        assert!(cut.len() <= AUDITED_PATH_MAX && long.starts_with(cut));
-        assert_eq!(clipped("/v1/status"), "/v1/status");
+        assert_eq!(label(&Method::DELETE, "/v1/failover"), "unknown");
+        assert_eq!(label(&Method::GET, &"/x".repeat(1000)), "unknown");
         let keystone = Caller::Keystone {
             user_name: "alice".into(),
             user_id: "u1".into(),
