@@ -149,6 +149,17 @@ impl GatewayProcess {
         recovery: &SimEndpoints,
         _hint: u16,
     ) -> anyhow::Result<GatewayProcess> {
+        GatewayProcess::spawn(bin, primary, recovery, false).await
+    }
+
+    /// [`GatewayProcess::start`], with standard error in `dir/stderr.log` when
+    /// `stderr_to_file`.
+    async fn spawn(
+        bin: &std::path::Path,
+        primary: &SimEndpoints,
+        recovery: &SimEndpoints,
+        stderr_to_file: bool,
+    ) -> anyhow::Result<GatewayProcess> {
         anyhow::ensure!(
             bin.is_file(),
             "{} not built (cargo build --workspace)",
@@ -157,14 +168,15 @@ impl GatewayProcess {
         let dir = tempfile::tempdir()?;
         let ports = free_ports();
         let config_path = sandbox::write_sandbox_files(dir.path(), ports, primary, recovery)?;
-        let child = spawn_serve(bin, &config_path, ports, None).await?;
+        let stderr_file = stderr_to_file.then(|| dir.path().join("stderr.log"));
+        let child = spawn_serve(bin, &config_path, ports, stderr_file.as_deref()).await?;
         Ok(GatewayProcess {
             child,
             bin: bin.to_path_buf(),
             ports,
             config_path,
             dir,
-            stderr_file: None,
+            stderr_file,
         })
     }
 
@@ -174,11 +186,13 @@ impl GatewayProcess {
         primary: &SiteHandle,
         recovery: &SiteHandle,
     ) -> anyhow::Result<GatewayProcess> {
-        let mut gw = GatewayProcess::in_front_of(primary, recovery).await?;
-        let path = gw.dir.path().join("stderr.log");
-        gw.stderr_file = Some(path);
-        gw.restart().await?;
-        Ok(gw)
+        GatewayProcess::spawn(
+            &drgw_binary(),
+            &primary.endpoints().services(),
+            &recovery.endpoints().services(),
+            true,
+        )
+        .await
     }
 
     /// What the process wrote to standard error, for one started by
