@@ -623,8 +623,7 @@ where
     let checkout = match client.raw_checkout(https, authority) {
         Ok(c) => c,
         Err(e) => {
-            let accept = header(headers, "accept");
-            return answer_failure(lane, io, (service, site, &op), req_id, accept, &e, out).await;
+            return answer_failure(lane, io, (service, site, &op), req_id, headers, &e, out).await
         }
     };
     upstream_head(
@@ -688,8 +687,7 @@ where
     let (mut conn, mut head) = match exchanged {
         Ok(ok) => ok,
         Err(e) => {
-            let accept = header(headers, "accept");
-            return answer_failure(lane, io, (service, site, &op), req_id, accept, &e, out).await;
+            return answer_failure(lane, io, (service, site, &op), req_id, headers, &e, out).await
         }
     };
     gw.metrics
@@ -837,7 +835,7 @@ async fn answer_failure<IO>(
     io: &mut IO,
     (service, site, op): (Service, SiteName, &Operation),
     req_id: &HeaderValue,
-    accept: Option<&[u8]>,
+    headers: &[httparse::Header<'_>],
     e: &UpstreamError,
     out: &mut Vec<u8>,
 ) -> Relayed
@@ -846,7 +844,7 @@ where
 {
     let mut resp = stack::upstream_failure(&lane.gw, service, site, req_id, e);
     if service == Service::Image {
-        let accept = accept.and_then(|a| HeaderValue::from_bytes(a).ok());
+        let accept = header(headers, "accept").and_then(|a| HeaderValue::from_bytes(a).ok());
         resp = stack::glance_error_for(resp, accept.as_ref());
     }
     let resp = stack::finish(&lane.gw, service, op.action.as_str(), req_id, resp);

@@ -39,7 +39,7 @@ use crate::policy::{
 use crate::rewrite::{self, BodyRewrite, Rewriter};
 use crate::services;
 use crate::token::TokenContext;
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::UpstreamBody;
 
 /// Where a listener sends a request: the service and the path prefix to strip.
 #[derive(Debug, Clone)]
@@ -614,10 +614,7 @@ async fn protected_change(
     let resp = match send_upstream(gw, service, change.site, req).await {
         Ok(resp) => resp,
         Err(e) => {
-            if !matches!(
-                e,
-                UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_)
-            ) {
+            if !e.sent_nothing() {
                 unconfirmed_change(gw, &op, &change, &tier.name, e.kind());
             }
             return upstream_failure(gw, service, change.site, change.req_id, &e);

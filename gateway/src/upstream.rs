@@ -80,6 +80,15 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the request never left the gateway (no connection was made): the upstream
+    /// cannot have acted on it.
+    pub fn sent_nothing(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_)
+        )
+    }
+
     /// The status the gateway answers with: 504 for a timeout (connecting or answering),
     /// 502 otherwise.
     pub fn status(&self) -> http::StatusCode {
