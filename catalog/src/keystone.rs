@@ -209,8 +209,10 @@ pub fn rewrite_catalog(catalog: &mut Value, target: &CatalogTarget) -> RewriteSt
 /// Where the service type of a `/v3/endpoints` entry comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum EndpointServices<'a> {
-    /// `service_id` → catalog `type` (from `GET /v3/services`). Authoritative: an endpoint
-    /// whose service is not in the map is left alone.
+    /// `service_id` → catalog `type` (from `GET /v3/services`). Authoritative for the
+    /// services it lists: a placement endpoint stays, whatever its URL. An endpoint whose
+    /// service is not in the map (created since, or no `service_id`) is matched by URL, as
+    /// with [`EndpointServices::ByUrl`].
     ById(&'a HashMap<String, String>),
     /// No map: an endpoint's kind is the fronted kind whose known upstream base (or target
     /// base) its URL lies under.
@@ -240,13 +242,16 @@ pub fn rewrite_endpoints_list(
     };
     let mut stats = RewriteStats::default();
     for endpoint in endpoints {
-        let kind = match services {
+        let listed_type = match services {
             EndpointServices::ById(types) => endpoint
                 .get("service_id")
                 .and_then(Value::as_str)
-                .and_then(|id| types.get(id))
-                .and_then(|t| service_kind(t)),
-            EndpointServices::ByUrl => endpoint
+                .and_then(|id| types.get(id)),
+            EndpointServices::ByUrl => None,
+        };
+        let kind = match listed_type {
+            Some(listed) => service_kind(listed),
+            None => endpoint
                 .get("url")
                 .and_then(Value::as_str)
                 .and_then(|url| target.kind_of_url(url)),
@@ -259,8 +264,13 @@ pub fn rewrite_endpoints_list(
 /// Rewrites whichever catalog a Keystone response body carries:
 /// `{"token": {"catalog": [...]}}` (`POST`/`GET /v3/auth/tokens`),
 /// `{"catalog": [...], "links": {...}}` (`GET /v3/auth/catalog`), or an endpoint list
-/// (`GET /v3/endpoints[/{id}]`, matched by URL). Other bodies are left as they are.
-pub fn rewrite_token_response(body: &mut Value, target: &CatalogTarget) -> RewriteStats {
+/// (`GET /v3/endpoints[/{id}]`, each endpoint's service found as `services` says). Other
+/// bodies are left as they are.
+pub fn rewrite_token_response(
+    body: &mut Value,
+    target: &CatalogTarget,
+    services: EndpointServices<'_>,
+) -> RewriteStats {
     let Value::Object(map) = body else {
         return RewriteStats::default();
     };
@@ -274,7 +284,7 @@ pub fn rewrite_token_response(body: &mut Value, target: &CatalogTarget) -> Rewri
         return rewrite_catalog(body, target);
     }
     if map.contains_key("endpoints") || map.contains_key("endpoint") {
-        return rewrite_endpoints_list(body, target, EndpointServices::ByUrl);
+        return rewrite_endpoints_list(body, target, services);
     }
     RewriteStats::default()
 }
@@ -383,7 +393,7 @@ mod tests {
         let mut list = json!({"endpoints": [
             {"region_id": "X", "url": "http://127.0.0.1:15001/v2.1", "service_id": "s"}
         ]});
-        rewrite_token_response(&mut list, &any);
+        rewrite_token_response(&mut list, &any, EndpointServices::ByUrl);
         assert_eq!(list["endpoints"][0]["region_id"], "RegionOne");
         // No `region` key: none is added.
         assert!(list["endpoints"][0].get("region").is_none());
@@ -525,7 +535,10 @@ mod tests {
         let mut token = json!({"token": {"catalog": [
             {"type": "identity", "endpoints": [{"url": "http://127.0.0.1:15000/v3"}]}
         ]}});
-        assert_eq!(rewrite_token_response(&mut token, &t).rewritten, 1);
+        assert_eq!(
+            rewrite_token_response(&mut token, &t, EndpointServices::ByUrl).rewritten,
+            1
+        );
         assert_eq!(
             token["token"]["catalog"][0]["endpoints"][0]["url"],
             "http://gw:5000/v3"
@@ -534,7 +547,7 @@ mod tests {
         // A token without a catalog (?nocatalog) has nothing to do.
         let mut nocatalog = json!({"token": {"methods": ["password"]}});
         assert_eq!(
-            rewrite_token_response(&mut nocatalog, &t),
+            rewrite_token_response(&mut nocatalog, &t, EndpointServices::ByUrl),
             RewriteStats::default()
         );
 
@@ -542,7 +555,10 @@ mod tests {
             "catalog": [{"type": "compute", "endpoints": [{"url": "http://127.0.0.1:15001/v2.1"}]}],
             "links": {"self": "http://127.0.0.1:15000/v3/auth/catalog"}
         });
-        assert_eq!(rewrite_token_response(&mut auth_catalog, &t).rewritten, 1);
+        assert_eq!(
+            rewrite_token_response(&mut auth_catalog, &t, EndpointServices::ByUrl).rewritten,
+            1
+        );
         // Links are the UrlMap's business, not the catalog's.
         assert_eq!(
             auth_catalog["links"]["self"],
@@ -553,16 +569,19 @@ mod tests {
             {"service_id": "s1", "url": "http://127.0.0.1:15001/v2.1"},
             {"service_id": "s2", "url": "http://127.0.0.1:15005"}
         ]});
-        let stats = rewrite_token_response(&mut endpoints, &t);
+        let stats = rewrite_token_response(&mut endpoints, &t, EndpointServices::ByUrl);
         assert_eq!((stats.rewritten, stats.untouched), (1, 1));
 
         let mut one = json!({"endpoint": {"url": "http://10.1.0.5/volume/v3/p"}});
-        assert_eq!(rewrite_token_response(&mut one, &t).rewritten, 1);
+        assert_eq!(
+            rewrite_token_response(&mut one, &t, EndpointServices::ByUrl).rewritten,
+            1
+        );
         assert_eq!(one["endpoint"]["url"], "http://gw:8776/v3/p");
 
         for mut other in [json!([]), json!(1), json!({"servers": []})] {
             assert_eq!(
-                rewrite_token_response(&mut other, &t),
+                rewrite_token_response(&mut other, &t, EndpointServices::ByUrl),
                 RewriteStats::default()
             );
         }
@@ -583,14 +602,16 @@ mod tests {
             {"id": "e1", "service_id": "nova", "url": "http://127.0.0.1:15001/v2.1", "interface": "admin"},
             // The map says cinder: the URL's unknown host does not matter.
             {"id": "e2", "service_id": "cinder", "url": "http://elsewhere:8776/v3/%(project_id)s"},
-            // The map is authoritative: placement and unknown services stay, even when
-            // their URL lies under a fronted base.
+            // The map is authoritative for what it lists: placement stays, although its URL
+            // lies under a fronted base.
             {"id": "e3", "service_id": "placement", "url": "http://127.0.0.1:15001/placement"},
+            // A service the map does not list, or none, is matched by URL.
             {"id": "e4", "service_id": "unknown", "url": "http://127.0.0.1:15001/v2.1"},
-            {"id": "e5", "url": "http://127.0.0.1:15001/v2.1"}
+            {"id": "e5", "url": "http://127.0.0.1:15001/v2.1"},
+            {"id": "e6", "service_id": "unknown", "url": "http://elsewhere:9999/v2.1"}
         ]});
         let stats = rewrite_endpoints_list(&mut body, &t, EndpointServices::ById(&types));
-        assert_eq!((stats.rewritten, stats.untouched), (2, 3));
+        assert_eq!((stats.rewritten, stats.untouched), (4, 2));
         assert_eq!(body["endpoints"][0]["url"], "http://gw:8774/v2.1");
         assert_eq!(
             body["endpoints"][1]["url"],
@@ -600,7 +621,9 @@ mod tests {
             body["endpoints"][2]["url"],
             "http://127.0.0.1:15001/placement"
         );
-        assert_eq!(body["endpoints"][3]["url"], "http://127.0.0.1:15001/v2.1");
+        assert_eq!(body["endpoints"][3]["url"], "http://gw:8774/v2.1");
+        assert_eq!(body["endpoints"][4]["url"], "http://gw:8774/v2.1");
+        assert_eq!(body["endpoints"][5]["url"], "http://elsewhere:9999/v2.1");
 
         let mut by_url = json!([
             {"url": "http://10.1.0.5/compute/v2.1"},

@@ -1,7 +1,7 @@
 //! Whatever bytes arrive, the rewriters neither panic nor produce a URL outside the
 //! configured public bases. A small deterministic fuzz loop (no extra dependencies).
 
-use drgw_catalog::{rewrite_token_response, CatalogTarget, ServiceKind, UrlMap};
+use drgw_catalog::{rewrite_token_response, CatalogTarget, EndpointServices, ServiceKind, UrlMap};
 use serde_json::{json, Value};
 
 /// xorshift64*: deterministic, good enough to shuffle fragments.
@@ -121,7 +121,7 @@ fn random_documents() {
         };
         let shape = shapes[(rng.next() % shapes.len() as u64) as usize];
         let mut doc = shape(leaf);
-        let _ = rewrite_token_response(&mut doc, &target);
+        let _ = rewrite_token_response(&mut doc, &target, EndpointServices::ByUrl);
         let _ = map.rewrite_json_links(&mut doc);
         let text = serde_json::to_vec(&doc).unwrap();
         let _ = map.contains_upstream(&text);

@@ -3,7 +3,8 @@
 //! 15000–15005 of 127.0.0.1).
 
 use drgw_catalog::{
-    rewrite_catalog, rewrite_token_response, CatalogTarget, RewriteStats, ServiceKind, UrlMap,
+    rewrite_catalog, rewrite_token_response, CatalogTarget, EndpointServices, RewriteStats,
+    ServiceKind, UrlMap,
 };
 use serde_json::Value;
 
@@ -83,7 +84,7 @@ fn key_orders(value: &Value, out: &mut Vec<Vec<String>>) {
 fn routed_catalog_points_at_the_gateway() {
     let mut token = fixture();
     let before = endpoints(&token);
-    let stats = rewrite_token_response(&mut token, &routed_target());
+    let stats = rewrite_token_response(&mut token, &routed_target(), EndpointServices::ByUrl);
     let after = endpoints(&token);
 
     // Six services, three interfaces each; placement is not fronted.
@@ -130,7 +131,7 @@ fn routed_catalog_points_at_the_gateway() {
 fn everything_but_urls_is_unchanged() {
     let original = fixture();
     let mut token = original.clone();
-    rewrite_token_response(&mut token, &routed_target());
+    rewrite_token_response(&mut token, &routed_target(), EndpointServices::ByUrl);
 
     let (mut keys_before, mut keys_after) = (Vec::new(), Vec::new());
     key_orders(&original, &mut keys_before);
@@ -163,9 +164,9 @@ fn everything_but_urls_is_unchanged() {
 fn rewriting_twice_changes_nothing() {
     let mut token = fixture();
     let target = routed_target();
-    rewrite_token_response(&mut token, &target);
+    rewrite_token_response(&mut token, &target, EndpointServices::ByUrl);
     let once = token.clone();
-    let stats = rewrite_token_response(&mut token, &target);
+    let stats = rewrite_token_response(&mut token, &target, EndpointServices::ByUrl);
     assert_eq!(stats.rewritten, 0);
     assert_eq!(stats.unchanged, 15);
     assert_eq!(token, once);
@@ -191,7 +192,7 @@ fn direct_mode_points_at_the_active_site() {
     }
     let target = CatalogTarget::new(entries);
     let mut token = fixture();
-    let stats = rewrite_token_response(&mut token, &target);
+    let stats = rewrite_token_response(&mut token, &target, EndpointServices::ByUrl);
     assert_eq!(stats.rewritten, 15);
     let after = endpoints(&token);
     let url = |ty: &str| after.iter().find(|e| e[0] == ty).unwrap()[5].clone();
@@ -213,7 +214,10 @@ fn auth_catalog_shape_and_links() {
         "links": {"self": "http://127.0.0.1:15000/v3/auth/catalog", "previous": null, "next": null}
     });
     let target = routed_target();
-    assert_eq!(rewrite_token_response(&mut body, &target).rewritten, 15);
+    assert_eq!(
+        rewrite_token_response(&mut body, &target, EndpointServices::ByUrl).rewritten,
+        15
+    );
     assert_eq!(rewrite_catalog(&mut body, &target).rewritten, 0);
 
     let links = UrlMap::new(UPSTREAMS);
@@ -237,6 +241,6 @@ fn links_in_the_raw_token_body() {
     // placement's.
     assert_eq!(links.rewrite_json_links(&mut token), 15);
     let mut routed = fixture();
-    rewrite_token_response(&mut routed, &routed_target());
+    rewrite_token_response(&mut routed, &routed_target(), EndpointServices::ByUrl);
     assert_eq!(token, routed);
 }

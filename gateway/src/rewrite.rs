@@ -8,7 +8,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use drgw_catalog::{CatalogTarget, ServiceKind, UrlMap};
+use drgw_catalog::{CatalogTarget, EndpointServices, ServiceKind, UrlMap};
 use http::header::{self, HeaderMap};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -189,7 +189,8 @@ fn decode(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Option<(Bytes, bool)>
 }
 
 /// Rewrites a buffered JSON body. Bodies that are not valid JSON, use an unknown encoding,
-/// or contain nothing to rewrite are left unchanged.
+/// or contain nothing to rewrite are left unchanged. `services` says how an endpoint
+/// list's entries are known as compute, network, ... (see [`endpoint_service_ids`]).
 pub fn rewrite_body(
     headers: &HeaderMap,
     raw: Bytes,
@@ -197,6 +198,7 @@ pub fn rewrite_body(
     what: BodyRewrite,
     rewriter: &Rewriter,
     limit: u64,
+    services: EndpointServices<'_>,
 ) -> Rewritten {
     let Some((plain, decoded)) = decode(headers, &raw, limit) else {
         return Rewritten::Unchanged;
@@ -209,7 +211,8 @@ pub fn rewrite_body(
     };
     let mut changed = 0;
     if what == BodyRewrite::Catalog {
-        changed += drgw_catalog::rewrite_token_response(&mut json, &rewriter.catalog).rewritten;
+        changed +=
+            drgw_catalog::rewrite_token_response(&mut json, &rewriter.catalog, services).rewritten;
     }
     changed += if what == BodyRewrite::Catalog && rewriter.direct {
         rewriter
@@ -229,6 +232,34 @@ pub fn rewrite_body(
         },
         Err(_) => Rewritten::Unchanged,
     }
+}
+
+/// The `service_id`s of a `GET /v3/endpoints[/{id}]` answer, to look their types up
+/// before [`rewrite_body`]: an endpoint's URL may name a host the gateway does not know
+/// (a VIP's name where the configuration has its address), and only its service says
+/// what it is. Empty for any other body.
+pub fn endpoint_service_ids(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Vec<String> {
+    let Some((plain, _)) = decode(headers, raw, limit) else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_slice::<Value>(&plain) else {
+        return Vec::new();
+    };
+    let one = json.get("endpoint").map(std::slice::from_ref);
+    let endpoints = json
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .or(one)
+        .unwrap_or_default();
+    let mut ids: Vec<String> = endpoints
+        .iter()
+        .filter_map(|e| e.get("service_id").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Result of [`buffer_prefix`].

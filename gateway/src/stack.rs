@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use drgw_catalog::EndpointServices;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -1303,6 +1304,18 @@ pub(crate) async fn finish_buffered(
     } else {
         BodyRewrite::Links
     };
+    // An endpoint list names services by id: their types come from the site's Keystone.
+    let service_types = if catalog && op.resource == ResourceType::Endpoint {
+        let ids = rewrite::endpoint_service_ids(&parts.headers, &buffered, limit);
+        let keystone = &gw.site(gw.active_site()).keystone;
+        Some(keystone.service_types(&ids).await)
+    } else {
+        None
+    };
+    let services = match &service_types {
+        Some(types) => EndpointServices::ById(types),
+        None => EndpointServices::ByUrl,
+    };
     match rewrite::rewrite_body(
         &parts.headers,
         buffered.clone(),
@@ -1310,6 +1323,7 @@ pub(crate) async fn finish_buffered(
         rewrite_kind,
         &rewriter,
         limit,
+        services,
     ) {
         rewrite::Rewritten::Unchanged => {
             // A token answer with nothing to rewrite (`?nocatalog`, an unscoped token, a

@@ -7,7 +7,7 @@
 //! cached. Tokens are keys of an in-memory map only: they never reach logs or metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -78,7 +78,7 @@ pub enum TokenError {
     NoCredentials(SiteName),
     #[error("keystone refused the gateway's service account at site {site}: HTTP {status}")]
     ServiceAuth { site: SiteName, status: StatusCode },
-    #[error("keystone answered {0} to a token validation")]
+    #[error("keystone answered {0} to the gateway's call")]
     Unexpected(StatusCode),
 }
 
@@ -110,7 +110,17 @@ pub struct KeystoneClient {
     service_token: Mutex<Option<(String, SystemTime)>>,
     /// Project-scoped tokens of the service account, by project id.
     project_tokens: Mutex<std::collections::HashMap<String, (String, SystemTime)>>,
+    /// `service_id` → catalog type, from `GET /v3/services`, and when it was read.
+    service_types: Mutex<(Arc<ServiceTypes>, Option<Instant>)>,
 }
+
+/// `service_id` → catalog `type` (`compute`, `network`, ...) at one site.
+pub type ServiceTypes = std::collections::HashMap<String, String>;
+
+/// How soon `GET /v3/services` is read again when an endpoint names a service the gateway
+/// has not seen: new services are rare, and a dangling `service_id` must not turn every
+/// endpoint listing into two Keystone calls.
+const SERVICE_TYPES_REFRESH: Duration = Duration::from_secs(30);
 
 /// The role the service account grants itself in a project it must act in.
 pub const SERVICE_PROJECT_ROLE: &str = "member";
@@ -124,7 +134,50 @@ impl KeystoneClient {
             client,
             service_token: Mutex::new(None),
             project_tokens: Mutex::new(std::collections::HashMap::new()),
+            service_types: Mutex::new((Arc::default(), None)),
         }
+    }
+
+    /// The types of this site's services, read with the gateway's service token, for the
+    /// endpoints of a `GET /v3/endpoints` answer. Read once, and again when `wanted` names
+    /// a service not seen yet (at most every [`SERVICE_TYPES_REFRESH`]). When Keystone
+    /// cannot say, the map is what it was (the endpoints are then matched by URL).
+    pub async fn service_types(&self, wanted: &[String]) -> Arc<ServiceTypes> {
+        let mut guard = self.service_types.lock().await;
+        let (known, read_at) = &*guard;
+        let all_known = wanted.iter().all(|id| known.contains_key(id));
+        let fresh = read_at.is_some_and(|at| at.elapsed() < SERVICE_TYPES_REFRESH);
+        if all_known || fresh {
+            return known.clone();
+        }
+        match self.read_service_types().await {
+            Ok(types) => *guard = (Arc::new(types), Some(Instant::now())),
+            Err(e) => {
+                tracing::warn!(site = %self.site, error = %e, "could not list the site's services; endpoints are matched by URL");
+                guard.1 = Some(Instant::now());
+            }
+        }
+        guard.0.clone()
+    }
+
+    async fn read_service_types(&self) -> Result<ServiceTypes, TokenError> {
+        let token = self.service_token().await?;
+        let (status, body) = self.call(&token, Method::GET, "/v3/services").await?;
+        if status != StatusCode::OK {
+            return Err(TokenError::Unexpected(status));
+        }
+        let services = body
+            .get("services")
+            .and_then(Value::as_array)
+            .ok_or(TokenError::Unexpected(status))?;
+        Ok(services
+            .iter()
+            .filter_map(|s| {
+                let id = s.get("id")?.as_str()?;
+                let kind = s.get("type")?.as_str()?;
+                Some((id.to_string(), kind.to_string()))
+            })
+            .collect())
     }
 
     /// The gateway's own token at this site, reused until a minute before it expires.

@@ -174,6 +174,7 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
             Ok(())
         },
     );
+    endpoint_named_by_another_host(&mut s, &cli, t.sites.sites()[0], &gateway_ports);
     s.step(
         "gold (admin) flavor is at the real recovery site when the create returns",
         || {
@@ -241,6 +242,75 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
     rt.block_on(gw.stop());
     results.extend(s.into_results());
     results
+}
+
+/// `openstack endpoint create` of Nova's endpoint under the name `localhost` (the gateway's
+/// configuration names 127.0.0.1, as one names a VIP's address and the catalog its host
+/// name), then `endpoint list` and `endpoint show` through the gateway: every fronted
+/// service's URL is the gateway's, the new one too (known by its service, not its URL).
+/// `gateway_ports`: identity, compute, image, volume, network.
+fn endpoint_named_by_another_host(
+    s: &mut Steps,
+    cli: &Cli,
+    primary: &RealSite,
+    gateway_ports: &[u16; 5],
+) {
+    s.step(
+        "endpoint list through the gateway: an endpoint named by another host is the gateway's",
+        || {
+            let nova = &primary.urls.services.compute;
+            let aliased = format!("{}/v2.1", nova.replace("127.0.0.1", "localhost"));
+            ensure!(
+                aliased.contains("localhost"),
+                "nova's URL {nova} names 127.0.0.1"
+            );
+            let expected = format!("http://127.0.0.1:{}/v2.1", gateway_ports[1]);
+            let created = cli.json(
+                "gw",
+                &[
+                    "endpoint",
+                    "create",
+                    "--region",
+                    &primary.region,
+                    "compute",
+                    "internal",
+                    &aliased,
+                ],
+            )?;
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            ensure!(!id.is_empty(), "endpoint create: {created}");
+            let checked = (|| {
+                let list = cli.json("gw", &["endpoint", "list"])?;
+                let mut ours = None;
+                for ep in list.as_array().into_iter().flatten() {
+                    let url = ep["URL"].as_str().unwrap_or("");
+                    if ep["ID"] == id.as_str() {
+                        ours = Some(url.to_string());
+                    }
+                    if ep["Service Type"] == "placement" {
+                        continue;
+                    }
+                    ensure!(
+                        gateway_ports
+                            .iter()
+                            .any(|p| url.starts_with(&format!("http://127.0.0.1:{p}/"))
+                                || url == format!("http://127.0.0.1:{p}")),
+                        "{} endpoint {url} bypasses the gateway",
+                        ep["Service Type"]
+                    );
+                }
+                ensure!(
+                    ours.as_deref() == Some(expected.as_str()),
+                    "ours listed as {ours:?}"
+                );
+                let shown = cli.json("gw", &["endpoint", "show", &id])?;
+                ensure!(shown["url"] == expected.as_str(), "endpoint show: {shown}");
+                Ok(())
+            })();
+            cli.run("gw", &["endpoint", "delete", &id])?;
+            checked
+        },
+    );
 }
 
 /// The gateway's access log (the sandbox configuration writes `access.log` beside it)

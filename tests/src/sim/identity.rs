@@ -560,6 +560,16 @@ fn route(_ctx: &SiteCtx, id: &mut Identity, req: &SimRequest) -> Reply {
         ("GET", ["services", sid]) => get_one(id, "services", "service", sid),
         ("GET", ["endpoints"]) => id.list("endpoints", &id.endpoints.clone(), req),
         ("GET", ["endpoints", eid]) => get_one(id, "endpoints", "endpoint", eid),
+        ("POST", ["endpoints"]) if !admin => forbidden("create_endpoint"),
+        ("POST", ["endpoints"]) => create_endpoint(id, req),
+        ("DELETE", ["endpoints", eid]) if admin => match find_idx(&id.endpoints, eid) {
+            Some(i) => {
+                id.endpoints.remove(i);
+                Reply::empty(204)
+            }
+            None => not_found("endpoint", eid),
+        },
+        ("DELETE", ["endpoints", _]) => forbidden("delete_endpoint"),
         ("GET", ["regions"]) => id.list("regions", &id.regions.clone(), req),
         ("GET", ["regions", rid]) => get_one(id, "regions", "region", rid),
         ("GET", ["domains"]) => id.list("domains", &id.domains.clone(), req),
@@ -969,6 +979,39 @@ fn create_simple(id: &mut Identity, coll: Coll, req: &SimRequest) -> Reply {
     merge(&mut v, &body, &["id"]);
     coll.items(id).push(v.clone());
     id.one(collection, key, &v, 201)
+}
+
+/// `POST /v3/endpoints`, as Keystone: `service_id`, `interface` and `url` required, the
+/// region's id also given as `region` in the answer.
+fn create_endpoint(id: &mut Identity, req: &SimRequest) -> Reply {
+    let body = match req.json().and_then(|b| body_object(&b, "endpoint")) {
+        Ok(b) => b,
+        Err(e) => return bad_request(e),
+    };
+    for field in ["service_id", "interface", "url"] {
+        if !body.get(field).is_some_and(Value::is_string) {
+            return bad_request(format!("'{field}' is a required property"));
+        }
+    }
+    let text = |field: &str| body.get(field).and_then(Value::as_str).unwrap_or_default();
+    let interface = text("interface");
+    if !["public", "internal", "admin"].contains(&interface) {
+        return bad_request(format!(
+            "'{interface}' does not match '^(?:admin|internal|public)$'"
+        ));
+    }
+    let service_id = text("service_id");
+    if find_idx(&id.services, service_id).is_none() {
+        return not_found("service", service_id);
+    }
+    let region = body.get("region_id").cloned().unwrap_or(Value::Null);
+    let mut v = json!({
+        "id": hex_id(), "interface": interface, "region_id": region, "region": region,
+        "service_id": service_id, "url": body["url"], "enabled": true
+    });
+    merge(&mut v, &body, &["id"]);
+    id.endpoints.push(v.clone());
+    id.one("endpoints", "endpoint", &v, 201)
 }
 
 fn membership(id: &mut Identity, m: &str, admin: bool, gid: &str, uid: &str) -> Reply {
