@@ -128,6 +128,23 @@ struct RawSite {
     credentials: Option<Credentials>,
     #[serde(default)]
     admin: Option<bool>,
+    #[serde(default)]
+    aliases: RawAliases,
+}
+
+/// `[sites.NAME.aliases]`: per service, other base URLs the site's answers may name it by.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawAliases {
+    #[serde(default)]
+    identity: Vec<String>,
+    #[serde(default)]
+    compute: Vec<String>,
+    #[serde(default)]
+    network: Vec<String>,
+    #[serde(default)]
+    volumev3: Vec<String>,
+    #[serde(default)]
+    image: Vec<String>,
 }
 
 /// One OpenStack site: the upstream base URL of each fronted service.
@@ -145,6 +162,11 @@ pub struct SiteConfig {
     /// flavor is fitted to the smallest existing flavor that holds it
     /// ([`crate::mirror::flavor_fit`]).
     pub admin: bool,
+    /// Other base URLs by which the site's answers name a service (the host name of the
+    /// VIP in front of it, a `public_endpoint` setting), without a trailing slash. Links
+    /// and catalog URLs under them are pointed at the gateway as those under the upstream
+    /// URL are. The gateway never connects to them.
+    pub aliases: BTreeMap<Service, Vec<String>>,
 }
 
 impl SiteConfig {
@@ -153,6 +175,18 @@ impl SiteConfig {
             .get(&service)
             .map(String::as_str)
             .unwrap_or("")
+    }
+
+    /// Every base URL by which the site's answers may name `service`: its upstream URL,
+    /// then its aliases.
+    pub fn names_of(&self, service: Service) -> impl Iterator<Item = &str> {
+        std::iter::once(self.endpoint(service)).chain(
+            self.aliases
+                .get(&service)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        )
     }
 }
 
@@ -558,21 +592,51 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
                 ca_bundle: None,
                 credentials: None,
                 admin: true,
+                aliases: BTreeMap::new(),
             };
         };
         let mut endpoints = BTreeMap::new();
-        for (service, field, value) in [
-            (Service::Identity, "identity", &raw.identity),
-            (Service::Compute, "compute", &raw.compute),
-            (Service::Network, "network", &raw.network),
-            (Service::BlockStorage, "volumev3", &raw.volumev3),
-            (Service::Image, "image", &raw.image),
+        let mut aliases = BTreeMap::new();
+        for (service, field, value, alias_list) in [
+            (
+                Service::Identity,
+                "identity",
+                &raw.identity,
+                &raw.aliases.identity,
+            ),
+            (
+                Service::Compute,
+                "compute",
+                &raw.compute,
+                &raw.aliases.compute,
+            ),
+            (
+                Service::Network,
+                "network",
+                &raw.network,
+                &raw.aliases.network,
+            ),
+            (
+                Service::BlockStorage,
+                "volumev3",
+                &raw.volumev3,
+                &raw.aliases.volumev3,
+            ),
+            (Service::Image, "image", &raw.image, &raw.aliases.image),
         ] {
             match value {
                 Some(v) => {
                     endpoints.insert(service, base_url(errors, &format!("{key}.{field}"), v));
                 }
                 None => err(errors, format!("{key}.{field}"), "missing upstream URL"),
+            }
+            if !alias_list.is_empty() {
+                let alias_key = format!("{key}.aliases.{field}");
+                let list = alias_list
+                    .iter()
+                    .map(|a| base_url(errors, &alias_key, a))
+                    .collect();
+                aliases.insert(service, list);
             }
         }
         let ca_bundle = raw.ca_bundle.map(|p| {
@@ -614,6 +678,7 @@ fn build(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Conf
             ca_bundle,
             credentials,
             admin: raw.admin.unwrap_or(true),
+            aliases,
         }
     };
     let primary = site(SiteName::Primary);
@@ -830,6 +895,40 @@ public_url = "http://gw.example.com:8774"
             1,
         );
         assert!(Config::parse(&wrong, Path::new("/etc/drgw")).is_err());
+    }
+
+    #[test]
+    fn aliases_are_other_names_of_a_sites_services() {
+        let text = GOOD.replacen(
+            "[sites.recovery]\n",
+            "[sites.primary.aliases]\ncompute = [\"https://compute.example.com/\", \"http://10.0.0.9/compute\"]\n\n[sites.recovery]\n",
+            1,
+        );
+        let cfg = Config::parse(&text, Path::new("/etc/drgw")).expect("valid");
+        let names: Vec<&str> = cfg.primary.names_of(Service::Compute).collect();
+        assert_eq!(
+            names,
+            [
+                "http://127.0.0.1:15001",
+                "https://compute.example.com",
+                "http://10.0.0.9/compute"
+            ]
+        );
+        let names: Vec<&str> = cfg.primary.names_of(Service::Image).collect();
+        assert_eq!(names, ["http://127.0.0.1:15002"]);
+        assert!(cfg.recovery.aliases.is_empty());
+
+        let bad = text
+            .replace("https://compute.example.com/", "compute.example.com")
+            .replace("compute = [", "volume = [\"http://x\"]\ncompute = [");
+        let errs = Config::parse(&bad, Path::new("/")).unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
+        for want in [
+            "sites.primary.aliases.compute",
+            "sites.primary.aliases.volume",
+        ] {
+            assert!(keys.contains(&want), "missing {want} in {keys:?}");
+        }
     }
 
     #[test]

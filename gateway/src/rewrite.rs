@@ -31,7 +31,8 @@ pub fn kind(service: Service) -> ServiceKind {
 
 /// The URL rewriting rules while one site is active.
 pub struct Rewriter {
-    /// Upstream base URLs of BOTH sites → the gateway's public URLs (links in bodies).
+    /// Upstream base URLs of BOTH sites, and their aliases (`[sites.NAME.aliases]`) → the
+    /// gateway's public URLs (links in bodies).
     links: UrlMap,
     /// The same, one map per service (in `Service::ALL` order): a service's own links are
     /// rewritten with its own mapping first, which matters when several services share an
@@ -50,11 +51,9 @@ impl Rewriter {
         for site in [active, other(active)] {
             for service in Service::ALL {
                 if let Some(public) = config.service_listener(service) {
-                    pairs.push((
-                        kind(service),
-                        config.site(site).endpoint(service).to_string(),
-                        public.public_url.clone(),
-                    ));
+                    for name in config.site(site).names_of(service) {
+                        pairs.push((kind(service), name.to_string(), public.public_url.clone()));
+                    }
                 }
             }
         }
@@ -82,7 +81,8 @@ impl Rewriter {
             };
             let known: Vec<String> = SiteName::ALL
                 .iter()
-                .map(|s| config.site(*s).endpoint(service).to_string())
+                .flat_map(|s| config.site(*s).names_of(service))
+                .map(str::to_string)
                 .collect();
             target_bases.push((kind(service), base, known));
         }

@@ -1097,6 +1097,7 @@ mod tests {
             ca_bundle: None,
             credentials: None,
             admin: true,
+            aliases: Default::default(),
         };
         let cfg = UpstreamConfig {
             connect_timeout,

@@ -44,6 +44,7 @@ pub fn site_config(name: SiteName, e: &SimEndpoints) -> SiteConfig {
             project_domain_name: "Default".into(),
         }),
         admin: true,
+        aliases: Default::default(),
     }
 }
 
