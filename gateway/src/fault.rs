@@ -7,17 +7,24 @@
 //!
 //! | service        | status        | content type                       | body |
 //! |----------------|---------------|------------------------------------|------|
-//! | any            | 401           | `application/json; charset=UTF-8`  | `{"error": {"code": 401, "title": "Unauthorized", "message": m}}` |
+//! | Nova, Cinder, Neutron | 401    | `application/json`                 | `{"error": {"code": 401, "title": "Unauthorized", "message": m}}` |
 //! | Nova           | other         | `application/json; charset=UTF-8`  | `{"<faultName>": {"code": c, "message": m}}` |
 //! | Cinder         | other         | `application/json`                 | `{"<faultName>": {"code": c, "message": m}}` |
 //! | Neutron        | other         | `application/json`                 | `{"NeutronError": {"type": "HTTPForbidden", "message": m, "detail": ""}}` |
-//! | Keystone       | other         | `application/json`                 | `{"error": {"code": c, "title": "Forbidden", "message": m}}` |
-//! | Glance         | other         | by `Accept`, as webob negotiates   | webob's JSON, HTML or plain-text error page |
+//! | Keystone       | any           | `application/json`                 | `{"error":{"code":c,"message":m,"title":"Forbidden"}}` and a newline |
+//! | Glance         | any           | by `Accept`, as webob negotiates   | webob's JSON, HTML or plain-text error page |
+//!
+//! The bytes are the services' own too: Nova, Cinder, Neutron, keystonemiddleware and
+//! webob write JSON with Python's `json.dumps` defaults (`", "`, `": "`, non-ASCII escaped),
+//! Keystone with Flask's `jsonify` (compact, keys sorted, non-ASCII escaped, a final
+//! newline); see `JsonStyle`. The real tier compares them with the real services' answers.
 //!
 //! Sources:
-//! - **401 everywhere**: a real service never sees an unauthenticated request; keystonemiddleware
-//!   (`auth_token`) rejects it first with the Keystone-shaped body above, for every service,
-//!   Glance included. The gateway's own 401s (old-primary tokens after a failover) do the same.
+//! - **401 for Nova, Cinder and Neutron**: the service never sees an unauthenticated
+//!   request; keystonemiddleware (`auth_token`) rejects it first with the Keystone-shaped
+//!   body above, as `application/json`. Keystone answers its own 401 in its own format;
+//!   Glance's context middleware raises webob's `HTTPUnauthorized`, so Glance's 401 is a
+//!   webob page like its other errors.
 //! - **Nova** `nova/api/openstack/wsgi.py` `Fault._fault_names`: 400 `badRequest`,
 //!   401 `unauthorized`, 403 `forbidden`, 404 `itemNotFound`, 405 `badMethod`,
 //!   409 `conflictingRequest`, 413 `overLimit`, 415 `badMediaType`, 429 `overLimit`,
@@ -82,12 +89,16 @@ pub fn error_body_for(
     accept: Option<&str>,
 ) -> (&'static str, Bytes) {
     let code = status.as_u16();
-    if status == StatusCode::UNAUTHORIZED {
-        return (JSON_UTF8, to_bytes(&keystone_shape(code, message)));
-    }
+    let python = |value: &Value| to_bytes(JsonStyle::Python, value);
     match service {
-        Service::Compute => (JSON_UTF8, to_bytes(&compute_shape(service, code, message))),
-        Service::BlockStorage => (JSON, to_bytes(&compute_shape(service, code, message))),
+        // keystonemiddleware answers for the service before it sees the request.
+        Service::Compute | Service::BlockStorage | Service::Network
+            if status == StatusCode::UNAUTHORIZED =>
+        {
+            (JSON, python(&keystone_shape(code, message)))
+        }
+        Service::Compute => (JSON_UTF8, python(&compute_shape(service, code, message))),
+        Service::BlockStorage => (JSON, python(&compute_shape(service, code, message))),
         Service::Network => {
             let body = json!({
                 "NeutronError": {
@@ -96,9 +107,12 @@ pub fn error_body_for(
                     "detail": "",
                 }
             });
-            (JSON, to_bytes(&body))
+            (JSON, python(&body))
         }
-        Service::Identity => (JSON, to_bytes(&keystone_shape(code, message))),
+        Service::Identity => (
+            JSON,
+            to_bytes(JsonStyle::Flask, &keystone_shape(code, message)),
+        ),
         Service::Image => webob_body(status, message, accept),
     }
 }
@@ -238,9 +252,117 @@ fn keystone_shape(code: u16, message: &str) -> Value {
     json!({"error": {"code": code, "title": title, "message": message}})
 }
 
-fn to_bytes(value: &Value) -> Bytes {
-    // Serialising a `Value` with string keys cannot fail; an empty body is the safe fallback.
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+/// How a service writes JSON, byte for byte (checked against the real services in the
+/// real tier's `error bodies` step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonStyle {
+    /// Python's `json.dumps` defaults, as oslo `jsonutils.dumps` (Nova, Cinder, Neutron,
+    /// keystonemiddleware) and webob write: `", "` and `": "` between items, keys in the
+    /// order given, everything outside printable ASCII as `\uXXXX`.
+    Python,
+    /// Flask's `jsonify`, as Keystone writes: compact, keys sorted, everything outside
+    /// printable ASCII as `\uXXXX`, and a newline at the end.
+    Flask,
+}
+
+/// A `serde_json` formatter for [`JsonStyle`]: Python's separators and `ensure_ascii`.
+struct PythonJson {
+    spaced: bool,
+}
+
+impl serde_json::ser::Formatter for PythonJson {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item_separator(writer, first)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item_separator(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(if self.spaced { b": " } else { b":" })
+    }
+
+    /// `ensure_ascii`: serde_json has escaped quotes, backslashes and control characters
+    /// already (as Python does); what is left outside `' '..='~'` becomes UTF-16 escapes.
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut plain_from = 0;
+        for (at, c) in fragment.char_indices() {
+            if (' '..='~').contains(&c) {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[plain_from..at])?;
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            plain_from = at + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[plain_from..])
+    }
+}
+
+impl PythonJson {
+    fn item_separator<W: ?Sized + std::io::Write>(
+        &self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        match (first, self.spaced) {
+            (true, _) => Ok(()),
+            (false, true) => writer.write_all(b", "),
+            (false, false) => writer.write_all(b","),
+        }
+    }
+}
+
+/// `value` with every object's keys sorted, as `sort_keys=True` writes them.
+fn keys_sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut sorted: serde_json::Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), keys_sorted(v)))
+                .collect();
+            sorted.sort_keys();
+            Value::Object(sorted)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(keys_sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn to_bytes(style: JsonStyle, value: &Value) -> Bytes {
+    use serde::Serialize;
+    let mut out = Vec::with_capacity(128);
+    let spaced = style == JsonStyle::Python;
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonJson { spaced });
+    // Serialising a `Value` into a `Vec` cannot fail; an empty body is the safe fallback.
+    let written = match style {
+        JsonStyle::Python => value.serialize(&mut ser),
+        JsonStyle::Flask => keys_sorted(value).serialize(&mut ser),
+    };
+    if written.is_err() {
+        return Bytes::new();
+    }
+    if style == JsonStyle::Flask {
+        out.push(b'\n');
+    }
+    Bytes::from(out)
 }
 
 /// Which of webob's three error pages a request's `Accept` header selects.
@@ -349,7 +471,7 @@ fn webob_body(status: StatusCode, message: &str, accept: Option<&str>) -> (&'sta
                 "code": status_line,
                 "title": title,
             });
-            (JSON, to_bytes(&body))
+            (JSON, to_bytes(JsonStyle::Python, &body))
         }
         WebobPage::Html => {
             let body = format!(
@@ -462,7 +584,31 @@ mod tests {
         );
         assert_eq!(
             &body[..],
-            br#"{"forbidden":{"code":403,"message":"Policy doesn't allow it."}}"#
+            br#"{"forbidden": {"code": 403, "message": "Policy doesn't allow it."}}"#
+        );
+    }
+
+    /// Python's `ensure_ascii`: what real Neutron answered for network `né` (a code point
+    /// above the BMP is a surrogate pair, DEL is escaped too).
+    #[test]
+    fn non_ascii_is_escaped_as_python_does() {
+        let (_, body) = error_body(
+            Service::Network,
+            StatusCode::NOT_FOUND,
+            "Network n\u{e9} could not be found.",
+        );
+        assert_eq!(
+            &body[..],
+            br#"{"NeutronError": {"type": "HTTPNotFound", "message": "Network n\u00e9 could not be found.", "detail": ""}}"#
+        );
+        let (_, body) = error_body(
+            Service::Identity,
+            StatusCode::BAD_REQUEST,
+            "\u{1F600} \"q\" \\ \n\u{7f}",
+        );
+        assert_eq!(
+            &body[..],
+            b"{\"error\":{\"code\":400,\"message\":\"\\ud83d\\ude00 \\\"q\\\" \\\\ \\n\\u007f\",\"title\":\"Bad Request\"}}\n"
         );
     }
 
@@ -493,7 +639,7 @@ mod tests {
         let (_, body) = error_body(Service::Network, StatusCode::FORBIDDEN, "x");
         assert_eq!(
             &body[..],
-            br#"{"NeutronError":{"type":"HTTPForbidden","message":"x","detail":""}}"#
+            br#"{"NeutronError": {"type": "HTTPForbidden", "message": "x", "detail": ""}}"#
         );
     }
 
@@ -520,27 +666,39 @@ mod tests {
         let (_, body) = error_body(Service::Identity, StatusCode::FORBIDDEN, "x");
         assert_eq!(
             &body[..],
-            br#"{"error":{"code":403,"title":"Forbidden","message":"x"}}"#
+            [
+                &br#"{"error":{"code":403,"message":"x","title":"Forbidden"}}"#[..],
+                b"\n"
+            ]
+            .concat(),
+            "Keystone's Flask: compact, keys sorted, a final newline"
         );
     }
 
     #[test]
-    fn unauthorized_is_keystonemiddleware_shaped_for_every_service() {
-        for service in Service::ALL {
+    fn unauthorized_is_keystonemiddleware_shaped_behind_it() {
+        for service in [Service::Compute, Service::BlockStorage, Service::Network] {
             let (ct, body) = error_body_for(
                 service,
                 StatusCode::UNAUTHORIZED,
                 UNAUTHENTICATED_MESSAGE,
                 Some("text/html"),
             );
-            assert_eq!(ct, JSON_UTF8, "{service}");
-            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(ct, JSON, "{service}");
             assert_eq!(
-                v,
-                json!({"error": {"code": 401, "title": "Unauthorized", "message": UNAUTHENTICATED_MESSAGE}}),
+                &body[..],
+                br#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}"#,
                 "{service}"
             );
         }
+        // Keystone's own, and Glance's webob page.
+        let (_, body) = error_body(Service::Identity, StatusCode::UNAUTHORIZED, "m");
+        assert_eq!(
+            &body[..],
+            b"{\"error\":{\"code\":401,\"message\":\"m\",\"title\":\"Unauthorized\"}}\n"
+        );
+        let (ct, _) = error_body_for(Service::Image, StatusCode::UNAUTHORIZED, "m", Some("*/*"));
+        assert_eq!(ct, HTML_UTF8);
     }
 
     #[test]

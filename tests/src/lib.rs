@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod contract;
+pub mod fault_bytes;
 pub mod http1;
 pub mod mirror_harness;
 pub mod mirror_scenarios;

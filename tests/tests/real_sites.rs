@@ -52,7 +52,38 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "contract: the simulator answers like the real services (status and JSON keys)",
         contract,
     ),
+    (
+        "error bodies: the gateway's own errors are the services' bytes",
+        error_bodies,
+    ),
 ];
+
+/// Each real service made to fail (missing resource, bad token; Glance on each `Accept`),
+/// and the gateway's fault module asked for the same status and message: the same
+/// `Content-Type` and the same bytes (see `drgw_tests::fault_bytes`).
+fn error_bodies(t: &RealTier) -> Vec<StepResult> {
+    let mut s = Steps::new("error bodies");
+    let [primary, _] = t.sites.sites();
+    let compared = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(drgw_tests::fault_bytes::compare(&endpoints(primary))));
+    match compared {
+        Ok(comparisons) => {
+            for c in comparisons {
+                s.step(&c.call, || match &c.difference {
+                    None => Ok(()),
+                    Some(d) => Err(anyhow::anyhow!("{d}")),
+                });
+            }
+        }
+        Err(e) => {
+            s.step("make the real services fail", || -> anyhow::Result<()> {
+                Err(e)
+            });
+        }
+    }
+    s.into_results()
+}
 
 /// The same raw API calls against the real primary and a simulated site, compared call by
 /// call (status code and JSON key structure); prints the count and every difference.
