@@ -633,6 +633,7 @@ where
         headers,
         &lane.conn,
         req_id,
+        gw.forwarded_prefix(site, service),
     );
     let to_client = ClientHead {
         lane,
@@ -852,7 +853,8 @@ where
 }
 
 /// Writes the upstream request head into `out`: the client's header lines, less the
-/// hop-by-hop ones and those the gateway sets (`Host`, `X-Forwarded-*`, the request id).
+/// hop-by-hop ones and those the gateway sets (`Host`, `X-Forwarded-*`, the request id)
+/// or drops (`Forwarded`: see `stack::append_forwarded`).
 fn upstream_head(
     out: &mut Vec<u8>,
     uri: &http::Uri,
@@ -860,6 +862,7 @@ fn upstream_head(
     headers: &[httparse::Header<'_>],
     conn: &ConnInfo,
     req_id: &HeaderValue,
+    forwarded_prefix: Option<&HeaderValue>,
 ) {
     out.clear();
     out.extend_from_slice(b"GET ");
@@ -883,6 +886,8 @@ fn upstream_head(
         } else if stack::is_hop_by_hop_raw(name)
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
+            || name.eq_ignore_ascii_case("x-forwarded-prefix")
+            || name.eq_ignore_ascii_case("forwarded")
             || name.eq_ignore_ascii_case("x-openstack-request-id")
         {
         } else {
@@ -906,6 +911,9 @@ fn upstream_head(
     });
     if let Some(h) = client_host {
         line(out, b"x-forwarded-host", h);
+    }
+    if let Some(prefix) = forwarded_prefix {
+        line(out, b"x-forwarded-prefix", prefix.as_bytes());
     }
     line(out, b"x-openstack-request-id", req_id.as_bytes());
     out.extend_from_slice(b"\r\n");

@@ -113,7 +113,7 @@ pub fn error_body_for(
             JSON,
             to_bytes(JsonStyle::Flask, &keystone_shape(code, message)),
         ),
-        Service::Image => webob_body(status, message, accept),
+        Service::Image => webob_error_body(status, message, accept),
     }
 }
 
@@ -461,7 +461,14 @@ fn parse_quality(v: &str) -> Option<u16> {
     (milli <= 1000).then_some(milli)
 }
 
-fn webob_body(status: StatusCode, message: &str, accept: Option<&str>) -> (&'static str, Bytes) {
+/// webob's error page for `status` with `message` as its explanation, negotiated on
+/// `accept` (see [`error_body_for`]): what Glance answers for every error, and Nova, Cinder
+/// and Keystone for a body over oslo.middleware's size limit. The content type and body.
+pub fn webob_error_body(
+    status: StatusCode,
+    message: &str,
+    accept: Option<&str>,
+) -> (&'static str, Bytes) {
     let title = status_title(status);
     let status_line = format!("{} {}", status.as_u16(), title);
     match webob_page(accept) {

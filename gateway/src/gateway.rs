@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
-use http::Uri;
+use http::{HeaderValue, Uri};
 
 use crate::access_log::AccessLog;
 use crate::config::{Config, SiteName};
@@ -29,6 +29,25 @@ pub struct UpstreamBase {
     pub authority: Authority,
     /// Base path without a trailing slash (`""` or e.g. `/compute`).
     pub path: String,
+    /// `X-Forwarded-Prefix` for requests to this base, when the service's listener has a
+    /// path prefix (see [`forwarded_prefix`]).
+    pub forwarded_prefix: Option<HeaderValue>,
+}
+
+/// What a service behind oslo.middleware's `http_proxy_to_wsgi` (with
+/// `enable_proxy_headers_parsing`) must be told so that the URLs it builds from the
+/// `X-Forwarded-*` headers are the gateway's: it puts `X-Forwarded-Prefix` before its own
+/// mount path, so the prefix is the listener's path prefix less the upstream's base path
+/// (`/compute` on the gateway, nothing upstream: `/compute`; `/compute` on both: none).
+/// `None` when there is nothing to add, or when the upstream's path is not a tail of the
+/// prefix (no header can express that; the URLs it builds from its own address are
+/// rewritten as ever).
+pub fn forwarded_prefix(listener_prefix: &str, upstream_path: &str) -> Option<HeaderValue> {
+    let prefix = listener_prefix.strip_suffix(upstream_path)?;
+    if prefix.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(prefix).ok()
 }
 
 impl UpstreamBase {
@@ -42,6 +61,7 @@ impl UpstreamBase {
                 .path_and_query
                 .map(|p| p.path().trim_end_matches('/').to_string())
                 .unwrap_or_default(),
+            forwarded_prefix: None,
         })
     }
 }
@@ -114,7 +134,11 @@ impl Gateway {
             let bases = Service::ALL
                 .iter()
                 .map(|s| {
-                    UpstreamBase::parse(cfg.endpoint(*s)).ok_or_else(|| ClientBuildError {
+                    let mut base = UpstreamBase::parse(cfg.endpoint(*s));
+                    if let (Some(base), Some(listener)) = (&mut base, config.service_listener(*s)) {
+                        base.forwarded_prefix = forwarded_prefix(&listener.prefix, &base.path);
+                    }
+                    base.ok_or_else(|| ClientBuildError {
                         site: name.to_string(),
                         reason: format!(
                             "{} URL `{}` is not absolute",
@@ -284,9 +308,38 @@ impl Gateway {
         Uri::from_parts(parts).ok()
     }
 
+    /// The `X-Forwarded-Prefix` for requests to a site's service, if any (see
+    /// [`forwarded_prefix`]).
+    pub fn forwarded_prefix(&self, site: SiteName, service: Service) -> Option<&HeaderValue> {
+        self.site(site).bases[service_index(service)]
+            .forwarded_prefix
+            .as_ref()
+    }
+
     /// The largest JSON response the gateway buffers to rewrite; larger ones stream
     /// unchanged.
     pub fn response_buffer_limit(&self) -> u64 {
         self.config.max_body_bytes.max(16 << 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_prefix;
+
+    #[test]
+    fn the_forwarded_prefix_is_what_the_upstreams_own_path_leaves_of_the_listeners() {
+        let prefix = |listener, upstream| {
+            forwarded_prefix(listener, upstream).map(|v| v.to_str().unwrap().to_string())
+        };
+        // devstack behind a shared listener: the gateway's /compute, the upstream at its root.
+        assert_eq!(prefix("/compute", "").as_deref(), Some("/compute"));
+        // Both mount it at /compute: the upstream's own path already says it.
+        assert_eq!(prefix("/compute", "/compute"), None);
+        assert_eq!(prefix("/api/compute", "/compute").as_deref(), Some("/api"));
+        // Dedicated listeners, and a path no prefix can turn into the listener's.
+        assert_eq!(prefix("", ""), None);
+        assert_eq!(prefix("", "/compute"), None);
+        assert_eq!(prefix("/compute", "/nova"), None);
     }
 }

@@ -85,6 +85,7 @@ static SUBJECT_TOKEN: HeaderName = HeaderName::from_static("x-subject-token");
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus
 /// `Transfer-Encoding` (hyper frames each side's body itself).
@@ -371,7 +372,12 @@ async fn handle_request(
         // the service would otherwise hide it).
         parts.headers.remove(header::ACCEPT_ENCODING);
     }
-    append_forwarded(&mut parts.headers, conn, original_host);
+    append_forwarded(
+        &mut parts.headers,
+        conn,
+        original_host,
+        gw.forwarded_prefix(site, service),
+    );
     parts.headers.insert(REQUEST_ID.clone(), req_id.clone());
     let subject_token = parts.headers.get(&SUBJECT_TOKEN).cloned();
     parts.uri = uri;
@@ -428,7 +434,7 @@ async fn handle_request(
                 // the request broken off (and keeps nothing of it).
                 Some(idle) => {
                     tracing::info!(service = service.as_str(), request_id = ?req_id, "request body stalled");
-                    body_refused(service, &body::ReadBodyError::Stalled { idle })
+                    body_stalled(service, idle)
                 }
                 None => upstream_failure(&gw, service, site, &req_id, &e),
             };
@@ -530,7 +536,7 @@ async fn protected_change(
     let limit = gw.config.max_body_bytes;
     let raw = match body::read_limited(incoming, limit, gw.config.client_body_timeout).await {
         Ok(raw) => raw,
-        Err(e) => return body_refused(service, &e),
+        Err(e) => return body_refused(service, &e, &parts.headers),
     };
     // In flight from here on, if no switch froze writes or finished meanwhile.
     let accept = parts
@@ -924,7 +930,22 @@ async fn tenant(gw: &Gateway, headers: &HeaderMap, site: SiteName) -> Option<Arc
     }
 }
 
-fn append_forwarded(headers: &mut HeaderMap, conn: ConnInfo, original_host: Option<HeaderValue>) {
+/// Sets `X-Forwarded-For` (the client's chain plus its peer), `-Proto`, `-Host` (the
+/// client's `Host`) and `-Prefix` (see [`crate::gateway::forwarded_prefix`]). The client's
+/// own `Forwarded` and `X-Forwarded-Prefix` are dropped: oslo.middleware reads `Forwarded`
+/// before the `X-Forwarded-*` headers, so either would let a client choose the URLs the
+/// service builds in place of the gateway's.
+fn append_forwarded(
+    headers: &mut HeaderMap,
+    conn: ConnInfo,
+    original_host: Option<HeaderValue>,
+    prefix: Option<&HeaderValue>,
+) {
+    headers.remove(header::FORWARDED);
+    match prefix {
+        Some(prefix) => headers.insert(FORWARDED_PREFIX.clone(), prefix.clone()),
+        None => headers.remove(&FORWARDED_PREFIX),
+    };
     let xff = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok()
@@ -958,28 +979,57 @@ pub(crate) fn native_error(
     resp
 }
 
-/// The answer to a request body the gateway could not read: 413 beyond the limit, 408
-/// when the client stopped sending it (the connection then closes: the rest is unread),
-/// 400 when it broke off.
-fn body_refused(service: Service, e: &body::ReadBodyError) -> Response<ProxyBody> {
+/// The answer to a request body the gateway could not read (`request`: its headers): 413
+/// beyond the limit, 408 when the client stopped sending it (the connection then closes:
+/// the rest is unread), 400 when it broke off.
+fn body_refused(
+    service: Service,
+    e: &body::ReadBodyError,
+    request: &HeaderMap,
+) -> Response<ProxyBody> {
     match e {
-        body::ReadBodyError::TooLarge { limit } => {
-            let message = format!("The request body is larger than {limit} bytes.");
-            native_error(service, StatusCode::PAYLOAD_TOO_LARGE, &message)
-        }
-        body::ReadBodyError::Stalled { idle } => {
-            let message = format!(
-                "The request body stopped arriving: nothing for {} s.",
-                idle.as_secs_f64()
-            );
-            native_error(service, StatusCode::REQUEST_TIMEOUT, &message)
-        }
+        body::ReadBodyError::TooLarge { limit } => body_too_large(service, *limit, request),
+        body::ReadBodyError::Stalled { idle } => body_stalled(service, *idle),
         body::ReadBodyError::Broken(_) => native_error(
             service,
             StatusCode::BAD_REQUEST,
             "The request body could not be read.",
         ),
     }
+}
+
+/// 413 for a body over the gateway's limit. Nova, Cinder and Keystone refuse a body whose
+/// declared length is over theirs before their own code runs (oslo.middleware's
+/// `sizelimit`, outside their fault handling), so theirs is webob's page, negotiated on
+/// `Accept`, with sizelimit's message (naming the gateway's limit). A body without a
+/// declared length, and Neutron's and Glance's, get the service's usual format.
+fn body_too_large(service: Service, limit: u64, request: &HeaderMap) -> Response<ProxyBody> {
+    let sizelimit_first = matches!(
+        service,
+        Service::Compute | Service::BlockStorage | Service::Identity
+    );
+    if sizelimit_first && request.contains_key(header::CONTENT_LENGTH) {
+        let message = format!("Request is too large. Larger than max_request_body_size ({limit}).");
+        let accept = request.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let (content_type, page) =
+            fault::webob_error_body(StatusCode::PAYLOAD_TOO_LARGE, &message, accept);
+        let mut resp = Response::new(body::full(page));
+        *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return resp;
+    }
+    let message = format!("The request body is larger than {limit} bytes.");
+    native_error(service, StatusCode::PAYLOAD_TOO_LARGE, &message)
+}
+
+/// 408 for a request body that stopped arriving for `idle`.
+fn body_stalled(service: Service, idle: std::time::Duration) -> Response<ProxyBody> {
+    let message = format!(
+        "The request body stopped arriving: nothing for {} s.",
+        idle.as_secs_f64()
+    );
+    native_error(service, StatusCode::REQUEST_TIMEOUT, &message)
 }
 
 /// Counts and logs a protected change the upstream may have made although the gateway
@@ -1449,7 +1499,7 @@ async fn stable_auth_body(
     let limit = gw.config.max_body_bytes;
     let raw = match body::read_limited(incoming, limit, gw.config.client_body_timeout).await {
         Ok(raw) => raw,
-        Err(e) => return Err(body_refused(Service::Identity, &e)),
+        Err(e) => return Err(body_refused(Service::Identity, &e, &parts.headers)),
     };
     let Ok(mut json) = serde_json::from_slice::<Value>(&raw) else {
         return Ok(body::full(raw));

@@ -1,9 +1,11 @@
 //! The gateway's own error bodies against a real site's, byte for byte: each service is
-//! made to fail (a missing resource, a bad token), and `drgw::fault` is asked for the same
-//! status and message. Status, `Content-Type` and body must be equal, but for one
-//! documented difference: Neutron names the neutron-lib exception (`NetworkNotFound`)
-//! where the gateway, which ran no Neutron check, names webob's class (`HTTPNotFound`).
+//! made to fail (a missing resource, a bad token, a body over its size limit), and
+//! `drgw::fault` is asked for the same status and message. `Content-Type` and body must be
+//! equal, but for one documented difference: Neutron names the neutron-lib exception
+//! (`NetworkNotFound`) where the gateway, which ran no Neutron check, names webob's class
+//! (`HTTPNotFound`).
 
+use bytes::Bytes;
 use drgw::fault;
 use drgw::operation::Service;
 use drgw::sandbox::SimEndpoints;
@@ -12,7 +14,8 @@ use serde_json::Value;
 
 use crate::sim::client::{SimClient, SimResponse};
 
-/// The tail webob's body template adds to a message (`${explanation}<br /><br />\n${detail}\n${html_comment}\n`).
+/// The tail webob's body template adds to a message
+/// (`${explanation}<br /><br />\n${detail}\n${html_comment}\n`).
 const WEBOB_TAIL: &str = "<br /><br />\n\n\n";
 
 /// One compared failure.
@@ -36,81 +39,131 @@ pub async fn compare(site: &SimEndpoints) -> anyhow::Result<Vec<FaultComparison>
         .to_string();
     let missing = "00000000-0000-0000-0000-00000000dead";
     let json = Some("application/json");
-    let cases: [(Service, &str, String, Option<&str>, bool); 10] = [
-        (
+    let get = |service, what, url: String, accept, authenticated| Case {
+        service,
+        what,
+        url,
+        accept,
+        authenticated,
+        oversized: false,
+    };
+    // A body over oslo.middleware's default `max_request_body_size` (112 KiB), declared.
+    let oversized = |service, what, url: String, accept| Case {
+        service,
+        what,
+        url,
+        accept,
+        authenticated: true,
+        oversized: true,
+    };
+    let cases = [
+        get(
             Service::Identity,
             "project 404",
             format!("{}/v3/projects/{missing}", site.identity),
             json,
             true,
         ),
-        (
+        get(
             Service::Identity,
             "bad token 401",
             format!("{}/v3/projects", site.identity),
             json,
             false,
         ),
-        (
+        get(
             Service::Compute,
             "flavor 404",
             format!("{}/v2.1/flavors/{missing}", site.compute),
             json,
             true,
         ),
-        (
+        get(
             Service::Compute,
             "bad token 401",
             format!("{}/v2.1/flavors", site.compute),
             json,
             false,
         ),
-        (
+        get(
             Service::BlockStorage,
             "volume 404",
             format!("{}/v3/{project}/volumes/{missing}", site.volume),
             json,
             true,
         ),
-        (
+        get(
             Service::Network,
             "network 404",
             format!("{}/v2.0/networks/{missing}", site.network),
             json,
             true,
         ),
-        (
+        get(
             Service::Network,
             "bad token 401",
             format!("{}/v2.0/networks", site.network),
             json,
             false,
         ),
-        (
+        get(
             Service::Image,
             "image 404, JSON",
             format!("{}/v2/images/{missing}", site.image),
             json,
             true,
         ),
-        (
+        get(
             Service::Image,
             "image 404, HTML",
             format!("{}/v2/images/{missing}", site.image),
             Some("*/*"),
             true,
         ),
-        (
+        get(
             Service::Image,
             "image 404, plain",
             format!("{}/v2/images/{missing}", site.image),
             None,
             true,
         ),
+        oversized(
+            Service::Identity,
+            "login body too large, JSON",
+            format!("{}/v3/auth/tokens", site.identity),
+            json,
+        ),
+        oversized(
+            Service::Compute,
+            "server body too large, JSON",
+            format!("{}/v2.1/servers", site.compute),
+            json,
+        ),
+        oversized(
+            Service::Compute,
+            "server body too large, HTML",
+            format!("{}/v2.1/servers", site.compute),
+            Some("*/*"),
+        ),
+        oversized(
+            Service::BlockStorage,
+            "volume body too large, JSON",
+            format!("{}/v3/{project}/volumes", site.volume),
+            json,
+        ),
     ];
+    let big = Bytes::from(format!("{{\"pad\": \"{}\"}}", "x".repeat(120 << 10)));
     let mut out = Vec::new();
-    let mut glance_message = None;
-    for (service, what, url, accept, authenticated) in cases {
+    let mut webob_message = None;
+    for Case {
+        service,
+        what,
+        url,
+        accept,
+        authenticated,
+        oversized,
+    } in cases
+    {
         let token = if authenticated {
             admin.token.clone().unwrap_or_default()
         } else {
@@ -120,18 +173,28 @@ pub async fn compare(site: &SimEndpoints) -> anyhow::Result<Vec<FaultComparison>
         if let Some(accept) = accept {
             headers.push(("accept", accept));
         }
-        let real = SimClient::new()
-            .send(Method::GET, &url, None, &headers)
-            .await?;
-        let message = match message_of(service, &real) {
-            Some(m) => m,
-            // Glance's HTML and plain pages: the message its JSON page carried.
-            None => glance_message.clone().unwrap_or_default(),
+        let (method, body) = if oversized {
+            (Method::POST, big.clone())
+        } else {
+            (Method::GET, Bytes::new())
         };
-        if service == Service::Image && accept == json {
-            glance_message = Some(message.clone());
+        let real = SimClient::new()
+            .send_raw(method, &url, body, "application/json", &headers)
+            .await?;
+        let page = oversized || service == Service::Image;
+        let message = match message_of(page, &real) {
+            Some(m) => m,
+            // An HTML or plain page: the message the JSON page before it carried.
+            None => webob_message.clone().unwrap_or_default(),
+        };
+        if page && accept == json {
+            webob_message = Some(message.clone());
         }
-        let (content_type, ours) = fault::error_body_for(service, real.status, &message, accept);
+        let (content_type, ours) = if oversized {
+            fault::webob_error_body(real.status, &message, accept)
+        } else {
+            fault::error_body_for(service, real.status, &message, accept)
+        };
         let mut expected = String::from_utf8_lossy(&real.bytes).into_owned();
         if service == Service::Network {
             if let Some(kind) = real.json["NeutronError"]["type"].as_str() {
@@ -165,16 +228,27 @@ pub async fn compare(site: &SimEndpoints) -> anyhow::Result<Vec<FaultComparison>
     Ok(out)
 }
 
-/// The message a service's error body carries, as the gateway would be given it; `None`
-/// for a body that is not JSON (Glance's HTML and plain pages).
-fn message_of(service: Service, resp: &SimResponse) -> Option<String> {
+/// One failure to cause.
+struct Case {
+    service: Service,
+    what: &'static str,
+    url: String,
+    accept: Option<&'static str>,
+    authenticated: bool,
+    /// POST a body over the service's size limit (else GET).
+    oversized: bool,
+}
+
+/// The message an error body carries, as the gateway would be given it (`page`: a webob
+/// page); `None` for a body that is not JSON (webob's HTML and plain pages).
+fn message_of(page: bool, resp: &SimResponse) -> Option<String> {
     let body = &resp.json;
-    let message = match service {
-        _ if body.get("error").is_some() => body["error"]["message"].as_str(),
-        Service::Network => body["NeutronError"]["message"].as_str(),
-        Service::Image => body["message"]
+    let message = match body {
+        _ if page => body["message"]
             .as_str()
             .map(|m| m.strip_suffix(WEBOB_TAIL).unwrap_or(m)),
+        _ if body.get("error").is_some() => body["error"]["message"].as_str(),
+        _ if body.get("NeutronError").is_some() => body["NeutronError"]["message"].as_str(),
         // Nova and Cinder: `{"<faultName>": {"code", "message"}}`.
         _ => body
             .as_object()

@@ -401,9 +401,24 @@ impl TestBed {
     /// Like [`TestBed::start`], with the gateway's configuration text passed through `edit`
     /// first (e.g. to set `catalog_mode`).
     pub async fn start_with(edit: impl FnOnce(String) -> String) -> anyhow::Result<TestBed> {
+        TestBed::start_with_sites(
+            SiteConfig::named("primary"),
+            SiteConfig::named("recovery"),
+            edit,
+        )
+        .await
+    }
+
+    /// Like [`TestBed::start_with`], the simulated sites started with `primary` and
+    /// `recovery`.
+    pub async fn start_with_sites(
+        primary: SiteConfig,
+        recovery: SiteConfig,
+        edit: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<TestBed> {
         let dir = tempfile::tempdir()?;
-        let primary = Site::start(SiteConfig::named("primary")).await?;
-        let recovery = Site::start(SiteConfig::named("recovery")).await?;
+        let primary = Site::start(primary).await?;
+        let recovery = Site::start(recovery).await?;
         let ports = free_ports();
         let config_path = sandbox::write_sandbox_files(
             dir.path(),

@@ -25,9 +25,9 @@
 //! # Hot path
 //! [`FailoverController::guard`] is an atomic load while writes are not frozen; while they
 //! are, mutating calls (other than logins and token deletes) get 503 + `Retry-After: 5` in
-//! the fronted service's native error format. [`FailoverController::token_site_mismatch`]
-//! tells the request path that a token was issued by the Keystone of a site that is no
-//! longer active (answer it with a Keystone-format 401 so that clients re-authenticate).
+//! the fronted service's native error format. A token issued by the Keystone of the site
+//! that is no longer active is refused by the active site's services (401, with the
+//! gateway's Keystone in `WWW-Authenticate`), so clients log in again.
 //!
 //! # Restart
 //! [`FailoverController::load`] restores the persisted status and routes to its active site.
@@ -559,13 +559,6 @@ impl FailoverController {
             return Err(Box::new(frozen_response(op.service, accept)));
         }
         Ok(tracked)
-    }
-
-    /// Whether a token was issued by the Keystone of a site that is not active now: the
-    /// request path answers it with a Keystone-format 401 so that the client
-    /// re-authenticates at the active site.
-    pub fn token_site_mismatch(&self, ctx: &crate::token::TokenContext) -> bool {
-        ctx.site != self.gw.active_site()
     }
 
     // ---- operations ---------------------------------------------------------------------

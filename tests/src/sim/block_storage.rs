@@ -102,7 +102,7 @@ fn v3_doc(base: &str) -> Value {
 
 /// Handles a Cinder request.
 pub(crate) fn handle(ctx: &SiteCtx, world: &mut World, req: &SimRequest) -> Reply {
-    let base = ctx.urls.volume.clone();
+    let base = ctx.base_for(req, &ctx.urls.volume);
     let segs = req.segs();
     match segs.as_slice() {
         [] => return Reply::json(300, json!({ "versions": [v3_doc(&base)] })),

@@ -131,7 +131,7 @@ fn version_v21(base: &str) -> Value {
 
 /// Handles a Nova request.
 pub(crate) fn handle(ctx: &SiteCtx, world: &mut World, req: &SimRequest) -> Reply {
-    let base = ctx.urls.compute.clone();
+    let base = ctx.base_for(req, &ctx.urls.compute);
     let segs = req.segs();
     match segs.as_slice() {
         [] => {

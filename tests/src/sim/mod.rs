@@ -113,6 +113,10 @@ pub struct SiteConfig {
     pub admin_password: String,
     /// Token lifetime.
     pub token_ttl: Duration,
+    /// Nova and Cinder build their URLs from `X-Forwarded-Proto/-Host/-Prefix`, as behind
+    /// oslo.middleware's `http_proxy_to_wsgi` with `enable_proxy_headers_parsing = true`
+    /// (kolla-ansible's setting). Off by default, as in oslo.middleware.
+    pub proxy_headers: bool,
 }
 
 impl SiteConfig {
@@ -134,6 +138,7 @@ impl Default for SiteConfig {
             server_build_time: Duration::from_secs(1),
             admin_password: "secret".into(),
             token_ttl: Duration::from_secs(24 * 3600),
+            proxy_headers: false,
         }
     }
 }
@@ -203,6 +208,26 @@ pub(crate) struct SiteCtx {
     /// Removes `data_dir` when the site's last task lets go of it (also for sites a test
     /// never shuts down).
     pub _data_dir_guard: tempfile::TempDir,
+}
+
+impl SiteCtx {
+    /// The base URL a service mounted at `own` (one of [`SiteCtx::urls`]) builds its URLs
+    /// from for `req`: `own`, or with [`SiteConfig::proxy_headers`] what oslo.middleware's
+    /// `http_proxy_to_wsgi` makes of it: the scheme from `X-Forwarded-Proto`, the host
+    /// from `X-Forwarded-Host`, `X-Forwarded-Prefix` before the mount path.
+    pub(crate) fn base_for(&self, req: &self::http::SimRequest, own: &str) -> String {
+        if !self.config.proxy_headers {
+            return own.to_string();
+        }
+        let (scheme, rest) = own.split_once("://").unwrap_or(("http", own));
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        format!(
+            "{}://{}{}{path}",
+            req.header("x-forwarded-proto").unwrap_or(scheme),
+            req.header("x-forwarded-host").unwrap_or(host),
+            req.header("x-forwarded-prefix").unwrap_or_default(),
+        )
+    }
 }
 
 impl SiteCtx {

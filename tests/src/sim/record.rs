@@ -19,6 +19,8 @@ pub const RECORDED_HEADERS: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "forwarded",
     "user-agent",
 ];
 
