@@ -135,6 +135,16 @@ pub fn error_response_for(
     build_response(status, content_type, body)
 }
 
+/// A complete webob error page response (see [`webob_error_body`]).
+pub fn webob_error_response(
+    status: StatusCode,
+    message: &str,
+    accept: Option<&str>,
+) -> Response<Bytes> {
+    let (content_type, body) = webob_error_body(status, message, accept);
+    build_response(status, content_type, body)
+}
+
 fn build_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Bytes> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;

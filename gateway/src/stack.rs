@@ -1011,13 +1011,8 @@ fn body_too_large(service: Service, limit: u64, request: &HeaderMap) -> Response
     if sizelimit_first && request.contains_key(header::CONTENT_LENGTH) {
         let message = format!("Request is too large. Larger than max_request_body_size ({limit}).");
         let accept = request.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-        let (content_type, page) =
-            fault::webob_error_body(StatusCode::PAYLOAD_TOO_LARGE, &message, accept);
-        let mut resp = Response::new(body::full(page));
-        *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        return resp;
+        return fault::webob_error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, accept)
+            .map(body::full);
     }
     let message = format!("The request body is larger than {limit} bytes.");
     native_error(service, StatusCode::PAYLOAD_TOO_LARGE, &message)
