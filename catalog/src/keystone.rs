@@ -261,6 +261,29 @@ pub fn rewrite_endpoints_list(
     stats
 }
 
+/// The distinct `service_id`s of the endpoints a body holds, in the shapes
+/// [`rewrite_endpoints_list`] takes: for looking their types up (`GET /v3/services`) before
+/// a rewrite [`EndpointServices::ById`].
+pub fn endpoint_service_ids(body: &Value) -> Vec<String> {
+    let endpoints: &[Value] = match body {
+        Value::Array(items) => items,
+        Value::Object(map) => match (map.get("endpoints"), map.get("endpoint")) {
+            (Some(Value::Array(items)), _) => items,
+            (_, Some(one @ Value::Object(_))) => std::slice::from_ref(one),
+            _ => &[],
+        },
+        _ => &[],
+    };
+    let mut ids: Vec<String> = endpoints
+        .iter()
+        .filter_map(|e| e.get("service_id").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Rewrites whichever catalog a Keystone response body carries:
 /// `{"token": {"catalog": [...]}}` (`POST`/`GET /v3/auth/tokens`),
 /// `{"catalog": [...], "links": {...}}` (`GET /v3/auth/catalog`), or an endpoint list
@@ -633,6 +656,20 @@ mod tests {
         let stats = rewrite_endpoints_list(&mut by_url, &t, EndpointServices::ByUrl);
         assert_eq!((stats.rewritten, stats.untouched), (1, 2));
         assert_eq!(by_url[0]["url"], "http://gw:8774/v2.1");
+    }
+
+    #[test]
+    fn service_ids_of_each_endpoint_list_shape() {
+        let list = json!({"endpoints": [
+            {"service_id": "b"}, {"service_id": "a"}, {"service_id": "b"}, {"url": "x"}
+        ]});
+        assert_eq!(endpoint_service_ids(&list), ["a", "b"]);
+        assert_eq!(
+            endpoint_service_ids(&json!({"endpoint": {"service_id": "a"}})),
+            ["a"]
+        );
+        assert_eq!(endpoint_service_ids(&json!([{"service_id": "c"}])), ["c"]);
+        assert!(endpoint_service_ids(&json!({"servers": []})).is_empty());
     }
 
     #[test]

@@ -33,8 +33,8 @@ pub use failover::{
     FailoverState, FailoverStatus, Phase, Site, SwitchMode, Transition, TransitionError,
 };
 pub use keystone::{
-    rewrite_catalog, rewrite_endpoints_list, rewrite_token_response, CatalogMode, CatalogTarget,
-    EndpointServices, RewriteStats,
+    endpoint_service_ids, rewrite_catalog, rewrite_endpoints_list, rewrite_token_response,
+    CatalogMode, CatalogTarget, EndpointServices, RewriteStats,
 };
 pub use links::{UpstreamScan, UrlMap};
 pub use service::{service_kind, ServiceKind};

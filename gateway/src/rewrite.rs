@@ -189,8 +189,8 @@ fn decode(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Option<(Bytes, bool)>
 }
 
 /// Rewrites a buffered JSON body. Bodies that are not valid JSON, use an unknown encoding,
-/// or contain nothing to rewrite are left unchanged. `services` says how an endpoint
-/// list's entries are known as compute, network, ... (see [`endpoint_service_ids`]).
+/// or contain nothing to rewrite are left unchanged. An endpoint list's entries are known
+/// by URL here; [`read_json`] and [`rewrite_json`] let a caller know them by service.
 pub fn rewrite_body(
     headers: &HeaderMap,
     raw: Bytes,
@@ -198,7 +198,6 @@ pub fn rewrite_body(
     what: BodyRewrite,
     rewriter: &Rewriter,
     limit: u64,
-    services: EndpointServices<'_>,
 ) -> Rewritten {
     let Some((plain, decoded)) = decode(headers, &raw, limit) else {
         return Rewritten::Unchanged;
@@ -206,9 +205,37 @@ pub fn rewrite_body(
     if what == BodyRewrite::Links && !rewriter.links.contains_upstream(&plain) {
         return Rewritten::Unchanged;
     }
-    let Ok(mut json) = serde_json::from_slice::<Value>(&plain) else {
+    let Ok(json) = serde_json::from_slice::<Value>(&plain) else {
         return Rewritten::Unchanged;
     };
+    rewrite_json(
+        json,
+        decoded,
+        service,
+        what,
+        rewriter,
+        EndpointServices::ByUrl,
+    )
+}
+
+/// A buffered body decoded and parsed: the document, and whether a `Content-Encoding` was
+/// removed. `None` for an unknown encoding or a body that is not JSON.
+pub fn read_json(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Option<(Value, bool)> {
+    let (plain, decoded) = decode(headers, raw, limit)?;
+    let json = serde_json::from_slice::<Value>(&plain).ok()?;
+    Some((json, decoded))
+}
+
+/// [`rewrite_body`] for a document already read ([`read_json`]). `services` says how an
+/// endpoint list's entries are known as compute, network, ...
+pub fn rewrite_json(
+    mut json: Value,
+    decoded: bool,
+    service: Service,
+    what: BodyRewrite,
+    rewriter: &Rewriter,
+    services: EndpointServices<'_>,
+) -> Rewritten {
     let mut changed = 0;
     if what == BodyRewrite::Catalog {
         changed +=
@@ -232,34 +259,6 @@ pub fn rewrite_body(
         },
         Err(_) => Rewritten::Unchanged,
     }
-}
-
-/// The `service_id`s of a `GET /v3/endpoints[/{id}]` answer, to look their types up
-/// before [`rewrite_body`]: an endpoint's URL may name a host the gateway does not know
-/// (a VIP's name where the configuration has its address), and only its service says
-/// what it is. Empty for any other body.
-pub fn endpoint_service_ids(headers: &HeaderMap, raw: &Bytes, limit: u64) -> Vec<String> {
-    let Some((plain, _)) = decode(headers, raw, limit) else {
-        return Vec::new();
-    };
-    let Ok(json) = serde_json::from_slice::<Value>(&plain) else {
-        return Vec::new();
-    };
-    let one = json.get("endpoint").map(std::slice::from_ref);
-    let endpoints = json
-        .get("endpoints")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .or(one)
-        .unwrap_or_default();
-    let mut ids: Vec<String> = endpoints
-        .iter()
-        .filter_map(|e| e.get("service_id").and_then(Value::as_str))
-        .map(str::to_string)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
 }
 
 /// Result of [`buffer_prefix`].

@@ -1349,27 +1349,29 @@ pub(crate) async fn finish_buffered(
     } else {
         BodyRewrite::Links
     };
-    // An endpoint list names services by id: their types come from the site's Keystone.
-    let service_types = if catalog && op.resource == ResourceType::Endpoint {
-        let ids = rewrite::endpoint_service_ids(&parts.headers, &buffered, limit);
-        let keystone = &gw.site(gw.active_site()).keystone;
-        Some(keystone.service_types(&ids).await)
+    let rewritten = if catalog && op.resource == ResourceType::Endpoint {
+        // An endpoint list names services by id: their types come from the site's Keystone.
+        match rewrite::read_json(&parts.headers, &buffered, limit) {
+            Some((json, decoded)) => {
+                let ids = drgw_catalog::endpoint_service_ids(&json);
+                let keystone = &gw.site(gw.active_site()).keystone;
+                let types = keystone.service_types(&ids).await;
+                let services = EndpointServices::ById(&types);
+                rewrite::rewrite_json(json, decoded, op.service, rewrite_kind, &rewriter, services)
+            }
+            None => rewrite::Rewritten::Unchanged,
+        }
     } else {
-        None
+        rewrite::rewrite_body(
+            &parts.headers,
+            buffered.clone(),
+            op.service,
+            rewrite_kind,
+            &rewriter,
+            limit,
+        )
     };
-    let services = match &service_types {
-        Some(types) => EndpointServices::ById(types),
-        None => EndpointServices::ByUrl,
-    };
-    match rewrite::rewrite_body(
-        &parts.headers,
-        buffered.clone(),
-        op.service,
-        rewrite_kind,
-        &rewriter,
-        limit,
-        services,
-    ) {
+    match rewritten {
         rewrite::Rewritten::Unchanged => {
             // A token answer with nothing to rewrite (`?nocatalog`, an unscoped token, a
             // catalog that lists the gateway already) still fills the token cache.
