@@ -9,7 +9,7 @@ use bytes::Bytes;
 use drgw::fault;
 use drgw::operation::Service;
 use drgw::sandbox::SimEndpoints;
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::Value;
 
 use crate::sim::client::{SimClient, SimResponse};
@@ -198,7 +198,7 @@ pub async fn compare(site: &SimEndpoints) -> anyhow::Result<Vec<FaultComparison>
         let mut expected = String::from_utf8_lossy(&real.bytes).into_owned();
         if service == Service::Network {
             if let Some(kind) = real.json["NeutronError"]["type"].as_str() {
-                let webob = format!("\"type\": \"{}\"", neutron_webob_type(real.status));
+                let webob = format!("\"type\": \"{}\"", fault::neutron_error_type(real.status));
                 expected = expected.replacen(&format!("\"type\": \"{kind}\""), &webob, 1);
             }
         }
@@ -257,13 +257,4 @@ fn message_of(page: bool, resp: &SimResponse) -> Option<String> {
             .and_then(Value::as_str),
     };
     message.map(str::to_string)
-}
-
-/// webob's exception class name for a status, as the gateway names Neutron's error type.
-fn neutron_webob_type(status: StatusCode) -> String {
-    let (_, body) = fault::error_body(Service::Network, status, "");
-    serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["NeutronError"]["type"].as_str().map(str::to_string))
-        .unwrap_or_default()
 }
