@@ -206,8 +206,8 @@ impl UpstreamClient {
         let index = Pool::host_index(&mut hosts, https, authority)?;
         let entry = &mut hosts[index];
         let mut idle = None;
-        while let Some((conn, since)) = entry.raw_idle.pop() {
-            if since.elapsed() < pool.idle_timeout {
+        while let Some((mut conn, since)) = entry.raw_idle.pop() {
+            if since.elapsed() < pool.idle_timeout && conn.is_quiet() {
                 idle = Some(conn);
                 break;
             }
@@ -312,6 +312,25 @@ struct HostPool {
 pub struct RawConn {
     pub io: UpstreamIo,
     pub buf: bytes::BytesMut,
+}
+
+impl RawConn {
+    /// Whether nothing has come on this idle connection since its last answer: no bytes,
+    /// no end of stream, no error. Bytes there would be an answer to no request (a buggy
+    /// upstream's body after a `204`, or the rest of a body longer than its
+    /// `Content-Length`), which the next request would read as its own; such a connection
+    /// is closed instead, as nginx's keepalive cache and hyper's pool close theirs. Looked
+    /// at without waiting: the socket's readiness is known to the runtime, so a quiet
+    /// connection costs no system call.
+    fn is_quiet(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        let mut probe = tokio::io::ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(
+            tokio::io::AsyncRead::poll_read(Pin::new(&mut self.io), &mut cx, &mut probe),
+            Poll::Pending
+        )
+    }
 }
 
 /// Where a host's idle connections are kept: the worker's shard and the host's entry in it.

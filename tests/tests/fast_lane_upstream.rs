@@ -1,6 +1,7 @@
 //! The fast lane against upstreams that do what real ones sometimes do: answer chunked,
 //! close a keep-alive connection after an answer without saying so, put their own URL in
-//! a body or a `Location`, stream a large non-JSON body, take longer than the request
+//! a body or a `Location`, send a second answer nobody asked for on a connection the
+//! gateway holds idle, stream a large non-JSON body, take longer than the request
 //! timeout, stop sending an answer, or stop taking an upload. The primary site's image service is a small scripted HTTP/1.1 server here;
 //! every other service is the simulator's.
 
@@ -105,6 +106,21 @@ async fn scripted_upstream(listener: TcpListener, seen: Arc<Seen>) {
                 // `Connection: close`, as a server whose keep-alive timer just ran out.
                 if mode == "close" {
                     return;
+                }
+                // `trailing`: a second answer nobody asked for, once the gateway has had
+                // time to put the connection back as idle (a buggy upstream's body after a
+                // 204, or the rest of a body longer than its `Content-Length`).
+                if mode == "trailing" {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let stray = self::answer(
+                        200,
+                        json,
+                        &[("x-openstack-request-id", "req-stray")],
+                        br#"{"images": ["stray"]}"#,
+                    );
+                    if sock.write_all(&stray).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -222,6 +238,25 @@ async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
     assert_eq!(after_close.status, 200, "{}", after_close.head);
     assert_eq!(after_close.body, br#"{"images": []}"#);
     assert!(seen.connections.load(Ordering::SeqCst) > connections_before);
+
+    // Bytes that arrive on an idle connection: the connection is not used again, so no
+    // client is ever given an answer meant for nobody (on the lane, and through the
+    // general path, which serves image data).
+    for path in ["/v2/images", "/v2/images/abc/file"] {
+        let trailing = get(&mut sock, &mut buf, &format!("{path}?mode=trailing")).await;
+        assert_eq!(trailing.status, 200, "{path}: {}", trailing.head);
+        assert_eq!(trailing.body, br#"{"images": []}"#, "{path}");
+        // The stray answer reaches the idle connection meanwhile.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let next = get(&mut sock, &mut buf, path).await;
+        assert_eq!(
+            next.header("x-openstack-request-id"),
+            Some("req-upstream"),
+            "{path}: an answer sent on an idle upstream connection was passed on: {}",
+            String::from_utf8_lossy(&next.body)
+        );
+        assert_eq!(next.body, br#"{"images": []}"#, "{path}");
+    }
 
     // Slower than the request timeout: 504, in Glance's error format, and the connection
     // to the client goes on.
