@@ -1098,6 +1098,8 @@ fn not_found(service: Service) -> Response<ProxyBody> {
     )
 }
 
+/// The last step of every answer, the gateway's own and the upstream's: the gateway's HTTP
+/// version, a request id, what the access log needs, and the request counted.
 pub(crate) fn finish(
     gw: &Gateway,
     service: Service,
@@ -1105,6 +1107,10 @@ pub(crate) fn finish(
     req_id: &HeaderValue,
     mut resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
+    // The gateway speaks its own HTTP version to its clients, whatever the upstream's
+    // was (RFC 9110 §6.2; nginx does the same): an upstream's `HTTP/1.0` answer is not
+    // passed on as one to an HTTP/1.1 client.
+    *resp.version_mut() = http::Version::HTTP_11;
     if !resp.headers().contains_key(&REQUEST_ID) {
         resp.headers_mut()
             .insert(REQUEST_ID.clone(), req_id.clone());
