@@ -1,6 +1,6 @@
 # Shared defaults for the realstack scripts (sourced, not executed).
 #
-#   REALSTACK_HOME   where install.sh puts the virtualenv
+#   REALSTACK_HOME   where install.sh puts the virtualenvs
 #                    (default: $HOME/.cache/drgw/realstack)
 #   REALSTACK_STATE  parent of the per-site state dirs (configs, sqlite, logs,
 #                    pid files); a site NAME lives in $REALSTACK_STATE/NAME
@@ -11,6 +11,7 @@ REALSTACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REALSTACK_HOME=${REALSTACK_HOME:-$HOME/.cache/drgw/realstack}
 REALSTACK_STATE=${REALSTACK_STATE:-/tmp/drgw-realstack}
 VENV=$REALSTACK_HOME/venv
+TEMPEST_VENV=$REALSTACK_HOME/tempest-venv
 
 # Service -> port offset from the site's BASEPORT.
 # keystone=BASE, nova=+1, glance=+2, cinder=+3, neutron=+4, placement=+5

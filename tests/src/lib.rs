@@ -8,4 +8,5 @@ pub mod mirror_harness;
 pub mod mirror_scenarios;
 pub mod realsite;
 pub mod sim;
+pub mod tempest;
 pub mod testbed;

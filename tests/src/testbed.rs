@@ -336,6 +336,14 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
+    /// The admin bearer token, from the file `admin.token_file` names.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(&self.config.admin.token_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
     /// Binds and serves the configuration at `path`.
     pub async fn start(path: PathBuf) -> anyhow::Result<RunningGateway> {
         let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -537,10 +545,7 @@ impl TestBed {
 
     /// The admin bearer token.
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(&self.gateway.config.admin.token_file)
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        self.gateway.admin_token()
     }
 
     pub async fn stop(mut self) {

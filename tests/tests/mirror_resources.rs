@@ -321,3 +321,245 @@ async fn identity_compute_image_volume_security_groups_and_workloads() {
     assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
+
+/// Keystone domains, and what lives in them: a domain is created at the recovery site with
+/// an ID of its own, and every `domain_id` and domain-scoped role assignment that names it
+/// is translated; a domain made at the primary without the gateway is mirrored when a
+/// project in it is; the default domain maps to itself. (tempest's identity tests, run
+/// through the gateway by the real tier, do all of this.)
+#[tokio::test]
+async fn domains_and_what_lives_in_them() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
+    let admin = (&bed.admin, &bed.admin_ctx);
+
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/domains",
+            Some(json!({"domain": {"name": "dr-domain", "description": "mirrored"}})),
+        )
+        .await;
+    let did = resp.json["domain"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let rdid = recovery_id(&engine, "identity", "domain", &did)
+        .await
+        .unwrap();
+    assert_ne!(rdid, did, "the recovery site gives the domain its own ID");
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/domains/{rdid}"))
+        .await;
+    assert_eq!(got.json["domain"]["name"], "dr-domain", "{}", got.json);
+
+    // A project, a group and a user in it, at the recovery site in its copy.
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "in-domain", "domain_id": did}})),
+        )
+        .await;
+    let pid = resp.json["project"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let rpid = recovery_id(&engine, "identity", "project", &pid)
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/projects/{rpid}"))
+        .await;
+    assert_eq!(
+        got.json["project"]["domain_id"],
+        rdid.as_str(),
+        "{}",
+        got.json
+    );
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/groups",
+            Some(json!({"group": {"name": "in-domain", "domain_id": did}})),
+        )
+        .await;
+    let gid = resp.json["group"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let rgid = recovery_id(&engine, "identity", "group", &gid)
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/groups/{rgid}"))
+        .await;
+    assert_eq!(
+        got.json["group"]["domain_id"],
+        rdid.as_str(),
+        "{}",
+        got.json
+    );
+    let (resp, m) = bed
+        .call(admin, &g, Service::Identity, Method::POST, "/v3/users",
+            Some(json!({"user": {"name": "in-domain", "domain_id": did, "password": "pw-in-domain"}})))
+        .await;
+    let uid = resp.json["user"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let ruid = recovery_id(&engine, "identity", "user", &uid)
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/users/{ruid}"))
+        .await;
+    assert_eq!(got.json["user"]["domain_id"], rdid.as_str(), "{}", got.json);
+
+    // An update that repeats the user's ID in its body, as tempest's do.
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::PATCH,
+            &format!("/v3/users/{uid}"),
+            Some(json!({"user": {"id": uid, "email": "in-domain@example.org"}})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/users/{ruid}"))
+        .await;
+    assert_eq!(
+        got.json["user"]["email"], "in-domain@example.org",
+        "{}",
+        got.json
+    );
+
+    // A role on the domain, for the group.
+    let member = bed
+        .admin
+        .get(&bed.url(&bed.primary, Service::Identity, "/v3/roles?name=member"))
+        .await
+        .unwrap();
+    let role = member.json["roles"][0]["id"].as_str().unwrap().to_string();
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::PUT,
+            &format!("/v3/domains/{did}/groups/{gid}/roles/{role}"),
+            None,
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let grants = bed
+        .recovery_get(
+            Service::Identity,
+            &format!("/v3/domains/{rdid}/groups/{rgid}/roles"),
+        )
+        .await;
+    assert_eq!(grants.json["roles"][0]["name"], "member", "{}", grants.json);
+
+    // A domain the gateway never saw made: mirrored with the project that needs it.
+    let side = bed
+        .admin
+        .post(
+            &bed.url(&bed.primary, Service::Identity, "/v3/domains"),
+            &json!({"domain": {"name": "made-aside"}}),
+        )
+        .await
+        .unwrap();
+    let side_id = side.json["domain"]["id"].as_str().unwrap().to_string();
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "aside", "domain_id": side_id}})),
+        )
+        .await;
+    let aside = resp.json["project"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let raside = recovery_id(&engine, "identity", "project", &aside)
+        .await
+        .unwrap();
+    let rside = recovery_id(&engine, "identity", "domain", &side_id)
+        .await
+        .unwrap();
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/domains/{rside}"))
+        .await;
+    assert_eq!(got.json["domain"]["name"], "made-aside", "{}", got.json);
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/projects/{raside}"))
+        .await;
+    assert_eq!(
+        got.json["project"]["domain_id"],
+        rside.as_str(),
+        "{}",
+        got.json
+    );
+
+    // The default domain is the same domain at both sites.
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "in-default", "domain_id": "default"}})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    assert_eq!(
+        recovery_id(&engine, "identity", "domain", "default")
+            .await
+            .as_deref(),
+        Some("default")
+    );
+
+    // Disabled, then deleted, as Keystone requires.
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::PATCH,
+            &format!("/v3/domains/{did}"),
+            Some(json!({"domain": {"enabled": false}})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/domains/{rdid}"))
+        .await;
+    assert_eq!(got.json["domain"]["enabled"], false, "{}", got.json);
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::DELETE,
+            &format!("/v3/domains/{did}"),
+            None,
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let got = bed
+        .recovery_get(Service::Identity, &format!("/v3/domains/{rdid}"))
+        .await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND, "{}", got.json);
+
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    engine.shutdown().await;
+}

@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use super::flavor_fit::{no_fit_reason, smallest_fit, FlavorFit, FlavorSize, FLAVOR_FITS};
 use super::secret::SecretKey;
 use super::target::{
-    mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target,
+    mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target, DOMAIN,
 };
 use crate::config::SiteConfig;
 use crate::journal::{Direction, JournalRecord, TenantRef};
@@ -997,6 +997,29 @@ impl Applier {
                 self.map(t, id, &rid).await?;
                 return Ok(rid);
             }
+            ResourceType::Domain => {
+                // Found by name (unique across domains), else created.
+                let v = self
+                    .get_ok(p, Service::Identity, &format!("/v3/domains/{id}"))
+                    .await?
+                    .ok_or_else(gone)?;
+                let o = v.get("domain").cloned().unwrap_or_default();
+                let name = o.get("name").and_then(Value::as_str).ok_or_else(gone)?;
+                let path = "/v3/domains";
+                if let Some(rid) = self
+                    .find_by_name(Service::Identity, path, name, None)
+                    .await?
+                {
+                    self.map(t, id, &rid).await?;
+                    return Ok(rid);
+                }
+                (
+                    Service::Identity,
+                    path.to_string(),
+                    json!({ "domain": pick(&o, &["name", "description", "enabled"]) }),
+                    "/domain/id",
+                )
+            }
             ResourceType::Project | ResourceType::User | ResourceType::Group => {
                 let coll = format!("{}s", t.resource.as_str());
                 let v = self
@@ -1005,13 +1028,18 @@ impl Applier {
                     .ok_or_else(gone)?;
                 let o = v.get(t.resource.as_str()).cloned().unwrap_or_default();
                 let name = o.get("name").and_then(Value::as_str).ok_or_else(gone)?;
-                let domain = o
+                // Names are unique within a domain: the recovery site's copy of the domain.
+                let primary_domain = o
                     .get("domain_id")
                     .and_then(Value::as_str)
                     .unwrap_or("default");
+                let domain = self
+                    .translate(DOMAIN, primary_domain, true, depth)
+                    .await?
+                    .unwrap_or_else(|| primary_domain.to_string());
                 let path = format!("/v3/{coll}");
                 if let Some(rid) = self
-                    .find_by_name(Service::Identity, &path, name, Some(domain))
+                    .find_by_name(Service::Identity, &path, name, Some(&domain))
                     .await?
                 {
                     self.map(t, id, &rid).await?;
@@ -1022,11 +1050,29 @@ impl Applier {
                         "user {name} has no copy at the recovery site and its password is unknown to the gateway"
                     )));
                 }
-                let keys: &[&str] = &["name", "description", "domain_id", "enabled", "tags"];
+                let mut keys = vec!["name", "description", "enabled", "tags"];
+                // A project under another project keeps its place (a top-level project's
+                // parent is its domain).
+                if o.get("parent_id")
+                    .is_some_and(|p| Some(p) != o.get("domain_id"))
+                {
+                    keys.push("parent_id");
+                }
+                // The primary's IDs, translated below with the create's own references.
+                let mut body = pick(&o, &keys);
+                body.insert("domain_id".into(), json!(primary_domain));
+                let body = json!({ t.resource.as_str(): body });
+                let target = mirror_target(Service::Identity, "POST", &path, Some(&body))
+                    .ok_or_else(|| {
+                        ApplyError::Permanent("internal: dependency not recognised".into())
+                    })?;
+                let (path, body) = self
+                    .translate_request(&target, &path, Some(body), depth)
+                    .await?;
                 (
                     Service::Identity,
                     path,
-                    json!({ t.resource.as_str(): pick(&o, keys) }),
+                    body.unwrap_or_default(),
                     if t.resource == ResourceType::Project {
                         "/project/id"
                     } else {

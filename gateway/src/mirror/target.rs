@@ -31,6 +31,7 @@ pub enum Kind {
     VolumeTypeAccess,
     Image,
     ImageTag,
+    Domain,
     Project,
     ProjectTag,
     User,
@@ -64,6 +65,7 @@ impl Kind {
             VolumeTypeExtraSpec | VolumeTypeAccess => ResourceType::VolumeTypeExtraSpec,
             Image => ResourceType::Image,
             ImageTag => ResourceType::ImageTag,
+            Domain => ResourceType::Domain,
             Project => ResourceType::Project,
             ProjectTag => ResourceType::ProjectTag,
             User => ResourceType::User,
@@ -138,6 +140,7 @@ pub const SECURITY_GROUP_RULE: IdType =
     IdType::new(Service::Network, ResourceType::SecurityGroupRule);
 pub const VOLUME_TYPE: IdType = IdType::new(Service::BlockStorage, ResourceType::VolumeType);
 pub const IMAGE: IdType = IdType::new(Service::Image, ResourceType::Image);
+pub const DOMAIN: IdType = IdType::new(Service::Identity, ResourceType::Domain);
 pub const PROJECT: IdType = IdType::new(Service::Identity, ResourceType::Project);
 pub const USER: IdType = IdType::new(Service::Identity, ResourceType::User);
 pub const GROUP: IdType = IdType::new(Service::Identity, ResourceType::Group);
@@ -195,6 +198,13 @@ fn soft(at: Location, to: IdType, name: &'static str) -> Reference {
         required: false,
         ..r(at, to, name)
     }
+}
+
+/// The resource's own ID repeated in an update body, which Keystone takes when it is the
+/// ID in the path (tempest sends it): the recovery ID there, or Keystone answers "Cannot
+/// change ID".
+fn own_id(pointer: &str, to: IdType) -> Reference {
+    soft(ptr(pointer), to, "id")
 }
 
 fn ptr(p: &str) -> Location {
@@ -629,13 +639,30 @@ pub fn mirror_target(
                 return None;
             }
             let svc = Service::Identity;
+            // A project, user or group lives in a domain: `domain_id` names it (the default
+            // domain, `default`, too, which the recovery site has under the same ID and
+            // name, so it maps to itself the first time it is met).
             let t = match (method, &s[1..]) {
+                ("POST", ["domains"]) => Target::new(Kind::Domain, Create, svc)
+                    .id(DOMAIN, "/domain/id")
+                    .wrap("domain"),
+                ("PATCH", ["domains", _]) => Target::new(Kind::Domain, Update, svc)
+                    .subject(DOMAIN, 2)
+                    .refs([own_id("/domain/id", DOMAIN)])
+                    .wrap("domain"),
+                ("DELETE", ["domains", _]) => {
+                    Target::new(Kind::Domain, Delete, svc).subject(DOMAIN, 2)
+                }
                 ("POST", ["projects"]) => Target::new(Kind::Project, Create, svc)
                     .id(PROJECT, "/project/id")
-                    .refs([r(ptr("/project/parent_id"), PROJECT, "parent_id")])
+                    .refs([
+                        r(ptr("/project/domain_id"), DOMAIN, "domain_id"),
+                        r(ptr("/project/parent_id"), PROJECT, "parent_id"),
+                    ])
                     .wrap("project"),
                 ("PATCH", ["projects", _]) => Target::new(Kind::Project, Update, svc)
                     .subject(PROJECT, 2)
+                    .refs([own_id("/project/id", PROJECT)])
                     .wrap("project"),
                 ("DELETE", ["projects", _]) => {
                     Target::new(Kind::Project, Delete, svc).subject(PROJECT, 2)
@@ -648,19 +675,25 @@ pub fn mirror_target(
                 }
                 ("POST", ["users"]) => Target::new(Kind::User, Create, svc)
                     .id(USER, "/user/id")
-                    .refs([soft(
-                        ptr("/user/default_project_id"),
-                        PROJECT,
-                        "default_project_id",
-                    )])
+                    .refs([
+                        r(ptr("/user/domain_id"), DOMAIN, "domain_id"),
+                        soft(
+                            ptr("/user/default_project_id"),
+                            PROJECT,
+                            "default_project_id",
+                        ),
+                    ])
                     .wrap("user"),
                 ("PATCH", ["users", _]) => Target::new(Kind::User, Update, svc)
                     .subject(USER, 2)
-                    .refs([soft(
-                        ptr("/user/default_project_id"),
-                        PROJECT,
-                        "default_project_id",
-                    )])
+                    .refs([
+                        own_id("/user/id", USER),
+                        soft(
+                            ptr("/user/default_project_id"),
+                            PROJECT,
+                            "default_project_id",
+                        ),
+                    ])
                     .wrap("user"),
                 ("DELETE", ["users", _]) => Target::new(Kind::User, Delete, svc).subject(USER, 2),
                 // Password change by the user: replayed as an admin PATCH (see `normalise`).
@@ -669,9 +702,11 @@ pub fn mirror_target(
                     .wrap("user"),
                 ("POST", ["groups"]) => Target::new(Kind::Group, Create, svc)
                     .id(GROUP, "/group/id")
+                    .refs([r(ptr("/group/domain_id"), DOMAIN, "domain_id")])
                     .wrap("group"),
                 ("PATCH", ["groups", _]) => Target::new(Kind::Group, Update, svc)
                     .subject(GROUP, 2)
+                    .refs([own_id("/group/id", GROUP)])
                     .wrap("group"),
                 ("DELETE", ["groups", _]) => {
                     Target::new(Kind::Group, Delete, svc).subject(GROUP, 2)
@@ -689,10 +724,11 @@ pub fn mirror_target(
                     [scope @ ("projects" | "domains"), _, actor @ ("users" | "groups"), _, "roles", _],
                 ) => {
                     let action = if m == "PUT" { Update } else { Delete };
-                    let mut refs = Vec::new();
-                    if *scope == "projects" {
-                        refs.push(r(Location::Segment(2), PROJECT, "project"));
-                    }
+                    let scope = match *scope {
+                        "projects" => r(Location::Segment(2), PROJECT, "project"),
+                        _ => r(Location::Segment(2), DOMAIN, "domain"),
+                    };
+                    let mut refs = vec![scope];
                     let actor_type = if *actor == "users" { USER } else { GROUP };
                     refs.push(r(Location::Segment(4), actor_type, "actor"));
                     refs.push(r(Location::Segment(6), ROLE, "role"));

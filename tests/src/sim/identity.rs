@@ -807,6 +807,10 @@ fn patch(id: &mut Identity, coll: Coll, oid: &str, req: &SimRequest) -> Reply {
     let Some(i) = find_idx(coll.items(id), oid) else {
         return not_found(key, oid);
     };
+    // Keystone takes the ID in an update body only when it is the resource's own.
+    if body.get("id").is_some_and(|v| v.as_str() != Some(oid)) {
+        return bad_request("Cannot change ID");
+    }
     let mut body = body;
     if let (Coll::Users, Some(pw)) = (coll, body.remove("password")) {
         if let Some(pw) = pw.as_str() {
@@ -876,7 +880,9 @@ fn create_project(id: &mut Identity, req: &SimRequest) -> Reply {
         .unwrap_or("default")
         .to_string();
     if id.find_domain(Some(&domain), None).is_none() {
-        return not_found("domain", &domain);
+        // Keystone answers a project in a domain it does not know with 400, where a user
+        // or a group gets 404, with the same message.
+        return keystone_error(400, format!("Could not find domain: {domain}."));
     }
     if id
         .projects
@@ -910,6 +916,9 @@ fn create_user(id: &mut Identity, req: &SimRequest) -> Reply {
         .and_then(Value::as_str)
         .unwrap_or("default")
         .to_string();
+    if id.find_domain(Some(&domain), None).is_none() {
+        return not_found("domain", &domain);
+    }
     if id
         .users
         .iter()
@@ -958,11 +967,23 @@ fn create_simple(id: &mut Identity, coll: Coll, req: &SimRequest) -> Reply {
     let Some(name) = body.get("name").and_then(Value::as_str) else {
         return bad_request("'name' is a required property");
     };
-    if coll
-        .items(id)
-        .iter()
-        .any(|o| str_of(o, "name") == Some(name))
-    {
+    if let (Coll::Groups, Some(domain)) = (coll, body.get("domain_id").and_then(Value::as_str)) {
+        if id.find_domain(Some(domain), None).is_none() {
+            return not_found("domain", domain);
+        }
+    }
+    // Group names are unique within their domain; role and domain names everywhere.
+    let domain = match coll {
+        Coll::Groups => Some(
+            body.get("domain_id")
+                .and_then(Value::as_str)
+                .unwrap_or("default"),
+        ),
+        _ => None,
+    };
+    if coll.items(id).iter().any(|o| {
+        str_of(o, "name") == Some(name) && domain.is_none_or(|d| str_of(o, "domain_id") == Some(d))
+    }) {
         return keystone_error(
             409,
             format!("Conflict occurred attempting to store {key} - Duplicate entry found with name {name}."),
