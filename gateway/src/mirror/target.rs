@@ -1135,6 +1135,34 @@ mod tests {
                 None,
                 Some((Kind::RoleAssignment, MirrorAction::Update)),
             ),
+            (
+                Service::Identity,
+                "PUT",
+                "/v3/domains/d/groups/g/roles/r",
+                None,
+                Some((Kind::RoleAssignment, MirrorAction::Update)),
+            ),
+            (
+                Service::Identity,
+                "POST",
+                "/v3/domains",
+                Some(&json!({"domain": {"name": "d"}})),
+                Some((Kind::Domain, MirrorAction::Create)),
+            ),
+            (
+                Service::Identity,
+                "PATCH",
+                "/v3/domains/d",
+                Some(&json!({"domain": {"enabled": false}})),
+                Some((Kind::Domain, MirrorAction::Update)),
+            ),
+            (
+                Service::Identity,
+                "DELETE",
+                "/v3/domains/d",
+                None,
+                Some((Kind::Domain, MirrorAction::Delete)),
+            ),
             (Service::Identity, "POST", "/v3/auth/tokens", None, None),
             (
                 Service::Identity,
@@ -1181,6 +1209,41 @@ mod tests {
                 (Location::Segment(6), RefTarget::Id(ROLE)),
             ]
         );
+    }
+
+    #[test]
+    fn what_lives_in_a_domain_names_it() {
+        let refs = |m: &str, p: &str, body: Value| -> Vec<(Location, RefTarget)> {
+            mirror_target(Service::Identity, m, p, Some(&body))
+                .unwrap()
+                .refs
+                .iter()
+                .map(|r| (r.at.clone(), r.to))
+                .collect()
+        };
+        let domain = RefTarget::Id(DOMAIN);
+        assert_eq!(
+            refs("POST", "/v3/projects", json!({"project": {}})),
+            vec![
+                (ptr("/project/domain_id"), domain),
+                (ptr("/project/parent_id"), RefTarget::Id(PROJECT)),
+            ]
+        );
+        assert_eq!(
+            refs("POST", "/v3/users", json!({"user": {}}))[0],
+            (ptr("/user/domain_id"), domain)
+        );
+        assert_eq!(
+            refs("POST", "/v3/groups", json!({"group": {}})),
+            vec![(ptr("/group/domain_id"), domain)]
+        );
+        assert_eq!(
+            refs("PUT", "/v3/domains/d/users/u/roles/r", Value::Null)[0],
+            (Location::Segment(2), domain)
+        );
+        // An update's own ID, which Keystone checks against the path's.
+        assert!(refs("PATCH", "/v3/users/u", json!({"user": {}}))
+            .contains(&(ptr("/user/id"), RefTarget::Id(USER))));
     }
 
     #[test]
