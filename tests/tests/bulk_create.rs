@@ -65,6 +65,22 @@ async fn every_resource_of_a_bulk_create_is_tagged_mirrored_and_mapped() {
                 .is_some_and(|t| t.contains(&json!("dr-tier:bronze"))),
             "the tenant sees the tier tag on each item: {item}"
         );
+        // What the tenant was answered is what a show says now: the tag, and the revision
+        // Neutron counted for it (tempest's port tests compare the two).
+        let show = demo
+            .get(&format!(
+                "{}/v2.0/networks/{}",
+                bed.gateway_url("network"),
+                item["id"].as_str().unwrap()
+            ))
+            .await
+            .expect("show");
+        assert_eq!(show.json["network"]["tags"], item["tags"], "{}", show.json);
+        assert_eq!(
+            show.json["network"]["revision_number"], item["revision_number"],
+            "answered {item}, shown {}",
+            show.json
+        );
     }
 
     // One subnet per network, in one bulk call: references translate item by item.

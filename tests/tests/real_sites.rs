@@ -60,6 +60,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "tempest: Keystone's API tests through the gateway",
         tempest_through_gateway,
     ),
+    (
+        "tempest: Neutron's API tests through the gateway",
+        tempest_neutron_through_gateway,
+    ),
 ];
 
 /// tempest's identity API tests (the OpenStack conformance suite's part for Keystone, as
@@ -68,6 +72,66 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 /// create and delete also goes the gateway's way (policy, tags, mirroring to the real
 /// recovery site). None may fail.
 fn tempest_through_gateway(t: &RealTier) -> Vec<StepResult> {
+    tempest_suite(
+        t,
+        &Suite {
+            name: "tempest.api.identity",
+            regex: r"^tempest\.api\.identity",
+            // Asserts a new project's tags are exactly the ones asked for.
+            left_out: r"ProjectsTestJSON\.test_project_get_equals_list",
+            left_out_count: 1,
+            known_gap: None,
+            available: &[],
+            // The pinned suite passes 134 of its 136 tests directly at a site (the 2 left
+            // need security compliance, which the sites leave off), 133 without the one
+            // left out.
+            at_least: 133,
+        },
+    )
+}
+
+/// tempest's Neutron API tests of networks, subnets, ports, routers, security groups,
+/// floating IPs and tags, through the gateway, as [`tempest_through_gateway`].
+fn tempest_neutron_through_gateway(t: &RealTier) -> Vec<StepResult> {
+    tempest_suite(
+        t,
+        &Suite {
+            name: "tempest.api.network (networks, ports, routers, security groups, floating IPs, tags)",
+            regex: r"^tempest\.api\.network\.(test_networks|test_ports|test_routers|test_security_groups|test_floating_ips|test_tags)\.",
+            // Assert that a resource's tags are exactly the ones set.
+            left_out: r"^tempest\.api\.network\.test_tags\.(TagsTest\.test_create_list_show_update_delete_tags|TagsExtTest\.test_create_check_list_and_delete_tags)",
+            left_out_count: 2,
+            // A router interface added or removed by port: ports are workloads, kept as
+            // protection records and not created at the recovery site, so the interface
+            // cannot be made there (by subnet, it is).
+            known_gap: Some(("router_interface", "a port cannot be mirrored as a dependency")),
+            available: &["neutron"],
+            // The selection passes 109 tests directly at a site (6 skipped: features the
+            // site lacks), 107 without the two left out.
+            at_least: 107,
+        },
+    )
+}
+
+/// A selection of tempest's tests, run through the gateway.
+struct Suite {
+    name: &'static str,
+    regex: &'static str,
+    /// Tests that assert a resource's tags are exactly the ones the test set. The gateway
+    /// adds `dr-tier:<tier>` to every protected project and Neutron resource, as the
+    /// design says (DESIGN.md, Tagging), and the gateway walk-through checks it does: run
+    /// apart, each must fail, and their failures must name that tag.
+    left_out: &'static str,
+    left_out_count: u32,
+    /// Journal records that may fail, and only with this reason: (resource type, reason).
+    known_gap: Option<(&'static str, &'static str)>,
+    /// tempest's names of the services declared available besides Keystone.
+    available: &'static [&'static str],
+    /// Fewer passed than this means the selection was not what it should be.
+    at_least: u32,
+}
+
+fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
     let mut s = Steps::new("tempest");
     let [primary, _] = t.sites.sites();
     let setup = (|| -> anyhow::Result<_> {
@@ -90,28 +154,24 @@ fn tempest_through_gateway(t: &RealTier) -> Vec<StepResult> {
     };
     let auth = format!("http://127.0.0.1:{}/v3", ports.identity);
     s.step(
-        "tempest.api.identity through the gateway: none fails",
+        &format!("{} through the gateway: none fails", suite.name),
         || {
-            let work = dir.path().join("tempest");
             let totals = drgw_tests::tempest::run(
-                &work,
+                &dir.path().join("tempest"),
                 &auth,
                 &primary.admin,
                 &primary.region,
-                r"^tempest\.api\.identity",
-                TAGS_AS_ASKED,
+                (suite.regex, suite.left_out),
+                suite.available,
             )?;
             println!("    {totals}");
             ensure!(totals.failed == 0, "{totals}");
-            // The pinned suite passes 134 of its 136 tests directly at a site (the 2 left
-            // need security compliance, which the sites leave off), 133 without the one
-            // excluded: fewer means the suite was not what it should be.
-            ensure!(totals.passed >= 133, "{totals}");
+            ensure!(totals.passed >= suite.at_least, "{totals}");
             Ok(())
         },
     );
     s.step(
-        "the mirror kept up: tempest's changes all applied at the recovery site, none failed",
+        "the mirror kept up: tempest's changes applied at the recovery site, none failed but on a named gap",
         || {
             let deadline = Instant::now() + Duration::from_secs(120);
             let results = loop {
@@ -134,7 +194,29 @@ fn tempest_through_gateway(t: &RealTier) -> Vec<StepResult> {
                     .map_or(0.0, |(_, v)| *v)
             };
             ensure!(count("applied") > 0.0, "nothing applied: {results:?}");
+            let mut gap = 0;
+            if let (Some((resource, reason)), true) = (suite.known_gap, count("failed") > 0.0) {
+                let page = rt.block_on(admin_get(&gw, ports.admin, "/v1/journal?state=failed"))?;
+                let page: Value = serde_json::from_str(&page)?;
+                let records = page["records"].as_array().cloned().unwrap_or_default();
+                let other: Vec<&Value> = records
+                    .iter()
+                    .filter(|r| {
+                        r["resource_type"] != resource
+                            || !r["state"]["reason"].as_str().unwrap_or("").contains(reason)
+                    })
+                    .collect();
+                ensure!(
+                    other.is_empty(),
+                    "failed records besides the known gap: {other:?}"
+                );
+                gap = records.len();
+                println!("    {gap} failed on the known gap: {resource}: {reason}");
+            }
             for bad in ["failed", "journal_error", "degraded", "rejected"] {
+                if bad == "failed" && count(bad) == gap as f64 {
+                    continue;
+                }
                 if count(bad) > 0.0 {
                     let failed = rt
                         .block_on(admin_get(&gw, ports.admin, "/v1/journal?state=failed"))
@@ -149,24 +231,23 @@ fn tempest_through_gateway(t: &RealTier) -> Vec<StepResult> {
         },
     );
     s.step(
-        "the one test left out fails on the tier tag the gateway adds, and on nothing else",
+        "the tests left out fail on the tier tag the gateway adds",
         || {
-            let work = dir.path().join("tempest-tags");
             let totals = drgw_tests::tempest::run(
-                &work,
+                &dir.path().join("tempest-tags"),
                 &auth,
                 &primary.admin,
                 &primary.region,
-                TAGS_AS_ASKED,
-                "^$",
+                (suite.left_out, "^$"),
+                suite.available,
             )?;
             println!(
-                "    alone: {} passed, {} failed (as it must)",
+                "    alone: {} passed, {} failed (as they must)",
                 totals.passed, totals.failed
             );
-            ensure!(totals.failed == 1, "{totals}");
+            ensure!(totals.failed == suite.left_out_count, "{totals}");
             ensure!(
-                totals.failure_output.contains("'dr-tier:"),
+                totals.failure_output.contains("dr-tier:"),
                 "not the tier tag: {totals}"
             );
             Ok(())
@@ -232,11 +313,6 @@ fn mirror_results(text: &str) -> Vec<(String, f64)> {
     }
     by_result
 }
-
-/// The tempest test that asserts a new project's tags are exactly the ones asked for. The
-/// gateway adds `dr-tier:<tier>` to every protected project, as the design says
-/// (DESIGN.md, Tagging): run apart, its failure must name that tag.
-const TAGS_AS_ASKED: &str = r"ProjectsTestJSON\.test_project_get_equals_list";
 
 /// Each real service made to fail (missing resource, bad token; Glance on each `Accept`),
 /// and the gateway's fault module asked for the same status and message: the same

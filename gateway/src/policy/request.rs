@@ -584,7 +584,10 @@ pub fn neutron_tag_path(create_path: &str, response: &Value, tag: &str) -> Optio
 }
 
 /// Adds `tag` to the `tags` list of the resource in a Neutron create response, so that the
-/// tenant sees it at once. Returns false when the response has no such object.
+/// tenant sees it at once, as Neutron has it after the tag was put: with the
+/// `revision_number` one higher, since Neutron counts a tag change as a revision (a show
+/// right after the create must match the create's answer; tempest's port tests check
+/// it). Returns false when the response has no such object.
 pub fn add_tag_to_response(response: &mut Value, tag: &str) -> bool {
     let Some(obj) = response.as_object_mut() else {
         return false;
@@ -593,7 +596,16 @@ pub fn add_tag_to_response(response: &mut Value, tag: &str) -> bool {
     let Some(inner) = obj.values_mut().find_map(Value::as_object_mut) else {
         return false;
     };
+    let had_it = inner
+        .get("tags")
+        .and_then(Value::as_array)
+        .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)));
     set_tier_tag(inner, Some(tag));
+    if !had_it {
+        if let Some(revision) = inner.get("revision_number").and_then(Value::as_u64) {
+            inner.insert("revision_number".into(), Value::from(revision + 1));
+        }
+    }
     true
 }
 
@@ -602,6 +614,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_tagged_create_answer_shows_the_tag_and_the_revision_it_made() {
+        let mut answer = json!({"port": {"id": "p", "tags": [], "revision_number": 1}});
+        assert!(add_tag_to_response(&mut answer, "dr-tier:bronze"));
+        assert_eq!(
+            answer,
+            json!({"port": {"id": "p", "tags": ["dr-tier:bronze"], "revision_number": 2}})
+        );
+        // Already there (no new revision), and a Neutron without revisions.
+        assert!(add_tag_to_response(&mut answer, "dr-tier:bronze"));
+        assert_eq!(answer["port"]["revision_number"], 2);
+        let mut bare = json!({"network": {"id": "n"}});
+        assert!(add_tag_to_response(&mut bare, "dr-tier:gold"));
+        assert_eq!(
+            bare,
+            json!({"network": {"id": "n", "tags": ["dr-tier:gold"]}})
+        );
+    }
 
     #[test]
     fn a_tag_set_with_the_current_and_a_new_tier_asks_for_the_new_one() {
