@@ -6,6 +6,7 @@ pub mod fault_bytes;
 pub mod http1;
 pub mod mirror_harness;
 pub mod mirror_scenarios;
+pub mod panics;
 pub mod realsite;
 pub mod sim;
 pub mod tempest;

@@ -385,6 +385,36 @@ pub struct TestBed {
     pub dir: tempfile::TempDir,
 }
 
+/// A gateway configuration text with the primary site's `service` (its key in
+/// `[sites.primary]`, e.g. `image`) at `url`: a scripted upstream in the simulator's place.
+pub fn with_primary_service(config: &str, service: &str, url: &str) -> String {
+    let (primary, rest) = config
+        .split_once("[sites.recovery]")
+        .expect("a configuration with two sites");
+    let key = format!("{service} = ");
+    let primary: String = primary
+        .lines()
+        .map(|l| {
+            if l.starts_with(&key) {
+                format!("{key}\"{url}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    format!("{primary}[sites.recovery]{rest}")
+}
+
+/// A gateway configuration text with `settings` (TOML lines, each ending in a newline) in
+/// its `[upstream]` table, which is added when it has none.
+pub fn with_upstream_settings(config: &str, settings: &str) -> String {
+    if config.contains("[upstream]\n") {
+        config.replacen("[upstream]\n", &format!("[upstream]\n{settings}"), 1)
+    } else {
+        format!("{config}\n[upstream]\n{settings}")
+    }
+}
+
 /// A gateway configuration text with `settings` (TOML lines, each ending in a newline)
 /// added to its `[gateway]` table.
 pub fn with_gateway_settings(config: &str, settings: &str) -> String {

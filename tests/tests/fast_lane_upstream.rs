@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use drgw_tests::http1::{get, read_head, request};
 use drgw_tests::mirror_harness::eventually;
-use drgw_tests::testbed::{access_log_lines, TestBed};
+use drgw_tests::testbed::{
+    access_log_lines, with_primary_service, with_upstream_settings, TestBed,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -152,26 +154,10 @@ async fn the_fast_lane_copes_with_every_kind_of_upstream_answer() {
     let upstream = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Seen::default());
     tokio::spawn(scripted_upstream(listener, seen.clone()));
+    // The primary's image service is the scripted upstream; requests time out after 2 s.
     let bed = TestBed::start_with(|text| {
-        // The primary's image service is the scripted upstream; requests time out after 2 s.
-        let (primary, rest) = text.split_once("[sites.recovery]").expect("two sites");
-        let primary: String = primary
-            .lines()
-            .map(|l| {
-                if l.starts_with("image = ") {
-                    format!("image = \"{upstream}\"\n")
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        let mut text = format!("{primary}[sites.recovery]{rest}");
-        if text.contains("[upstream]") {
-            text = text.replace("[upstream]", "[upstream]\nrequest_timeout = \"2s\"");
-        } else {
-            text.push_str("\n[upstream]\nrequest_timeout = \"2s\"\n");
-        }
-        text
+        let text = with_primary_service(&text, "image", &upstream);
+        with_upstream_settings(&text, "request_timeout = \"2s\"\n")
     })
     .await
     .expect("test bed");

@@ -19,18 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long one exchange may take before the test fails instead of hanging.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Panics anywhere in this process (the gateway runs in it), counted by a hook installed
-/// once; the default hook still prints them.
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-fn count_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        default(info);
-    }));
-}
-
 /// What a client saw: the status of every response on the connection, and its bytes.
 struct Seen {
     statuses: Vec<u16>,
@@ -159,7 +147,7 @@ async fn keypair_names(base_url: &str, token: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing() {
-    count_panics();
+    drgw_tests::panics::count();
     // A short body timeout, for the stalled body below.
     let bed = TestBed::start_with_gateway_settings("client_body_timeout = \"2s\"\n")
         .await
@@ -370,7 +358,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
         "the gateway connected to a host named by a client"
     );
     assert_eq!(keypair_names(&compute, &token).await, keypairs_before);
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
+    assert_eq!(drgw_tests::panics::seen(), 0, "the gateway panicked");
     bed.stop().await;
 }
 
@@ -414,6 +402,7 @@ fn upload_head(id: &str, token: &str, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing() {
+    drgw_tests::panics::count();
     let bed = TestBed::start_with_gateway_settings(
         "client_body_timeout = \"2s\"\nclient_send_timeout = \"2s\"\n",
     )
@@ -483,7 +472,7 @@ async fn image_data_that_stops_moving_either_way_is_cut_off_and_changes_nothing(
     let seen = exchange(&image, &download("connection: close\r\n")).await;
     assert_eq!(seen.statuses, [200]);
     assert!(seen.bytes.len() > SIZE, "{} bytes", seen.bytes.len());
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
+    assert_eq!(drgw_tests::panics::seen(), 0, "the gateway panicked");
     bed.stop().await;
 }
 
@@ -543,6 +532,7 @@ async fn h2_connect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_is_closed_but_not_while_a_slow_upload_is_open() {
+    drgw_tests::panics::count();
     let mut bed = TestBed::start_with_gateway_settings("client_header_timeout = \"1s\"\n")
         .await
         .expect("test bed");
@@ -604,6 +594,6 @@ async fn an_idle_http2_connection_is_closed_but_not_while_a_slow_upload_is_open(
         .requests()
         .matching("PUT", &format!("/v2/images/{id}/file"));
     assert_eq!(stored.len(), 1, "the upload reached the upstream");
-    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the gateway panicked");
+    assert_eq!(drgw_tests::panics::seen(), 0, "the gateway panicked");
     bed.stop().await;
 }

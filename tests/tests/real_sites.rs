@@ -113,6 +113,24 @@ fn tempest_neutron_through_gateway(t: &RealTier) -> Vec<StepResult> {
     )
 }
 
+/// A gateway in this process in front of the real sites (the sandbox's configuration and
+/// policy), the runtime it runs on, and its scratch directory.
+struct Front {
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    gw: drgw_tests::testbed::RunningGateway,
+    ports: drgw::sandbox::GatewayPorts,
+}
+
+fn gateway_in_front(t: &RealTier) -> anyhow::Result<Front> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let dir = tempfile::tempdir()?;
+    let ports = drgw_tests::testbed::free_ports();
+    let config = t.sites.write_gateway_files(dir.path(), ports)?;
+    let gw = rt.block_on(drgw_tests::testbed::RunningGateway::start(config))?;
+    Ok(Front { rt, dir, gw, ports })
+}
+
 /// A selection of tempest's tests, run through the gateway.
 struct Suite {
     name: &'static str,
@@ -134,15 +152,12 @@ struct Suite {
 fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
     let mut s = Steps::new("tempest");
     let [primary, _] = t.sites.sites();
-    let setup = (|| -> anyhow::Result<_> {
-        let rt = tokio::runtime::Runtime::new()?;
-        let dir = tempfile::tempdir()?;
-        let ports = drgw_tests::testbed::free_ports();
-        let config = t.sites.write_gateway_files(dir.path(), ports)?;
-        let gw = rt.block_on(drgw_tests::testbed::RunningGateway::start(config))?;
-        Ok((rt, dir, gw, ports))
-    })();
-    let (rt, dir, mut gw, ports) = match setup {
+    let Front {
+        rt,
+        dir,
+        mut gw,
+        ports,
+    } = match gateway_in_front(t) {
         Ok(v) => v,
         Err(e) => {
             s.step(
@@ -397,12 +412,9 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
     let mut s = Steps::new("gateway");
     let tag = format!("{:06x}", rand::random::<u32>() & 0xffffff);
     let setup = (|| -> anyhow::Result<_> {
-        let rt = tokio::runtime::Runtime::new()?;
-        let dir = tempfile::tempdir()?;
+        let front = gateway_in_front(t)?;
+        let Front { rt, dir, gw, ports } = &front;
         let [primary, recovery] = t.sites.sites();
-        let ports = drgw_tests::testbed::free_ports();
-        let config = t.sites.write_gateway_files(dir.path(), ports)?;
-        let gw = rt.block_on(drgw_tests::testbed::RunningGateway::start(config))?;
         rt.block_on(drgw::sandbox::create_volume_types(&gw.gateway))?;
         let auth = format!("http://127.0.0.1:{}/v3", ports.identity);
         let mut clouds = t.sites.direct_clouds();
@@ -416,9 +428,17 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
         let path = dir.path().join("clouds.yaml");
         write_clouds_yaml(&path, &clouds)?;
         let cli = Cli::new(&path)?;
-        Ok((rt, dir, gw, cli, ports))
+        Ok((front, cli))
     })();
-    let (rt, dir, mut gw, cli, ports) = match setup {
+    let (
+        Front {
+            rt,
+            dir,
+            mut gw,
+            ports,
+        },
+        cli,
+    ) = match setup {
         Ok(v) => v,
         Err(e) => {
             s.step(

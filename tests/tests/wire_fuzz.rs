@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drgw_tests::testbed::TestBed;
+use drgw_tests::testbed::{with_primary_service, with_upstream_settings, TestBed};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,17 +33,6 @@ const EXCHANGE_BOUND: Duration = Duration::from_secs(10);
 /// How long a client waits for a first byte before it ends its sending side (a gateway
 /// that waits for more of a request cut short then sees the end of it).
 const NUDGE_AFTER: Duration = Duration::from_millis(400);
-
-/// Panics anywhere in this process, counted by a hook installed once.
-static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-fn count_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        default(info);
-    }));
-}
 
 fn runner(default_cases: u32) -> TestRunner {
     let cases = std::env::var("PROPTEST_CASES")
@@ -772,7 +761,7 @@ fn judge(
 
 #[test]
 fn generated_upstream_answers_reach_their_own_client_well_formed() {
-    count_panics();
+    drgw_tests::panics::count();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -783,20 +772,10 @@ fn generated_upstream_answers_reach_their_own_client_well_formed() {
         let upstream = format!("http://{}", listener.local_addr().unwrap());
         let script = Arc::new(Mutex::new(Script::default()));
         tokio::spawn(scripted_upstream(listener, script.clone()));
+        // The primary's image service is the scripted upstream.
         let bed = TestBed::start_with(|text| {
-            // The primary's image service is the scripted upstream.
-            let (primary, rest) = text.split_once("[sites.recovery]").expect("two sites");
-            let primary: String = primary
-                .lines()
-                .map(|l| {
-                    if l.starts_with("image = ") {
-                        format!("image = \"{upstream}\"\n")
-                    } else {
-                        format!("{l}\n")
-                    }
-                })
-                .collect();
-            format!("{primary}[sites.recovery]{rest}\n[upstream]\nrequest_timeout = \"3s\"\n")
+            let text = with_primary_service(&text, "image", &upstream);
+            with_upstream_settings(&text, "request_timeout = \"3s\"\n")
         })
         .await
         .expect("test bed");
@@ -830,7 +809,7 @@ fn generated_upstream_answers_reach_their_own_client_well_formed() {
         if matches!(answer.after, After::Stray) {
             std::thread::sleep(Duration::from_millis(60));
         }
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a panic");
+        prop_assert_eq!(drgw_tests::panics::seen(), 0, "a panic");
         Ok(())
     });
     if let Err(e) = result {
@@ -1099,7 +1078,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
 
 #[test]
 fn generated_client_requests_get_a_well_formed_answer_and_reach_no_other_host() {
-    count_panics();
+    drgw_tests::panics::count();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1149,7 +1128,7 @@ fn generated_client_requests_get_a_well_formed_answer_and_reach_no_other_host() 
             0,
             "the gateway connected to a host a request named"
         );
-        prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a panic");
+        prop_assert_eq!(drgw_tests::panics::seen(), 0, "a panic");
         Ok(())
     });
     if let Err(e) = result {

@@ -956,6 +956,24 @@ impl Applier {
             .map(str::to_string))
     }
 
+    /// A dependency's create (`POST path` with `body`, in the primary's IDs) with its
+    /// references translated as the create's own would be, mirroring what they name first;
+    /// with the create's target.
+    async fn translate_create(
+        &self,
+        svc: Service,
+        path: &str,
+        body: Value,
+        depth: usize,
+    ) -> Result<(Target, String, Value), ApplyError> {
+        let target = mirror_target(svc, "POST", path, Some(&body))
+            .ok_or_else(|| ApplyError::Permanent("internal: dependency not recognised".into()))?;
+        let (path, body) = self
+            .translate_request(&target, path, Some(body), depth)
+            .await?;
+        Ok((target, path, body.unwrap_or_default()))
+    }
+
     /// Reads a resource from the primary and creates it at the recovery site (or adopts an
     /// existing copy), recording the mapping. Not journaled: the dependent record carries it.
     async fn mirror_dependency(
@@ -1062,17 +1080,13 @@ impl Applier {
                 let mut body = pick(&o, &keys);
                 body.insert("domain_id".into(), json!(primary_domain));
                 let body = json!({ t.resource.as_str(): body });
-                let target = mirror_target(Service::Identity, "POST", &path, Some(&body))
-                    .ok_or_else(|| {
-                        ApplyError::Permanent("internal: dependency not recognised".into())
-                    })?;
-                let (path, body) = self
-                    .translate_request(&target, &path, Some(body), depth)
+                let (_, path, body) = self
+                    .translate_create(Service::Identity, &path, body, depth)
                     .await?;
                 (
                     Service::Identity,
                     path,
-                    body.unwrap_or_default(),
+                    body,
                     if t.resource == ResourceType::Project {
                         "/project/id"
                     } else {
@@ -1289,14 +1303,9 @@ impl Applier {
                 }
                 let body = json!({ w: pick(&o, keys) });
                 let path = format!("/v2.0/{coll}");
-                let target = mirror_target(Service::Network, "POST", &path, Some(&body))
-                    .ok_or_else(|| {
-                        ApplyError::Permanent("internal: dependency not recognised".into())
-                    })?;
-                let (path, body) = self
-                    .translate_request(&target, &path, Some(body), depth)
+                let (target, path, body) = self
+                    .translate_create(Service::Network, &path, body, depth)
                     .await?;
-                let body = body.unwrap_or_default();
                 if t.resource == ResourceType::SecurityGroup
                     && o.get("name") == Some(&json!("default"))
                 {
