@@ -592,3 +592,20 @@ async fn site_admin(site: &SiteHandle) -> anyhow::Result<crate::sim::client::Sim
         .await?;
     Ok(c)
 }
+
+/// A listener that stands for a host the gateway must never reach; counts connections.
+pub async fn forbidden_host() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    (port, reached)
+}

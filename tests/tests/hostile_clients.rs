@@ -5,8 +5,7 @@
 //! neither panics nor connects anywhere but its configured upstreams, and answers the next
 //! client as before.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use drgw_tests::sim::Service;
@@ -14,7 +13,7 @@ use drgw_tests::testbed::TestBed;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// How long one exchange may take before the test fails instead of hanging.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -111,21 +110,6 @@ async fn exchange(base_url: &str, bytes: &[u8]) -> Seen {
     }
 }
 
-/// A listener that stands for a host the gateway must never reach; counts connections.
-async fn forbidden_host() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let reached = Arc::new(AtomicUsize::new(0));
-    let counter = reached.clone();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            drop(sock);
-        }
-    });
-    (port, reached)
-}
-
 /// A GET of `target` with `token`, and `extra` header lines (each ending in CRLF).
 fn authed_get(target: &str, token: &str, extra: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nhost: drgw.test\r\nx-auth-token: {token}\r\n{extra}\r\n")
@@ -158,7 +142,7 @@ async fn broken_and_hostile_clients_get_4xx_reach_no_upstream_and_change_nothing
     );
     let token = demo_token(&bed).await;
     let compute = bed.gateway_url("compute");
-    let (evil_port, evil_reached) = forbidden_host().await;
+    let (evil_port, evil_reached) = drgw_tests::testbed::forbidden_host().await;
     let keypairs_before = keypair_names(&compute, &token).await;
 
     let create = |framing: &str, body: &[u8]| -> Vec<u8> {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drgw_tests::testbed::{with_primary_service, with_upstream_settings, TestBed};
+use drgw_tests::testbed::{forbidden_host, with_primary_service, with_upstream_settings, TestBed};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1084,21 +1084,13 @@ fn generated_client_requests_get_a_well_formed_answer_and_reach_no_other_host() 
         .enable_all()
         .build()
         .unwrap();
-    let reached = Arc::new(AtomicUsize::new(0));
-    let (bed, token, forbidden) = rt.block_on(async {
+    let (bed, token, forbidden, reached) = rt.block_on(async {
         // A listener that stands for a host the gateway must never reach.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let forbidden = listener.local_addr().expect("addr").port();
-        let counter = reached.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(sock);
-            }
-        });
+        let (forbidden, reached) = forbidden_host().await;
         let bed = TestBed::start().await.expect("test bed");
         let (demo, _) = bed.login("demo", "demo", "demo").await.expect("demo login");
-        (bed, demo.token.clone().expect("a token"), forbidden)
+        let token = demo.token.clone().expect("a token");
+        (bed, token, forbidden, reached)
     });
     let cases = AtomicUsize::new(0);
     let answered = AtomicUsize::new(0);
