@@ -563,3 +563,302 @@ async fn domains_and_what_lives_in_them() {
     assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
+
+/// The recovery router's interface ports: (port id, fixed IPs).
+async fn interface_ports(bed: &Bed, router: &str) -> Vec<(String, Vec<String>)> {
+    let got = bed
+        .recovery_get(
+            Service::Network,
+            &format!("/v2.0/ports?device_id={router}&device_owner=network:router_interface"),
+        )
+        .await;
+    got.json["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let ips = p["fixed_ips"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}={}",
+                        f["subnet_id"].as_str().unwrap(),
+                        f["ip_address"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            (p["id"].as_str().unwrap().to_string(), ips)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn routers_and_their_interfaces_by_subnet_and_by_port() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
+    let demo = (&bed.demo, &bed.demo_ctx);
+    let created = |resp: &drgw_tests::sim::client::SimResponse, w: &str| {
+        resp.json[w]["id"].as_str().unwrap().to_string()
+    };
+
+    let mut subnets = Vec::new();
+    for (name, cidr) in [("inside", "10.20.0.0/24"), ("edge", "10.30.0.0/24")] {
+        let (resp, m) = bed
+            .call(
+                demo,
+                &g,
+                Service::Network,
+                Method::POST,
+                "/v2.0/networks",
+                Some(json!({"network": {"name": name}})),
+            )
+            .await;
+        let net = created(&resp, "network");
+        ok(engine.submit(m).await);
+        let (resp, m) = bed
+            .call(demo, &g, Service::Network, Method::POST, "/v2.0/subnets",
+                Some(json!({"subnet": {"name": name, "network_id": net, "cidr": cidr, "ip_version": 4}})))
+            .await;
+        let sub = created(&resp, "subnet");
+        ok(engine.submit(m).await);
+        let rsub = recovery_id(&engine, "network", "subnet", &sub)
+            .await
+            .unwrap();
+        subnets.push((net, sub, rsub));
+    }
+    let (resp, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            Method::POST,
+            "/v2.0/routers",
+            Some(json!({"router": {"name": "r1"}})),
+        )
+        .await;
+    let router = created(&resp, "router");
+    ok(engine.submit(m).await);
+    let rrouter = recovery_id(&engine, "network", "router", &router)
+        .await
+        .unwrap();
+    let iface = |action: &str| format!("/v2.0/routers/{router}/{action}_router_interface");
+    let put = Method::PUT;
+
+    // By subnet: the recovery router gets an interface on the mapped subnet.
+    let (inside_net, inside, rinside) = subnets[0].clone();
+    let _ = inside_net;
+    let (_, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("add"),
+            Some(json!({"subnet_id": inside})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    assert_eq!(
+        interface_ports(&bed, &rrouter)
+            .await
+            .into_iter()
+            .map(|p| p.1)
+            .collect::<Vec<_>>(),
+        vec![vec![format!("{rinside}=10.20.0.1")]]
+    );
+
+    // By port: a port is a workload, kept as a protection record only, until a router
+    // takes it; then the recovery site gets it, same address on the mapped subnet.
+    let (edge_net, edge, redge) = subnets[1].clone();
+    let (resp, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            Method::POST,
+            "/v2.0/ports",
+            Some(json!({"port": {"name": "edge-if", "network_id": edge_net,
+                "fixed_ips": [{"subnet_id": edge, "ip_address": "10.30.0.7"}]}})),
+        )
+        .await;
+    let port = created(&resp, "port");
+    ok(engine.submit(m).await);
+    assert_eq!(recovery_id(&engine, "network", "port", &port).await, None);
+    assert!(engine
+        .protection("network", "port", &port)
+        .await
+        .unwrap()
+        .is_some());
+    let (_, add_by_port) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("add"),
+            Some(json!({"port_id": port})),
+        )
+        .await;
+    ok(engine.submit(add_by_port.clone()).await);
+    let rport = recovery_id(&engine, "network", "port", &port)
+        .await
+        .expect("the port is mirrored with the interface");
+    let ports = interface_ports(&bed, &rrouter).await;
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert!(
+        ports.contains(&(rport.clone(), vec![format!("{redge}=10.30.0.7")])),
+        "{ports:?}"
+    );
+    let copy = bed
+        .recovery_get(Service::Network, &format!("/v2.0/ports/{rport}"))
+        .await;
+    assert_eq!(copy.json["port"]["name"], "edge-if");
+
+    // The same record applied again (its answer lost to a crash) adds nothing.
+    ok(engine.submit(add_by_port).await);
+    assert_eq!(interface_ports(&bed, &rrouter).await.len(), 2);
+
+    // Removed by port: the port goes at both sites, and nothing will restore it.
+    let (_, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("remove"),
+            Some(json!({"port_id": port})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let ports = interface_ports(&bed, &rrouter).await;
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let gone = bed
+        .recovery_get(Service::Network, &format!("/v2.0/ports/{rport}"))
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(recovery_id(&engine, "network", "port", &port).await, None);
+    assert_eq!(
+        engine.protection("network", "port", &port).await.unwrap(),
+        None
+    );
+
+    // A copy holding the port's address at the recovery site, mapped to nothing (made
+    // before a crash lost its mapping), is adopted, not duplicated.
+    let (resp, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            Method::POST,
+            "/v2.0/ports",
+            Some(json!({"port": {"name": "edge-if-2", "network_id": edge_net,
+                "fixed_ips": [{"subnet_id": edge, "ip_address": "10.30.0.8"}]}})),
+        )
+        .await;
+    let port2 = created(&resp, "port");
+    ok(engine.submit(m).await);
+    let redge_net = recovery_id(&engine, "network", "network", &edge_net)
+        .await
+        .unwrap();
+    let project = bed.recovery.project_id("demo").unwrap();
+    let stray = bed
+        .radmin
+        .post(
+            &bed.url(&bed.recovery, Service::Network, "/v2.0/ports"),
+            &json!({"port": {"name": "edge-if-2", "network_id": redge_net, "project_id": project,
+                "fixed_ips": [{"subnet_id": redge, "ip_address": "10.30.0.8"}]}}),
+        )
+        .await
+        .unwrap();
+    let stray = created(&stray, "port");
+    let (_, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("add"),
+            Some(json!({"port_id": port2})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    assert_eq!(
+        recovery_id(&engine, "network", "port", &port2).await,
+        Some(stray.clone())
+    );
+    assert!(interface_ports(&bed, &rrouter)
+        .await
+        .iter()
+        .any(|p| p.0 == stray));
+
+    // Removed by subnet, the port attached by port goes too.
+    let (_, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("remove"),
+            Some(json!({"subnet_id": edge})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let ports = interface_ports(&bed, &rrouter).await;
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(recovery_id(&engine, "network", "port", &port2).await, None);
+    assert_eq!(
+        engine.protection("network", "port", &port2).await.unwrap(),
+        None
+    );
+
+    // A port attached and detached before the records' turn (Bronze, Silver): at the
+    // primary the port went with the interface, so both records are applied as nothing.
+    let (resp, m) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            Method::POST,
+            "/v2.0/ports",
+            Some(json!({"port": {"name": "brief", "network_id": edge_net}})),
+        )
+        .await;
+    let brief = created(&resp, "port");
+    ok(engine.submit(m).await);
+    let (_, add) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("add"),
+            Some(json!({"port_id": brief})),
+        )
+        .await;
+    let (_, remove) = bed
+        .call(
+            demo,
+            &g,
+            Service::Network,
+            put.clone(),
+            &iface("remove"),
+            Some(json!({"port_id": brief})),
+        )
+        .await;
+    ok(engine.submit(add).await);
+    ok(engine.submit(remove).await);
+    assert_eq!(recovery_id(&engine, "network", "port", &brief).await, None);
+    assert_eq!(
+        engine.protection("network", "port", &brief).await.unwrap(),
+        None
+    );
+    assert_eq!(interface_ports(&bed, &rrouter).await.len(), 1);
+
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    engine.shutdown().await;
+}

@@ -31,7 +31,7 @@ use super::target::{
     mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target, DOMAIN,
 };
 use crate::config::SiteConfig;
-use crate::journal::{Direction, JournalRecord, TenantRef};
+use crate::journal::{Direction, JournalRecord, MirrorRequest, TenantRef};
 use crate::operation::{ResourceType, Service};
 use crate::state::{
     frame, now_ms, push_component, Batch, DirectedIdMap, Namespace, StateError, StateStore,
@@ -659,6 +659,9 @@ impl Applier {
             }
             MirrorAction::Update => {}
         }
+        if t.kind == Kind::RouterInterface && self.interface_port_gone(&t, req).await? {
+            return Ok(None);
+        }
         let (path, mut body) = self
             .translate_request(&t, &req.path, req.body.clone(), 0)
             .await?;
@@ -731,6 +734,14 @@ impl Applier {
         let ok = answer.status.is_success()
             || (answer.status == StatusCode::NOT_FOUND && t.action == MirrorAction::Delete);
         if !ok {
+            if t.kind == Kind::RouterInterface
+                && t.action == MirrorAction::Update
+                && self.has_interface(&path, body.as_ref()).await?
+            {
+                // Added by an earlier attempt whose answer a crash or a timeout lost.
+                self.forget(rec.seq);
+                return Ok(None);
+            }
             if answer.status == StatusCode::CONFLICT && t.action == MirrorAction::Create {
                 if let Some(id) = self
                     .adopt_conflict(&t, &path, body.as_ref(), &answer)
@@ -746,6 +757,9 @@ impl Applier {
             return Err(answer.error(self.site_name(&self.recovery)));
         }
         self.forget(rec.seq);
+        if t.kind == Kind::RouterInterface && t.action == MirrorAction::Delete {
+            self.forget_interface_port(&answer.json).await?;
+        }
         match (t.action, t.id_type, primary_id) {
             (MirrorAction::Create, Some(idt), Some(pid)) => {
                 let id = if idt.keeps_id() {
@@ -1346,6 +1360,7 @@ impl Applier {
                 self.map(t, id, &rid).await?;
                 return Ok(rid);
             }
+            ResourceType::Port => return self.mirror_port(t, id, depth).await,
             _ => {
                 return Err(ApplyError::Permanent(format!(
                     "a {} cannot be mirrored as a dependency",
@@ -1377,6 +1392,205 @@ impl Applier {
         };
         self.map(t, id, &rid).await?;
         Ok(rid)
+    }
+
+    /// A port named by a router interface (the one reference to a port that a mirrored
+    /// request carries), made at the recovery site so that the interface can be added there:
+    /// on the mapped network and subnets, with the same fixed IPs and security groups, and
+    /// no device. Once on a router it is the router's, not a workload: a failover finds it
+    /// mapped and does not restore it from its protection record. When its addresses are
+    /// taken there by a copy that no primary port maps to (made before a crash), that copy
+    /// is adopted.
+    async fn mirror_port(&self, t: IdType, id: &str, depth: usize) -> Result<String, ApplyError> {
+        let found = self
+            .get_ok(
+                &self.primary,
+                Service::Network,
+                &format!("/v2.0/ports/{id}"),
+            )
+            .await?;
+        let o = found
+            .as_ref()
+            .and_then(|v| v.get("port"))
+            .ok_or_else(|| ApplyError::Permanent("it does not exist at the primary".into()))?;
+        let mut port = pick(
+            o,
+            &[
+                "name",
+                "description",
+                "admin_state_up",
+                "network_id",
+                "security_groups",
+                "project_id",
+            ],
+        );
+        let fixed: Vec<Value> = o
+            .get("fixed_ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|f| Value::Object(pick(f, &["subnet_id", "ip_address"])))
+            .collect();
+        if !fixed.is_empty() {
+            port.insert("fixed_ips".into(), Value::Array(fixed));
+        }
+        let (_, path, body) = self
+            .translate_create(
+                Service::Network,
+                "/v2.0/ports",
+                json!({ "port": port }),
+                depth,
+            )
+            .await?;
+        let rid = match self
+            .create(Service::Network, &path, &body, "/port/id")
+            .await
+        {
+            Err(ApplyError::Permanent(e)) if e.contains(" 409:") => self
+                .find_port_copy(t, &body)
+                .await?
+                .ok_or(ApplyError::Permanent(e))?,
+            other => other?,
+        };
+        self.map(t, id, &rid).await?;
+        Ok(rid)
+    }
+
+    /// The single port at the recovery site on `body`'s network holding exactly its fixed
+    /// IPs that no primary port maps to.
+    async fn find_port_copy(&self, t: IdType, body: &Value) -> Result<Option<String>, ApplyError> {
+        let addresses = |p: &Value| -> Vec<String> {
+            let mut a: Vec<String> = p
+                .get("fixed_ips")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("ip_address").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect();
+            a.sort();
+            a
+        };
+        let want = addresses(&body["port"]);
+        let Some(network) = body.pointer("/port/network_id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        if want.is_empty() {
+            return Ok(None);
+        }
+        let q = format!("/v2.0/ports?network_id={}", percent_encode(network));
+        let list = self
+            .get_ok(&self.recovery, Service::Network, &q)
+            .await?
+            .unwrap_or_default();
+        let mut unmapped = Vec::new();
+        for p in list["ports"].as_array().into_iter().flatten() {
+            let Some(pid) = p.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            if addresses(p) == want
+                && self
+                    .idmap
+                    .source_id(t.service.as_str(), t.resource.as_str(), pid)
+                    .await?
+                    .is_none()
+            {
+                unmapped.push(pid.to_string());
+            }
+        }
+        Ok(if unmapped.len() == 1 {
+            unmapped.pop()
+        } else {
+            None
+        })
+    }
+
+    /// A router interface record by port whose port the target site never got and the
+    /// source site no longer has: the interface was removed since (taking its port with it)
+    /// before this record's turn came (Bronze, Silver). Adding it would fail on the missing
+    /// port and removing it has nothing to remove; either way the target site already
+    /// matches the source, so the record is applied as nothing, and the port's protection
+    /// record is dropped.
+    async fn interface_port_gone(
+        &self,
+        t: &Target,
+        req: &MirrorRequest,
+    ) -> Result<bool, ApplyError> {
+        let Some(port) = req
+            .body
+            .as_ref()
+            .and_then(|b| b.get("port_id"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(false);
+        };
+        let (svc, rt) = (Service::Network.as_str(), ResourceType::Port.as_str());
+        if self.idmap.target_id(svc, rt, port).await?.is_some() {
+            return Ok(false);
+        }
+        let gone = t.action == MirrorAction::Delete
+            || self
+                .get_ok(
+                    &self.primary,
+                    Service::Network,
+                    &format!("/v2.0/ports/{port}"),
+                )
+                .await?
+                .is_none();
+        if gone {
+            // Nor may a failover restore it.
+            let k = protection_key(svc, rt, port)?;
+            self.store.delete(self.protection_ns(), &k).await?;
+            tracing::info!(
+                port,
+                "router interface record applied as nothing: its port is gone from the source site"
+            );
+        }
+        Ok(gone)
+    }
+
+    /// Whether the router of `path` (`/v2.0/routers/{id}/add_router_interface`, recovery
+    /// IDs) has the interface `body` names (by `port_id` or `subnet_id`).
+    async fn has_interface(&self, path: &str, body: Option<&Value>) -> Result<bool, ApplyError> {
+        let (segs, _) = split_path(path);
+        let (Some(router), Some(body)) = (segs.get(2), body) else {
+            return Ok(false);
+        };
+        let q = format!("/v2.0/ports?device_id={}", percent_encode(router));
+        let list = self
+            .get_ok(&self.recovery, Service::Network, &q)
+            .await?
+            .unwrap_or_default();
+        let (port, subnet) = (body.get("port_id"), body.get("subnet_id"));
+        Ok(list["ports"].as_array().into_iter().flatten().any(|p| {
+            p.get("device_owner").and_then(Value::as_str) == Some("network:router_interface")
+                && (port.is_some_and(|id| p.get("id") == Some(id))
+                    || subnet.is_some_and(|id| {
+                        p["fixed_ips"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|f| f.get("subnet_id") == Some(id))
+                    }))
+        }))
+    }
+
+    /// A removed router interface took its port with it, at both sites: a port that was
+    /// mirrored for it (attached by port, whether removed by port or by subnet) is no longer
+    /// mapped, and its protection record is dropped so that no failover restores it.
+    /// `answer` is the target site's `remove_router_interface` answer.
+    async fn forget_interface_port(&self, answer: &Value) -> Result<(), ApplyError> {
+        let Some(port) = answer.get("port_id").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let (svc, rt) = (Service::Network.as_str(), ResourceType::Port.as_str());
+        let Some(source) = self.idmap.source_id(svc, rt, port).await? else {
+            return Ok(());
+        };
+        self.idmap.remove(svc, rt, &source).await?;
+        let k = protection_key(svc, rt, &source)?;
+        self.store.delete(self.protection_ns(), &k).await?;
+        Ok(())
     }
 
     /// The recorded fit of a primary flavor (recovery site without admin rights).

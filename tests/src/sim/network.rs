@@ -1377,7 +1377,7 @@ fn router_interface(n: &mut Network, req: &SimRequest, router_id: &str, add: boo
                 };
                 let p = &mut n.coll("ports")[i];
                 if !str_of(p, "device_id").unwrap_or_default().is_empty() {
-                    return conflict("PortInUse", format!("Unable to complete operation on port {pid} for network {}. Port already has an attached device {}.", p["network_id"], p["device_id"]));
+                    return conflict("PortInUse", format!("Unable to complete operation on port {pid} for network {}. Port already has an attached device {}.", str_of(p, "network_id").unwrap_or_default(), str_of(p, "device_id").unwrap_or_default()));
                 }
                 p["device_id"] = json!(router_id);
                 p["device_owner"] = json!("network:router_interface");
