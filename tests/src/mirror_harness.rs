@@ -200,6 +200,43 @@ impl Bed {
             )
             .await
             .expect("primary call");
+        self.called((ctx, tier, svc), method, path, body, resp)
+    }
+
+    /// As [`Bed::call`], with the body sent as `content_type` (Glance's JSON-patch types).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_as(
+        &self,
+        (who, ctx): (&SimClient, &Arc<TokenContext>),
+        tier: &TierChoice,
+        svc: Service,
+        method: Method,
+        path: &str,
+        body: Value,
+        content_type: &str,
+    ) -> (SimResponse, Mutation) {
+        let resp = who
+            .send_raw(
+                method.clone(),
+                &self.url(&self.primary, svc, path),
+                body.to_string().into(),
+                content_type,
+                &[],
+            )
+            .await
+            .expect("primary call");
+        self.called((ctx, tier, svc), method, path, Some(body), resp)
+    }
+
+    /// A successful primary answer and the mutation the gateway would build from it.
+    fn called(
+        &self,
+        (ctx, tier, svc): (&Arc<TokenContext>, &TierChoice, Service),
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        resp: SimResponse,
+    ) -> (SimResponse, Mutation) {
         assert!(
             resp.status.is_success(),
             "{method} {path}: {} {}",

@@ -862,3 +862,97 @@ async fn routers_and_their_interfaces_by_subnet_and_by_port() {
     assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn image_owners_and_updates_in_either_patch_form() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
+    let admin = (&bed.admin, &bed.admin_ctx);
+    let owner_there = |img: String| {
+        let bed = &bed;
+        async move {
+            let got = bed
+                .recovery_get(Service::Image, &format!("/v2/images/{img}"))
+                .await;
+            assert_eq!(got.status, StatusCode::OK, "{}", got.json);
+            got.json
+        }
+    };
+
+    // Glance takes any string as an owner; one that names no project is copied as it is.
+    let stranger = "0123456789abcdef0123456789abcdef";
+    let (resp, m) = bed
+        .call(admin, &g, Service::Image, Method::POST, "/v2/images",
+            Some(json!({"name": "owned", "disk_format": "raw", "container_format": "bare", "owner": stranger})))
+        .await;
+    let img = resp.json["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    assert_eq!(owner_there(img.clone()).await["owner"], stranger);
+
+    // Given to the demo project in the older patch form (`...-v2.0-json-patch`, as tempest
+    // sends it): the copy goes to the demo project's copy.
+    let path = format!("/v2/images/{img}");
+    let demo = bed.demo_ctx.project_id.clone().unwrap();
+    let (_, m) = bed
+        .call_as(
+            admin,
+            &g,
+            Service::Image,
+            Method::PATCH,
+            &path,
+            json!([{"replace": "/owner", "value": demo}, {"add": "/os_distro", "value": "debian"}]),
+            "application/openstack-images-v2.0-json-patch",
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let got = owner_there(img.clone()).await;
+    assert_eq!(
+        got["owner"],
+        json!(bed.recovery.project_id("demo").unwrap())
+    );
+    assert_eq!(got["os_distro"], "debian");
+
+    // And back to a stranger, in the newer form.
+    let (_, m) = bed
+        .call_as(
+            admin,
+            &g,
+            Service::Image,
+            Method::PATCH,
+            &path,
+            json!([{"op": "replace", "path": "/owner", "value": stranger}]),
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .await;
+    ok(engine.submit(m).await);
+    assert_eq!(owner_there(img.clone()).await["owner"], stranger);
+
+    // An image made without the gateway and deleted through it: a copy would have its ID,
+    // so the delete is sent by that ID (nothing there: fine), not mirrored first.
+    let unseen = bed
+        .admin
+        .post(
+            &bed.url(&bed.primary, Service::Image, "/v2/images"),
+            &json!({"name": "unseen", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await
+        .unwrap();
+    let unseen = unseen.json["id"].as_str().unwrap().to_string();
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Image,
+            Method::DELETE,
+            &format!("/v2/images/{unseen}"),
+            None,
+        )
+        .await;
+    ok(engine.submit(m).await);
+
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    engine.shutdown().await;
+}

@@ -342,6 +342,16 @@ fn block_device_source(
     })
 }
 
+/// The type a JSON-patch operation's `value` names when it adds or replaces a reference
+/// field, in either of Glance's forms (`{"op": "replace", "path": "/owner", ...}`,
+/// `{"replace": "/owner", ...}`).
+fn patched_reference(op: &serde_json::Map<String, Value>) -> Option<(&'static str, &'static str)> {
+    match crate::services::image::patch_op(op)? {
+        ("add" | "replace", path) => reference(path.strip_prefix('/')?),
+        _ => None,
+    }
+}
+
 fn walk(
     v: &mut Value,
     ctx: Option<(&'static str, &'static str)>,
@@ -351,6 +361,13 @@ fn walk(
     let mut n = 0;
     match v {
         Value::Object(o) => {
+            if let Some(t) = patched_reference(o) {
+                // A JSON-patch operation setting a reference (Glance's `/owner`).
+                if let Some(v) = o.get_mut("value") {
+                    n += map_one(v, t, dir, lookup);
+                }
+                return n;
+            }
             let device = block_device_source(o);
             for (k, val) in o.iter_mut() {
                 let k = k.as_str();
@@ -585,6 +602,14 @@ mod tests {
             router["router"]["external_gateway_info"]["network_id"],
             "rnet"
         );
+
+        // An image's owner set by JSON patch, in both of Glance's forms.
+        let mut patch = json!([{"op": "replace", "path": "/owner", "value": "pproj"},
+            {"replace": "/owner", "value": "pproj"}, {"op": "replace", "path": "/name", "value": "pproj"}]);
+        assert_eq!(translate_request_body(&mut patch, &l), 2);
+        assert_eq!(patch[0]["value"], "rproj");
+        assert_eq!(patch[1]["value"], "rproj");
+        assert_eq!(patch[2]["value"], "pproj");
 
         // A volume type given by name stays a name.
         let mut volume = json!({"volume": {"size": 1, "volume_type": "gold"}});

@@ -28,7 +28,8 @@ use serde_json::{json, Map, Value};
 use super::flavor_fit::{no_fit_reason, smallest_fit, FlavorFit, FlavorSize, FLAVOR_FITS};
 use super::secret::SecretKey;
 use super::target::{
-    mirror_target, split_path, IdType, Kind, Location, MirrorAction, RefTarget, Target, DOMAIN,
+    image_patch_v2_1, mirror_target, split_path, IdType, Kind, Location, MirrorAction, Need,
+    RefTarget, Target, DOMAIN,
 };
 use crate::config::SiteConfig;
 use crate::journal::{Direction, JournalRecord, MirrorRequest, TenantRef};
@@ -368,12 +369,13 @@ impl Applier {
         Ok(p)
     }
 
-    /// The recovery ID of a primary resource; mirrors it first when `required` and unmapped.
+    /// The recovery ID of a primary resource; unmapped, as `need` says: mirrored first,
+    /// `None`, or (a string naming nothing at the primary) the string itself.
     fn translate<'a>(
         &'a self,
         t: IdType,
         primary_id: &'a str,
-        required: bool,
+        need: Need,
         depth: usize,
     ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, ApplyError>> {
         Box::pin(async move {
@@ -394,8 +396,12 @@ impl Applier {
             {
                 return Ok(Some(id));
             }
-            if !required {
-                return Ok(None);
+            match need {
+                Need::IfMapped => return Ok(None),
+                Need::IfItExists if !self.source_has(t, primary_id).await? => {
+                    return Ok(Some(primary_id.to_string()))
+                }
+                _ => {}
             }
             match self.mirror_dependency(t, primary_id, depth + 1).await {
                 Ok(id) => Ok(Some(id)),
@@ -406,6 +412,23 @@ impl Applier {
                 Err(e) => Err(e),
             }
         })
+    }
+
+    /// Whether the source site has `id`: read for the identity types that a
+    /// [`Need::IfItExists`] reference names; any other type counts as present.
+    async fn source_has(&self, t: IdType, id: &str) -> Result<bool, ApplyError> {
+        let collection = match t.resource {
+            ResourceType::Project => "projects",
+            ResourceType::User => "users",
+            ResourceType::Group => "groups",
+            ResourceType::Domain => "domains",
+            _ => return Ok(true),
+        };
+        let path = format!("/v3/{collection}/{}", percent_encode(id));
+        Ok(self
+            .get_ok(&self.primary, Service::Identity, &path)
+            .await?
+            .is_some())
     }
 
     async fn map(&self, t: IdType, primary_id: &str, recovery_id: &str) -> Result<(), ApplyError> {
@@ -453,16 +476,20 @@ impl Applier {
                 }
                 RefTarget::Id(idt) => idt,
             };
-            let one = |v: &str| v.rsplit('/').next().unwrap_or(v).to_string();
+            // A link's last segment; an opaque string as it is.
+            let one = |v: &str| match r.need {
+                Need::IfItExists => v.to_string(),
+                _ => v.rsplit('/').next().unwrap_or(v).to_string(),
+            };
             let fail = |id: &str| {
                 ApplyError::Permanent(format!("reference {} = {id} is not mapped", r.name))
             };
             match &r.at {
                 Location::Segment(i) => {
                     if let Some(s) = segs.get_mut(*i) {
-                        match self.translate(idt, s, r.required, depth).await? {
+                        match self.translate(idt, s, r.need, depth).await? {
                             Some(id) => *s = id,
-                            None if r.required => return Err(fail(s)),
+                            None if r.need != Need::IfMapped => return Err(fail(s)),
                             None => {}
                         }
                     }
@@ -470,9 +497,9 @@ impl Applier {
                 Location::Query(name) => {
                     for (k, v) in query.iter_mut().filter(|(k, _)| k == name) {
                         let _ = k;
-                        match self.translate(idt, v, r.required, depth).await? {
+                        match self.translate(idt, v, r.need, depth).await? {
                             Some(id) => *v = id,
-                            None if r.required => return Err(fail(v)),
+                            None if r.need != Need::IfMapped => return Err(fail(v)),
                             None => {}
                         }
                     }
@@ -484,10 +511,35 @@ impl Applier {
                     let Some(id) = slot.as_str().filter(|s| !s.is_empty()).map(one) else {
                         continue;
                     };
-                    match self.translate(idt, &id, r.required, depth).await? {
+                    match self.translate(idt, &id, r.need, depth).await? {
                         Some(new) => *slot = json!(new),
-                        None if r.required => return Err(fail(&id)),
+                        None if r.need != Need::IfMapped => return Err(fail(&id)),
                         None => {}
+                    }
+                }
+                Location::PatchValue(on) => {
+                    let Some(ops) = body.as_mut().and_then(Value::as_array_mut) else {
+                        continue;
+                    };
+                    for op in ops.iter_mut() {
+                        let sets = matches!(
+                            op.get("op").and_then(Value::as_str),
+                            Some("add" | "replace")
+                        ) && op.get("path").and_then(Value::as_str) == Some(on);
+                        if !sets {
+                            continue;
+                        }
+                        let Some(slot) = op.get_mut("value") else {
+                            continue;
+                        };
+                        let Some(id) = slot.as_str().filter(|s| !s.is_empty()).map(one) else {
+                            continue;
+                        };
+                        match self.translate(idt, &id, r.need, depth).await? {
+                            Some(new) => *slot = json!(new),
+                            None if r.need != Need::IfMapped => return Err(fail(&id)),
+                            None => {}
+                        }
                     }
                 }
                 Location::Each { array, field } => {
@@ -509,9 +561,9 @@ impl Applier {
                         let Some(id) = slot.as_str().map(one) else {
                             continue;
                         };
-                        match self.translate(idt, &id, r.required, depth).await? {
+                        match self.translate(idt, &id, r.need, depth).await? {
                             Some(new) => *slot = json!(new),
-                            None if r.required => return Err(fail(&id)),
+                            None if r.need != Need::IfMapped => return Err(fail(&id)),
                             None => {}
                         }
                     }
@@ -594,7 +646,7 @@ impl Applier {
         let service = parse_service(&rec.service)
             .ok_or_else(|| ApplyError::Permanent(format!("unknown service {}", rec.service)))?;
         let req = &rec.request;
-        let t =
+        let mut t =
             mirror_target(service, &req.method, &req.path, req.body.as_ref()).ok_or_else(|| {
                 ApplyError::Permanent(format!(
                     "{} {} is not a mirrored request",
@@ -645,7 +697,7 @@ impl Applier {
                 }
             }
             MirrorAction::Delete => {
-                if let (Some(idt), Some(pid), Some(_)) = (t.id_type, primary_id, t.subject) {
+                if let (Some(idt), Some(pid), Some(seg)) = (t.id_type, primary_id, t.subject) {
                     let mapped = self
                         .idmap
                         .target_id(idt.service.as_str(), idt.resource.as_str(), pid)
@@ -655,6 +707,13 @@ impl Applier {
                     if mapped.is_none() && !same {
                         return Ok(None); // never mirrored: nothing to delete
                     }
+                    if mapped.is_none() {
+                        // A copy would have the same ID: deleted by it (a 404 is fine), not
+                        // mirrored first from a primary that deleted it already.
+                        for r in t.refs.iter_mut().filter(|r| r.at == Location::Segment(seg)) {
+                            r.need = Need::IfMapped;
+                        }
+                    }
                 }
             }
             MirrorAction::Update => {}
@@ -662,9 +721,12 @@ impl Applier {
         if t.kind == Kind::RouterInterface && self.interface_port_gone(&t, req).await? {
             return Ok(None);
         }
-        let (path, mut body) = self
-            .translate_request(&t, &req.path, req.body.clone(), 0)
-            .await?;
+        let mut body = req.body.clone();
+        if t.kind == Kind::Image && req.method == "PATCH" {
+            // Sent as `application/openstack-images-v2.1-json-patch` (see `headers`).
+            body = body.map(image_patch_v2_1);
+        }
+        let (path, mut body) = self.translate_request(&t, &req.path, body, 0).await?;
         if t.service == Service::Network && t.action == MirrorAction::Create {
             // Tagged after the create (see `apply`).
             if let Some(o) = t
@@ -1066,7 +1128,7 @@ impl Applier {
                     .and_then(Value::as_str)
                     .unwrap_or("default");
                 let domain = self
-                    .translate(DOMAIN, primary_domain, true, depth)
+                    .translate(DOMAIN, primary_domain, Need::Mirrored, depth)
                     .await?
                     .unwrap_or_else(|| primary_domain.to_string());
                 let path = format!("/v3/{coll}");

@@ -160,6 +160,21 @@ pub enum Location {
     },
     /// A query parameter.
     Query(&'static str),
+    /// The `value` of each JSON-patch operation that adds or replaces this path (Glance's
+    /// image updates, in the form [`image_patch_v2_1`] gives them).
+    PatchValue(&'static str),
+}
+
+/// What a reference needs at apply time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// It must translate: unmapped, it is mirrored from the source site first.
+    Mirrored,
+    /// Kept as it is when unmapped (it may be a name, e.g. a volume type by name).
+    IfMapped,
+    /// Mirrored like [`Need::Mirrored`] when it names a resource at the source site, kept as
+    /// it is when it names none: the service takes any string there (Glance's `owner`).
+    IfItExists,
 }
 
 /// What a reference points at.
@@ -177,9 +192,7 @@ pub enum RefTarget {
 pub struct Reference {
     pub at: Location,
     pub to: RefTarget,
-    /// A required reference must translate (or be mirrored first); an optional one is kept
-    /// as is when unmapped (it may be a name, e.g. a volume type by name).
-    pub required: bool,
+    pub need: Need,
     /// A short name for reasons (`network_id`, `project`).
     pub name: &'static str,
 }
@@ -188,14 +201,14 @@ fn r(at: Location, to: IdType, name: &'static str) -> Reference {
     Reference {
         at,
         to: RefTarget::Id(to),
-        required: true,
+        need: Need::Mirrored,
         name,
     }
 }
 
 fn soft(at: Location, to: IdType, name: &'static str) -> Reference {
     Reference {
-        required: false,
+        need: Need::IfMapped,
         ..r(at, to, name)
     }
 }
@@ -414,7 +427,7 @@ pub fn mirror_target(
             let body_refs = |kind: Kind, w: &str| -> Vec<Reference> {
                 let p = |f: &str| ptr(&format!("/{w}/{f}"));
                 let mut v = vec![soft(p("project_id"), PROJECT, "project_id")];
-                v[0].required = true;
+                v[0].need = Need::Mirrored;
                 match kind {
                     Kind::Subnet => v.push(r(p("network_id"), NETWORK, "network_id")),
                     Kind::Router => v.extend([
@@ -551,7 +564,7 @@ pub fn mirror_target(
             let project = Reference {
                 at: Location::Segment(1),
                 to: RefTarget::ServiceProject,
-                required: true,
+                need: Need::Mirrored,
                 name: "project",
             };
             let t = match (method, &s[2..]) {
@@ -617,10 +630,20 @@ pub fn mirror_target(
             }
             let svc = Service::Image;
             let t = match (method, &s[1..]) {
+                // Glance takes any string as an image's owner: one that names no project
+                // is copied as it is.
                 ("POST", ["images"]) => Target::new(Kind::Image, Create, svc)
                     .id(IMAGE, "/id")
-                    .refs([r(ptr("/owner"), PROJECT, "owner")]),
-                ("PATCH", ["images", _]) => Target::new(Kind::Image, Update, svc).subject(IMAGE, 2),
+                    .refs([Reference {
+                        need: Need::IfItExists,
+                        ..r(ptr("/owner"), PROJECT, "owner")
+                    }]),
+                ("PATCH", ["images", _]) => Target::new(Kind::Image, Update, svc)
+                    .subject(IMAGE, 2)
+                    .refs([Reference {
+                        need: Need::IfItExists,
+                        ..r(Location::PatchValue("/owner"), PROJECT, "owner")
+                    }]),
                 ("DELETE", ["images", _]) => {
                     Target::new(Kind::Image, Delete, svc).subject(IMAGE, 2)
                 }
@@ -790,6 +813,30 @@ fn id_text(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// A Glance JSON patch in the form the gateway sends it in
+/// (`application/openstack-images-v2.1-json-patch`): operations of the older form that
+/// `application/openstack-images-v2.0-json-patch` takes (`{"replace": "/name", "value": V}`,
+/// as tempest and older clients send them) become `{"op": "replace", "path": "/name",
+/// "value": V}`; anything else is left as it is.
+pub fn image_patch_v2_1(mut body: Value) -> Value {
+    for op in body.as_array_mut().into_iter().flatten() {
+        let Some(o) = op.as_object_mut() else {
+            continue;
+        };
+        if o.contains_key("op") {
+            continue;
+        }
+        let Some((kind, path)) = crate::services::image::patch_op(o) else {
+            continue;
+        };
+        let path = json!(path);
+        o.remove(kind);
+        o.insert("op".into(), json!(kind));
+        o.insert("path".into(), path);
+    }
+    body
 }
 
 /// Builds the journaled request: the tenant's request with the facts the recovery site needs
@@ -1179,6 +1226,21 @@ mod tests {
     }
 
     #[test]
+    fn image_patches_of_the_older_form_become_the_newer() {
+        let old = json!([{"replace": "/owner", "value": "P"}, {"add": "/k", "value": "v"},
+            {"remove": "/k2"}, {"op": "replace", "path": "/name", "value": "n"},
+            {"add": "/a", "replace": "/b", "value": 1}]);
+        assert_eq!(
+            image_patch_v2_1(old),
+            json!([{"op": "replace", "path": "/owner", "value": "P"},
+                {"op": "add", "path": "/k", "value": "v"}, {"op": "remove", "path": "/k2"},
+                {"op": "replace", "path": "/name", "value": "n"},
+                // Ambiguous: left for Glance to refuse, as it would.
+                {"add": "/a", "replace": "/b", "value": 1}])
+        );
+    }
+
+    #[test]
     fn subnet_references_its_network_and_project() {
         let t = mirror_target(
             Service::Network,
@@ -1187,8 +1249,14 @@ mod tests {
             Some(&json!({"subnet": {"network_id": "n"}})),
         )
         .unwrap();
-        let names: Vec<_> = t.refs.iter().map(|r| (r.name, r.required)).collect();
-        assert_eq!(names, vec![("project_id", true), ("network_id", true)]);
+        let names: Vec<_> = t.refs.iter().map(|r| (r.name, r.need)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("project_id", Need::Mirrored),
+                ("network_id", Need::Mirrored)
+            ]
+        );
     }
 
     #[test]

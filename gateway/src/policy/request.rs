@@ -313,9 +313,8 @@ pub fn body_tier(
             note(&mut found, v.as_str())?;
         }
         if let Some(ops) = body.as_array() {
-            for op in ops {
-                if op.get("path").and_then(Value::as_str) == Some("/dr_tier")
-                    && op.get("op").and_then(Value::as_str) != Some("remove")
+            for op in ops.iter().filter_map(Value::as_object) {
+                if let Some(("add" | "replace", "/dr_tier")) = crate::services::image::patch_op(op)
                 {
                     note(&mut found, op.get("value").and_then(Value::as_str))?;
                 }
@@ -658,6 +657,29 @@ mod tests {
         // Only the current tier: nothing to settle.
         let mut same = json!({"tags": ["dr-tier:silver"]});
         assert_eq!(settle_retier(None, &mut same, "silver"), None);
+    }
+
+    #[test]
+    fn an_image_update_asks_a_tier_in_either_patch_form() {
+        let kind = Some(ProtectedKind::Image);
+        for patch in [
+            json!([{"op": "replace", "path": "/dr_tier", "value": "gold"}]),
+            json!([{"replace": "/dr_tier", "value": "gold"}]),
+            json!([{"add": "/dr_tier", "value": "gold"}, {"replace": "/name", "value": "x"}]),
+        ] {
+            assert_eq!(
+                body_tier(kind, &patch).unwrap().as_deref(),
+                Some("gold"),
+                "{patch}"
+            );
+        }
+        for patch in [
+            json!([{"remove": "/dr_tier"}]),
+            json!([{"op": "remove", "path": "/dr_tier"}]),
+            json!([{"replace": "/name", "value": "gold"}]),
+        ] {
+            assert_eq!(body_tier(kind, &patch).unwrap(), None, "{patch}");
+        }
     }
 
     #[test]

@@ -14,8 +14,28 @@
 //! - Tags: `PUT /v2/images/{id}/tags/{tag}` is `ImageTag`/`Create`, `DELETE` is `Delete`,
 //!   ids `[image_id, tag]`.
 
+use serde_json::{Map, Value};
+
 use super::{named, route, Request, Route, Verb as V};
 use crate::operation::{Action as A, Operation, ResourceType as R};
+
+/// One operation of an image update (`PATCH /v2/images/{id}`) as (kind, path), in either of
+/// the forms Glance takes: `{"op": "replace", "path": "/name", ...}` (JSON Schema draft 10,
+/// `application/openstack-images-v2.1-json-patch`) and `{"replace": "/name", ...}` (draft
+/// 4, `...-v2.0-json-patch`, which tempest and older clients send). `None` when it is
+/// neither (Glance refuses it).
+pub fn patch_op(op: &Map<String, Value>) -> Option<(&'static str, &str)> {
+    const KINDS: [&str; 3] = ["add", "remove", "replace"];
+    if let Some(kind) = op.get("op") {
+        let kind = KINDS.into_iter().find(|k| Some(*k) == kind.as_str())?;
+        return Some((kind, op.get("path")?.as_str()?));
+    }
+    let mut named = KINDS.into_iter().filter(|k| op.contains_key(*k));
+    match (named.next(), named.next()) {
+        (Some(kind), None) => Some((kind, op.get(kind)?.as_str()?)),
+        _ => None,
+    }
+}
 
 /// Glance, relative to `/v2`.
 pub static ROUTES: &[Route] = &[

@@ -354,10 +354,35 @@ fn patch(imgs: &mut Images, i: usize, req: &SimRequest) -> Reply {
         }
         Err(e) => return glance_error(h, 400, e),
     };
+    // The v2.0 media type takes JSON Schema draft 4 operations (`{"replace": "/name", ...}`),
+    // the v2.1 one draft 10 (`{"op": "replace", "path": "/name", ...}`), as Glance does.
+    let draft4 = ct.starts_with("application/openstack-images-v2.0-json-patch");
     let mut img = imgs.images[i].clone();
     for op in ops {
-        let kind = op["op"].as_str().unwrap_or_default();
-        let Some(path) = op["path"].as_str() else {
+        let (kind, path) = if draft4 {
+            let named: Vec<&str> = ["add", "remove", "replace"]
+                .into_iter()
+                .filter(|k| op.get(*k).is_some())
+                .collect();
+            let [kind] = named[..] else {
+                return glance_error(
+                    h,
+                    400,
+                    "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".",
+                );
+            };
+            (kind, op[kind].as_str())
+        } else {
+            let Some(kind) = op["op"].as_str() else {
+                return glance_error(
+                    h,
+                    400,
+                    "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.",
+                );
+            };
+            (kind, op["path"].as_str())
+        };
+        let Some(path) = path else {
             return glance_error(h, 400, "Unable to find `path` in JSON Schema change");
         };
         let key = path
