@@ -52,7 +52,8 @@ impl fmt::Display for Totals {
 
 /// Runs the tests matching `regex` and not `exclude` (two at a time) with `admin` at
 /// `auth_url` (Keystone's `/v3`), in `work` (created), with the services in `available`
-/// (tempest's names: `neutron`) declared available besides Keystone; the totals. An error
+/// (tempest's names: `neutron`) declared available besides Keystone, and `extra_config`
+/// (more `tempest.conf` sections) at the end of its configuration; the totals. An error
 /// when tempest could not run at all or printed no totals.
 pub fn run(
     work: &Path,
@@ -61,6 +62,7 @@ pub fn run(
     region: &str,
     (regex, exclude): (&str, &str),
     available: &[&str],
+    extra_config: &str,
 ) -> anyhow::Result<Totals> {
     let venv = venv_dir();
     let tempest = venv.join("bin/tempest");
@@ -119,7 +121,7 @@ glance = {glance}
 cinder = {cinder}
 neutron = {neutron}
 swift = false
-",
+{extra_config}",
             user = admin.username,
             password = admin.password,
             project = admin.project_name,

@@ -956,3 +956,105 @@ async fn image_owners_and_updates_in_either_patch_form() {
     assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
+
+/// Records whose turn comes after what they name was deleted at the primary (Bronze and
+/// Silver lag; tenants apply in parallel, so an admin's user delete can come first): the
+/// recovery site already matches the primary, so they are applied as nothing, not failed.
+#[tokio::test]
+async fn records_naming_what_the_primary_deleted_since_apply_as_nothing() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
+    let admin = (&bed.admin, &bed.admin_ctx);
+    let at_primary = |path: &str| bed.url(&bed.primary, Service::Identity, path);
+    let id_of = |r: &drgw_tests::sim::client::SimResponse, w: &str| {
+        r.json[w]["id"].as_str().unwrap().to_string()
+    };
+
+    // A role given to a user who is deleted before the record's turn.
+    let user = bed
+        .admin
+        .post(
+            &at_primary("/v3/users"),
+            &json!({"user": {"name": "brief-user", "domain_id": "default"}}),
+        )
+        .await
+        .unwrap();
+    let user = id_of(&user, "user");
+    let project = bed.admin_ctx.project_id.clone().unwrap();
+    let roles = bed
+        .admin
+        .get(&at_primary("/v3/roles?name=member"))
+        .await
+        .unwrap();
+    let role = roles.json["roles"][0]["id"].as_str().unwrap().to_string();
+    let (_, grant) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::PUT,
+            &format!("/v3/projects/{project}/users/{user}/roles/{role}"),
+            None,
+        )
+        .await;
+    bed.admin
+        .delete(&at_primary(&format!("/v3/users/{user}")))
+        .await
+        .unwrap();
+    ok(engine.submit(grant).await);
+    assert_eq!(recovery_id(&engine, "identity", "user", &user).await, None);
+
+    // A project made in a domain, then both deleted, before the create's turn.
+    let domain = bed
+        .admin
+        .post(
+            &at_primary("/v3/domains"),
+            &json!({"domain": {"name": "brief-domain"}}),
+        )
+        .await
+        .unwrap();
+    let domain = id_of(&domain, "domain");
+    let (resp, create) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "brief-project", "domain_id": domain}})),
+        )
+        .await;
+    let brief = id_of(&resp, "project");
+    bed.admin
+        .delete(&at_primary(&format!("/v3/projects/{brief}")))
+        .await
+        .unwrap();
+    bed.admin
+        .send(
+            Method::PATCH,
+            &at_primary(&format!("/v3/domains/{domain}")),
+            Some(&json!({"domain": {"enabled": false}})),
+            &[],
+        )
+        .await
+        .unwrap();
+    bed.admin
+        .delete(&at_primary(&format!("/v3/domains/{domain}")))
+        .await
+        .unwrap();
+    ok(engine.submit(create).await);
+    assert_eq!(
+        recovery_id(&engine, "identity", "project", &brief).await,
+        None
+    );
+    let there = bed
+        .recovery_get(Service::Identity, "/v3/projects?name=brief-project")
+        .await;
+    assert_eq!(there.json["projects"], json!([]), "{}", there.json);
+
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    engine.shutdown().await;
+}

@@ -64,6 +64,14 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "tempest: Neutron's API tests through the gateway",
         tempest_neutron_through_gateway,
     ),
+    (
+        "tempest: Glance's API tests through the gateway",
+        tempest_glance_through_gateway,
+    ),
+    (
+        "tempest: Nova's flavor and keypair API tests through the gateway",
+        tempest_nova_through_gateway,
+    ),
 ];
 
 /// tempest's identity API tests (the OpenStack conformance suite's part for Keystone, as
@@ -85,6 +93,7 @@ fn tempest_through_gateway(t: &RealTier) -> Vec<StepResult> {
             // need security compliance, which the sites leave off), 133 without the one
             // left out.
             at_least: 133,
+            prepare: None,
         },
     )
 }
@@ -104,8 +113,66 @@ fn tempest_neutron_through_gateway(t: &RealTier) -> Vec<StepResult> {
             // The selection passes 109 tests directly at a site (6 skipped: features the
             // site lacks), 107 without the two left out.
             at_least: 107,
+            prepare: None,
         },
     )
+}
+
+/// tempest's Glance v2 API tests (images, their data, members, tags, metadata
+/// definitions), through the gateway, as [`tempest_through_gateway`].
+fn tempest_glance_through_gateway(t: &RealTier) -> Vec<StepResult> {
+    tempest_suite(
+        t,
+        &Suite {
+            name: "tempest.api.image.v2",
+            regex: r"^tempest\.api\.image\.v2\.",
+            left_out: "^$",
+            left_out_count: 0,
+            available: &["glance"],
+            // 50 pass through the gateway; 23 skip (what the sites leave off: locations,
+            // image caching, import by web-download, copy-image or glance-download, ...).
+            // Directly at a site, before it loaded the metadata definitions and offered
+            // only glance-direct, the same split showed: 48 passed, 20 skipped, 5 failed
+            // there as through the gateway.
+            at_least: 50,
+            prepare: None,
+        },
+    )
+}
+
+/// tempest's Nova API tests that need no hypervisor: flavors (with extra specs and
+/// access), keypairs (also an admin's for another user, 2.10), through the gateway, as
+/// [`tempest_through_gateway`]. The flavors tempest reads are made at the primary first,
+/// as a cloud has them before any gateway.
+fn tempest_nova_through_gateway(t: &RealTier) -> Vec<StepResult> {
+    tempest_suite(
+        t,
+        &Suite {
+            name: "tempest.api.compute (flavors, keypairs)",
+            regex: r"^tempest\.api\.compute\.(flavors|keypairs|admin\.test_flavors|admin\.test_keypairs_v210)",
+            left_out: "^$",
+            left_out_count: 0,
+            available: &["nova", "neutron", "glance"],
+            // 51 pass through the gateway; 5 skip (microversions above 2.1 the
+            // configuration does not ask for).
+            at_least: 51,
+            prepare: Some(primary_flavors),
+        },
+    )
+}
+
+/// Makes the two flavors tempest's compute tests read (`flavor_ref`, `flavor_ref_alt`)
+/// directly at the primary, once; the `tempest.conf` lines naming them.
+fn primary_flavors(t: &RealTier) -> anyhow::Result<String> {
+    const SCRIPT: &str = r#"
+import openstack
+c = openstack.connect(cloud="primary")
+for fid, ram in (("drgw-tempest-1", 512), ("drgw-tempest-2", 1024)):
+    if c.compute.find_flavor(fid, ignore_missing=True) is None:
+        c.compute.create_flavor(id=fid, name=fid, ram=ram, vcpus=1, disk=1)
+"#;
+    t.cli.run_python(SCRIPT, &[])?.ok()?;
+    Ok("[compute]\nflavor_ref = drgw-tempest-1\nflavor_ref_alt = drgw-tempest-2\n".into())
 }
 
 /// A gateway in this process in front of the real sites (the sandbox's configuration and
@@ -140,6 +207,8 @@ struct Suite {
     available: &'static [&'static str],
     /// Fewer passed than this means the selection was not what it should be.
     at_least: u32,
+    /// Makes what the tests need at the primary first; more `tempest.conf` lines.
+    prepare: Option<fn(&RealTier) -> anyhow::Result<String>>,
 }
 
 fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
@@ -161,6 +230,12 @@ fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
         }
     };
     let auth = format!("http://127.0.0.1:{}/v3", ports.identity);
+    let extra_config = match suite.prepare {
+        Some(prepare) => s
+            .step("what the tests need, made at the primary", || prepare(t))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     s.step(
         &format!("{} through the gateway: none fails", suite.name),
         || {
@@ -171,6 +246,7 @@ fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
                 &primary.region,
                 (suite.regex, suite.left_out),
                 suite.available,
+                &extra_config,
             )?;
             println!("    {totals}");
             ensure!(totals.failed == 0, "{totals}");
@@ -216,6 +292,11 @@ fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
             Ok(())
         },
     );
+    if suite.left_out_count == 0 {
+        rt.block_on(gw.stop());
+        drop(dir);
+        return s.into_results();
+    }
     s.step(
         "the tests left out fail on the tier tag the gateway adds",
         || {
@@ -226,6 +307,7 @@ fn tempest_suite(t: &RealTier, suite: &Suite) -> Vec<StepResult> {
                 &primary.region,
                 (suite.left_out, "^$"),
                 suite.available,
+                &extra_config,
             )?;
             println!(
                 "    alone: {} passed, {} failed (as they must)",

@@ -91,6 +91,11 @@ pub enum ApplyError {
     /// It cannot (4xx with the recovery site's message, a reference that cannot be mirrored).
     #[error("{0}")]
     Permanent(String),
+    /// A reference names a resource the source site no longer has (deleted since the record
+    /// was written): the record is moot, or (a create whose resource is still there) it
+    /// fails. Settled by [`Applier::apply`], never returned by it.
+    #[error("{0}")]
+    SourceGone(String),
 }
 
 impl ApplyError {
@@ -191,6 +196,15 @@ fn protection_key(
     push_component(&mut k, resource_type.as_bytes())?;
     push_component(&mut k, primary_id.as_bytes())?;
     Ok(k)
+}
+
+/// Whether `rec` creates something at the source: a mirrored create or a workload's
+/// protection record.
+fn creates(rec: &JournalRecord) -> bool {
+    let req = &rec.request;
+    parse_service(&rec.service)
+        .and_then(|s| mirror_target(s, &req.method, &req.path, req.body.as_ref()))
+        .is_some_and(|t| matches!(t.action, MirrorAction::Create | MirrorAction::Protect))
 }
 
 /// Parses a journal `service` string.
@@ -409,6 +423,10 @@ impl Applier {
                     "{} {primary_id} is not mirrored and cannot be mirrored from the primary: {why}",
                     t.resource
                 ))),
+                Err(ApplyError::SourceGone(why)) => Err(ApplyError::SourceGone(format!(
+                    "{} {primary_id} is not mirrored and cannot be mirrored from the primary: {why}",
+                    t.resource
+                ))),
                 Err(e) => Err(e),
             }
         })
@@ -609,7 +627,33 @@ impl Applier {
         side: &mut Batch,
     ) -> Result<Option<String>, ApplyError> {
         let tags = created_tags(rec);
-        let id = self.apply_request(rec, side).await?;
+        let id = match self.apply_request(rec, side).await {
+            Err(ApplyError::SourceGone(why)) => {
+                if creates(rec) && !self.created_and_gone(rec).await? {
+                    return Err(ApplyError::Permanent(why));
+                }
+                // What the record changes went with what it needed (a role assignment with
+                // its user, a keypair with its user, an interface with its port); a create's
+                // delete follows in the journal and has nothing to delete.
+                tracing::info!(
+                    seq = rec.seq,
+                    resource_type = %rec.resource_type,
+                    reason = %why,
+                    "record applied as nothing: what it names is gone from the source site"
+                );
+                return Ok(None);
+            }
+            Err(ApplyError::Permanent(why)) if self.created_and_gone(rec).await? => {
+                tracing::info!(
+                    seq = rec.seq,
+                    resource_type = %rec.resource_type,
+                    reason = %why,
+                    "create applied as nothing: the resource is gone from the source site"
+                );
+                return Ok(None);
+            }
+            other => other?,
+        };
         let (Some(id), false) = (id.as_deref(), tags.is_empty()) else {
             return Ok(id);
         };
@@ -635,6 +679,46 @@ impl Applier {
             }
         }
         Ok(Some(id.to_string()))
+    }
+
+    /// Whether `rec` creates (or protects) a resource that the source site no longer has:
+    /// created and deleted there before this record's turn came (Bronze, Silver), which can
+    /// take what it needed with it (a keypair's user, deleted after the keypair). Such a
+    /// create that cannot be applied is applied as nothing: the target then matches the
+    /// source.
+    async fn created_and_gone(&self, rec: &JournalRecord) -> Result<bool, ApplyError> {
+        let (Some(service), Some(id)) = (parse_service(&rec.service), rec.primary_id.as_deref())
+        else {
+            return Ok(false);
+        };
+        let req = &rec.request;
+        let Some(t) = mirror_target(service, &req.method, &req.path, req.body.as_ref()) else {
+            return Ok(false);
+        };
+        if !matches!(t.action, MirrorAction::Create | MirrorAction::Protect) {
+            return Ok(false);
+        }
+        let (segs, _) = split_path(&req.path);
+        let mut path = format!("/{}/{}", segs.join("/"), percent_encode(id));
+        if let Some(user) = req
+            .body
+            .as_ref()
+            .and_then(|b| b.pointer("/keypair/user_id"))
+            .and_then(Value::as_str)
+        {
+            path.push_str(&format!("?user_id={}", percent_encode(user)));
+        }
+        let a = self
+            .call(
+                &self.primary,
+                service,
+                "GET",
+                &path,
+                None,
+                &Self::headers(&t, "GET"),
+            )
+            .await?;
+        Ok(a.status == StatusCode::NOT_FOUND)
     }
 
     /// Applies the record's request (a Neutron create without its tags).
@@ -1061,7 +1145,7 @@ impl Applier {
         if depth > MAX_DEPTH {
             return Err(ApplyError::Permanent("dependency chain too deep".into()));
         }
-        let gone = || ApplyError::Permanent("it does not exist at the primary".into());
+        let gone = || ApplyError::SourceGone("it does not exist at the primary".into());
         let p = &self.primary;
         let (svc, create_path, body, pointer) = match t.resource {
             ResourceType::Role => {
@@ -1474,7 +1558,7 @@ impl Applier {
         let o = found
             .as_ref()
             .and_then(|v| v.get("port"))
-            .ok_or_else(|| ApplyError::Permanent("it does not exist at the primary".into()))?;
+            .ok_or_else(|| ApplyError::SourceGone("it does not exist at the primary".into()))?;
         let mut port = pick(
             o,
             &[
