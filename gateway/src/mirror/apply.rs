@@ -1023,22 +1023,30 @@ impl Applier {
         let Some(list) = self.get_ok(&self.recovery, t.service, &q).await? else {
             return Ok(None);
         };
-        let mut unmapped = Vec::new();
-        for item in list
+        let items = list
             .as_object()
             .and_then(|o| o.values().find_map(Value::as_array))
             .into_iter()
-            .flatten()
-        {
-            if let Some(id) = item.get("id").and_then(Value::as_str) {
-                if self
-                    .idmap
-                    .source_id(idt.service.as_str(), idt.resource.as_str(), id)
-                    .await?
-                    .is_none()
-                {
-                    unmapped.push(id.to_string());
-                }
+            .flatten();
+        self.single_unmapped(idt, items.filter_map(|i| i.get("id")?.as_str()))
+            .await
+    }
+
+    /// The one of `candidates` (target-site IDs of type `t`) that no source resource maps
+    /// to, if exactly one is.
+    async fn single_unmapped<'a>(
+        &self,
+        t: IdType,
+        candidates: impl Iterator<Item = &'a str>,
+    ) -> Result<Option<String>, ApplyError> {
+        let mut unmapped = Vec::new();
+        for id in candidates {
+            let source = self
+                .idmap
+                .source_id(t.service.as_str(), t.resource.as_str(), id)
+                .await?;
+            if source.is_none() {
+                unmapped.push(id.to_string());
             }
         }
         Ok(if unmapped.len() == 1 {
@@ -1629,26 +1637,13 @@ impl Applier {
             .get_ok(&self.recovery, Service::Network, &q)
             .await?
             .unwrap_or_default();
-        let mut unmapped = Vec::new();
-        for p in list["ports"].as_array().into_iter().flatten() {
-            let Some(pid) = p.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            if addresses(p) == want
-                && self
-                    .idmap
-                    .source_id(t.service.as_str(), t.resource.as_str(), pid)
-                    .await?
-                    .is_none()
-            {
-                unmapped.push(pid.to_string());
-            }
-        }
-        Ok(if unmapped.len() == 1 {
-            unmapped.pop()
-        } else {
-            None
-        })
+        let same = list["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| addresses(p) == want);
+        self.single_unmapped(t, same.filter_map(|p| p.get("id")?.as_str()))
+            .await
     }
 
     /// A router interface record by port whose port the target site never got and the
