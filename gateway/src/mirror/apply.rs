@@ -629,7 +629,7 @@ impl Applier {
         let tags = created_tags(rec);
         let id = match self.apply_request(rec, side).await {
             Err(ApplyError::SourceGone(why)) => {
-                if creates(rec) && !self.created_and_gone(rec).await? {
+                if creates(rec) && !self.created_and_gone(rec).await {
                     return Err(ApplyError::Permanent(why));
                 }
                 // What the record changes went with what it needed (a role assignment with
@@ -643,7 +643,7 @@ impl Applier {
                 );
                 return Ok(None);
             }
-            Err(ApplyError::Permanent(why)) if self.created_and_gone(rec).await? => {
+            Err(ApplyError::Permanent(why)) if self.created_and_gone(rec).await => {
                 tracing::info!(
                     seq = rec.seq,
                     resource_type = %rec.resource_type,
@@ -685,18 +685,19 @@ impl Applier {
     /// created and deleted there before this record's turn came (Bronze, Silver), which can
     /// take what it needed with it (a keypair's user, deleted after the keypair). Such a
     /// create that cannot be applied is applied as nothing: the target then matches the
-    /// source.
-    async fn created_and_gone(&self, rec: &JournalRecord) -> Result<bool, ApplyError> {
+    /// source. Only a 404 there says so: a source that cannot be asked (down, say) leaves
+    /// the record's own failure as it was.
+    async fn created_and_gone(&self, rec: &JournalRecord) -> bool {
         let (Some(service), Some(id)) = (parse_service(&rec.service), rec.primary_id.as_deref())
         else {
-            return Ok(false);
+            return false;
         };
         let req = &rec.request;
         let Some(t) = mirror_target(service, &req.method, &req.path, req.body.as_ref()) else {
-            return Ok(false);
+            return false;
         };
         if !matches!(t.action, MirrorAction::Create | MirrorAction::Protect) {
-            return Ok(false);
+            return false;
         }
         let (segs, _) = split_path(&req.path);
         let mut path = format!("/{}/{}", segs.join("/"), percent_encode(id));
@@ -708,17 +709,11 @@ impl Applier {
         {
             path.push_str(&format!("?user_id={}", percent_encode(user)));
         }
-        let a = self
-            .call(
-                &self.primary,
-                service,
-                "GET",
-                &path,
-                None,
-                &Self::headers(&t, "GET"),
-            )
-            .await?;
-        Ok(a.status == StatusCode::NOT_FOUND)
+        let headers = Self::headers(&t, "GET");
+        let answer = self
+            .call(&self.primary, service, "GET", &path, None, &headers)
+            .await;
+        matches!(answer, Ok(a) if a.status == StatusCode::NOT_FOUND)
     }
 
     /// Applies the record's request (a Neutron create without its tags).
