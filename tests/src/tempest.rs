@@ -50,7 +50,7 @@ impl fmt::Display for Totals {
     }
 }
 
-/// Runs the tests matching `regex` and not `exclude` (two at a time) with `admin` at
+/// Runs the tests matching `regex` and not `exclude` (`concurrency` at a time) with `admin` at
 /// `auth_url` (Keystone's `/v3`), in `work` (created), with the services in `available`
 /// (tempest's names: `neutron`) declared available besides Keystone, and `extra_config`
 /// (more `tempest.conf` sections) at the end of its configuration; the totals. An error
@@ -63,6 +63,7 @@ pub fn run(
     (regex, exclude): (&str, &str),
     available: &[&str],
     extra_config: &str,
+    concurrency: u32,
 ) -> anyhow::Result<Totals> {
     let venv = venv_dir();
     let tempest = venv.join("bin/tempest");
@@ -133,7 +134,7 @@ swift = false
     )?;
     let out = Command::new(&tempest)
         .args(["run", "--regex", regex, "--exclude-regex", exclude])
-        .args(["--concurrency", "2"])
+        .args(["--concurrency", &concurrency.to_string()])
         .current_dir(work)
         // tempest finds its configuration in the workspace, not in the caller's.
         .env_remove("TEMPEST_CONFIG_DIR")
