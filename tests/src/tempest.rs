@@ -55,6 +55,7 @@ impl fmt::Display for Totals {
 /// (tempest's names: `neutron`) declared available besides Keystone, and `extra_config`
 /// (more `tempest.conf` sections) at the end of its configuration; the totals. An error
 /// when tempest could not run at all or printed no totals.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     work: &Path,
     auth_url: &str,
