@@ -29,7 +29,7 @@ use super::flavor_fit::{no_fit_reason, smallest_fit, FlavorFit, FlavorSize, FLAV
 use super::secret::SecretKey;
 use super::target::{
     image_patch_v2_1, mirror_target, split_path, IdType, Kind, Location, MirrorAction, Need,
-    RefTarget, Target, DOMAIN,
+    RefTarget, Reference, Target, DOMAIN,
 };
 use crate::config::SiteConfig;
 use crate::journal::{Direction, JournalRecord, MirrorRequest, TenantRef};
@@ -461,6 +461,26 @@ impl Applier {
         Ok(())
     }
 
+    /// What reference `r` naming `id` becomes at the recovery site: `Some` new ID to write
+    /// in its place, `None` to leave it as it is (an unmapped [`Need::IfMapped`] reference),
+    /// or an error when a reference that must be mirrored is not mapped.
+    async fn replacement(
+        &self,
+        r: &Reference,
+        idt: IdType,
+        id: &str,
+        depth: usize,
+    ) -> Result<Option<String>, ApplyError> {
+        match self.translate(idt, id, r.need, depth).await? {
+            Some(new) => Ok(Some(new)),
+            None if r.need == Need::IfMapped => Ok(None),
+            None => Err(ApplyError::Permanent(format!(
+                "reference {} = {id} is not mapped",
+                r.name
+            ))),
+        }
+    }
+
     /// Replaces every reference of `t` in `path`/`body` by its recovery ID.
     pub(crate) async fn translate_request(
         &self,
@@ -499,26 +519,18 @@ impl Applier {
                 Need::IfItExists => v.to_string(),
                 _ => v.rsplit('/').next().unwrap_or(v).to_string(),
             };
-            let fail = |id: &str| {
-                ApplyError::Permanent(format!("reference {} = {id} is not mapped", r.name))
-            };
             match &r.at {
                 Location::Segment(i) => {
                     if let Some(s) = segs.get_mut(*i) {
-                        match self.translate(idt, s, r.need, depth).await? {
-                            Some(id) => *s = id,
-                            None if r.need != Need::IfMapped => return Err(fail(s)),
-                            None => {}
+                        if let Some(new) = self.replacement(r, idt, s, depth).await? {
+                            *s = new;
                         }
                     }
                 }
                 Location::Query(name) => {
-                    for (k, v) in query.iter_mut().filter(|(k, _)| k == name) {
-                        let _ = k;
-                        match self.translate(idt, v, r.need, depth).await? {
-                            Some(id) => *v = id,
-                            None if r.need != Need::IfMapped => return Err(fail(v)),
-                            None => {}
+                    for (_, v) in query.iter_mut().filter(|(k, _)| k == name) {
+                        if let Some(new) = self.replacement(r, idt, v, depth).await? {
+                            *v = new;
                         }
                     }
                 }
@@ -529,34 +541,27 @@ impl Applier {
                     let Some(id) = slot.as_str().filter(|s| !s.is_empty()).map(one) else {
                         continue;
                     };
-                    match self.translate(idt, &id, r.need, depth).await? {
-                        Some(new) => *slot = json!(new),
-                        None if r.need != Need::IfMapped => return Err(fail(&id)),
-                        None => {}
+                    if let Some(new) = self.replacement(r, idt, &id, depth).await? {
+                        *slot = json!(new);
                     }
                 }
                 Location::PatchValue(on) => {
                     let Some(ops) = body.as_mut().and_then(Value::as_array_mut) else {
                         continue;
                     };
-                    for op in ops.iter_mut() {
+                    for op in ops.iter_mut().filter_map(Value::as_object_mut) {
                         let sets = matches!(
-                            op.get("op").and_then(Value::as_str),
-                            Some("add" | "replace")
-                        ) && op.get("path").and_then(Value::as_str) == Some(on);
-                        if !sets {
-                            continue;
-                        }
-                        let Some(slot) = op.get_mut("value") else {
+                            crate::services::image::patch_op(op),
+                            Some(("add" | "replace", p)) if p == *on
+                        );
+                        let Some(slot) = op.get_mut("value").filter(|_| sets) else {
                             continue;
                         };
                         let Some(id) = slot.as_str().filter(|s| !s.is_empty()).map(one) else {
                             continue;
                         };
-                        match self.translate(idt, &id, r.need, depth).await? {
-                            Some(new) => *slot = json!(new),
-                            None if r.need != Need::IfMapped => return Err(fail(&id)),
-                            None => {}
+                        if let Some(new) = self.replacement(r, idt, &id, depth).await? {
+                            *slot = json!(new);
                         }
                     }
                 }
@@ -579,10 +584,8 @@ impl Applier {
                         let Some(id) = slot.as_str().map(one) else {
                             continue;
                         };
-                        match self.translate(idt, &id, r.need, depth).await? {
-                            Some(new) => *slot = json!(new),
-                            None if r.need != Need::IfMapped => return Err(fail(&id)),
-                            None => {}
+                        if let Some(new) = self.replacement(r, idt, &id, depth).await? {
+                            *slot = json!(new);
                         }
                     }
                 }
