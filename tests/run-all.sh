@@ -33,6 +33,16 @@ t=$SECONDS
 bash tests/realstack/install.sh
 stamp "real OpenStack and tempest venvs ready in $((SECONDS - t)) s (cached after the first run)"
 
+# The cached target dir gathers test binaries and incremental state for every clone path
+# and profile it has built. Those not rebuilt for three days are dropped, so the cache does
+# not fill the disk run after run; cargo rebuilds any that it still needs.
+if [ -d "$CARGO_TARGET_DIR/debug" ]; then
+  find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -type d -mtime +3 \
+    -exec rm -rf {} + 2>/dev/null || true
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.so' \
+    -mtime +3 -delete 2>/dev/null || true
+fi
+
 t=$SECONDS
 cargo build --workspace --quiet
 stamp "build: $((SECONDS - t)) s"
