@@ -554,7 +554,10 @@ impl Applier {
                             crate::services::image::patch_op(op),
                             Some(("add" | "replace", p)) if p == *on
                         );
-                        let Some(slot) = op.get_mut("value").filter(|_| sets) else {
+                        if !sets {
+                            continue;
+                        }
+                        let Some(slot) = op.get_mut("value") else {
                             continue;
                         };
                         let Some(id) = slot.as_str().filter(|s| !s.is_empty()).map(one) else {
