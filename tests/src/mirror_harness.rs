@@ -243,6 +243,11 @@ impl Bed {
             resp.status,
             resp.json
         );
+        // As the gateway records it: the query apart from the path.
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (path, None),
+        };
         let m = Mutation {
             site: drgw::config::SiteName::Primary,
             op: Operation::other(svc, Action::Create),
@@ -250,7 +255,7 @@ impl Bed {
             tier: tier.clone(),
             method,
             path: path.to_string(),
-            query: None,
+            query,
             microversion: None,
             request_body: body,
             status: resp.status,

@@ -138,13 +138,16 @@ pub fn gold_identity(tag: &str) -> (String, String, String) {
 }
 
 /// The admin tenant (Gold) creates a project, a user with a password, a role assignment,
-/// a group with the user in it, a keypair, a flavor and a volume type with extra specs and
-/// an image record through the gateway with the real CLI: each
-/// is at the recovery site when the CLI returns (the assignment naming the recovery
-/// project and user, the mirrored user able to log in there), an update follows, and the
-/// deletes remove them.
+/// a group with the user in it, a keypair of its own and one of the user's (2.10), a flavor
+/// and a volume type with extra specs and an image record through the gateway with the real
+/// CLI: each is at the recovery site when the CLI returns (the assignment naming the
+/// recovery project and user, the mirrored user able to log in there), an update follows,
+/// and the deletes remove them. The user's keypair outlives the user at both sites, as Nova
+/// keeps it; the admin deletes it afterwards by the gone user's ID (openstacksdk: the CLI
+/// looks `--user` up at Keystone first), and the recovery site's copy goes too.
 pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
     let (project, user, password) = gold_identity(tag);
+    let user_keypair = format!("gw-user-kp-{tag}");
     let (keypair, vtype, image, group, flavor) = (
         format!("gw-kp-{tag}"),
         format!("gw-vt-{tag}"),
@@ -156,12 +159,15 @@ pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
         "gold: project, user, role assignment, group membership, keypair, flavor and volume type extra specs, image are at the recovery site when the CLI returns",
         || {
             cli.json("gw", &["project", "create", "--description", "first", &project])?;
-            cli.json("gw", &["user", "create", "--password", &password, &user])?;
+            let p_user = cli.json("gw", &["user", "create", "--password", &password, &user])?;
             cli.run("gw", &["role", "add", "--project", &project, "--user", &user, "member"])?;
             let key_file = std::env::temp_dir().join(format!("{keypair}.pub"));
             std::fs::write(&key_file, crate::cli::TEST_PUBLIC_KEY)?;
             let key_path = key_file.to_string_lossy().into_owned();
             cli.json("gw", &["keypair", "create", "--public-key", &key_path, &keypair])?;
+            let for_user = ["--os-compute-api-version", "2.10", "keypair"];
+            let made = [&for_user[..], &["create", "--user", &user, "--public-key", &key_path, &user_keypair]].concat();
+            cli.json("gw", &made)?;
             let _ = std::fs::remove_file(&key_file);
             cli.json("gw", &["volume", "type", "create", &vtype])?;
             let img = cli.json(
@@ -188,6 +194,7 @@ pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
                 login.stderr
             );
             cli.json("recovery", &["keypair", "show", &keypair])?;
+            cli.json("recovery", &[&for_user[..], &["show", "--user", &user, &user_keypair]].concat())?;
             cli.json("recovery", &["volume", "type", "show", &vtype])?;
             let r_img = cli.json("recovery", &["image", "show", img["id"].as_str().unwrap_or("-")])?;
             ensure!(
@@ -214,11 +221,26 @@ pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
             cli.run("gw", &["project", "set", "--description", "second", &project])?;
             let r_project = cli.json("recovery", &["project", "show", &project])?;
             ensure!(r_project["description"] == "second", "updated: {r_project}");
-            Ok(img["id"].as_str().unwrap_or_default().to_string())
+            let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_string();
+            Ok((id(&img), id(&p_user), id(&r_user)))
         },
     );
-    let Some(image_id) = created else {
+    let Some((image_id, user_id, r_user_id)) = created else {
         return;
+    };
+    let user_keypair_at = |cloud: &str, user_id: &str, delete: bool| {
+        let env = [
+            ("CLOUD", cloud),
+            ("KEYPAIR", &user_keypair),
+            ("USER_ID", user_id),
+        ];
+        let script = if delete {
+            DELETE_USER_KEYPAIR
+        } else {
+            FIND_USER_KEYPAIR
+        };
+        let out = cli.run_python(script, &env)?.ok()?;
+        anyhow::Ok(out.stdout.trim().to_string())
     };
     s.step(
         "gold: the deletes are at the recovery site when the CLI returns",
@@ -238,6 +260,17 @@ pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
             cli.run("gw", &["group", "delete", &group])?;
             cli.run("gw", &["flavor", "delete", &flavor])?;
             cli.run("gw", &["user", "delete", &user])?;
+            let kept = user_keypair_at("recovery", &r_user_id, false)?;
+            ensure!(
+                kept == "present",
+                "Nova keeps a deleted user's keypair: {kept}"
+            );
+            user_keypair_at("gw", &user_id, true)?;
+            let left = user_keypair_at("recovery", &r_user_id, false)?;
+            ensure!(
+                left == "absent",
+                "the deleted user's keypair is still at the recovery site"
+            );
             cli.run("gw", &["project", "delete", &project])?;
             cli.run("gw", &["keypair", "delete", &keypair])?;
             cli.run("gw", &["volume", "type", "delete", &vtype])?;
@@ -265,3 +298,23 @@ pub fn gold_resources_at_recovery(s: &mut Steps, cli: &Cli, tag: &str) {
         },
     );
 }
+
+/// Prints `present` or `absent`: whether the cloud `$CLOUD` has the keypair `$KEYPAIR` of the
+/// user `$USER_ID` (who may be deleted).
+const FIND_USER_KEYPAIR: &str = r#"
+import os, openstack
+c = openstack.connect(cloud=os.environ["CLOUD"])
+try:
+    c.compute.get_keypair(os.environ["KEYPAIR"], user_id=os.environ["USER_ID"])
+    print("present")
+except openstack.exceptions.NotFoundException:
+    print("absent")
+"#;
+
+/// Deletes the keypair `$KEYPAIR` of the user `$USER_ID` at the cloud `$CLOUD`; fails if
+/// there is none.
+const DELETE_USER_KEYPAIR: &str = r#"
+import os, openstack
+c = openstack.connect(cloud=os.environ["CLOUD"])
+c.compute.delete_keypair(os.environ["KEYPAIR"], ignore_missing=False, user_id=os.environ["USER_ID"])
+"#;

@@ -1058,3 +1058,118 @@ async fn records_naming_what_the_primary_deleted_since_apply_as_nothing() {
     assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
+
+/// Nova keeps a user's keypairs when Keystone deletes the user, at both sites; an admin
+/// deletes such a keypair later by naming the gone user (`?user_id=`). The user's mapping
+/// is retired, not forgotten, when its delete is mirrored, so that delete reaches the
+/// recovery site's copy instead of leaving it behind, and not the admin's own keypair of
+/// the same name.
+#[tokio::test]
+async fn keypair_of_a_deleted_user_is_deleted_at_the_recovery_site_too() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
+    let admin = (&bed.admin, &bed.admin_ctx);
+
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "leaver", "domain_id": "default", "password": "leaver-pw-1"}})),
+        )
+        .await;
+    let user = resp.json["user"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let ruser = recovery_id(&engine, "identity", "user", &user)
+        .await
+        .unwrap();
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Compute,
+            Method::POST,
+            "/v2.1/os-keypairs",
+            Some(json!({"keypair": {"name": "left-key", "user_id": user,
+            "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILeaver leaver"}})),
+        )
+        .await;
+    assert!(resp.status.is_success(), "{}", resp.json);
+    ok(engine.submit(m).await);
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Compute,
+            Method::POST,
+            "/v2.1/os-keypairs",
+            Some(json!({"keypair": {"name": "left-key",
+            "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAdmin admin"}})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let radmin = bed.recovery.user_id("admin").unwrap();
+    let admins = format!("/v2.1/os-keypairs/left-key?user_id={radmin}");
+    assert_eq!(
+        bed.recovery_get(Service::Compute, &admins).await.status,
+        StatusCode::OK
+    );
+    let copy = format!("/v2.1/os-keypairs/left-key?user_id={ruser}");
+    assert_eq!(
+        bed.recovery_get(Service::Compute, &copy).await.status,
+        StatusCode::OK
+    );
+
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::DELETE,
+            &format!("/v3/users/{user}"),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT);
+    ok(engine.submit(m).await);
+    let gone = bed
+        .recovery_get(Service::Identity, &format!("/v3/users/{ruser}"))
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.json);
+    assert_eq!(recovery_id(&engine, "identity", "user", &user).await, None);
+    // Nova kept the keypair at both sites.
+    assert_eq!(
+        bed.recovery_get(Service::Compute, &copy).await.status,
+        StatusCode::OK
+    );
+
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Compute,
+            Method::DELETE,
+            &format!("/v2.1/os-keypairs/left-key?user_id={user}"),
+            None,
+        )
+        .await;
+    assert!(resp.status.is_success(), "{}", resp.json);
+    ok(engine.submit(m).await);
+    let after = bed.recovery_get(Service::Compute, &copy).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.json);
+    let own = bed.recovery_get(Service::Compute, &admins).await;
+    assert_eq!(
+        own.status,
+        StatusCode::OK,
+        "the admin's own keypair stays: {}",
+        own.json
+    );
+
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    engine.shutdown().await;
+}

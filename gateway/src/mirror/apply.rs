@@ -384,7 +384,8 @@ impl Applier {
     }
 
     /// The recovery ID of a primary resource; unmapped, as `need` says: mirrored first,
-    /// `None`, or (a string naming nothing at the primary) the string itself.
+    /// `None`, (a string naming nothing at the primary) the string itself, or (deleted at
+    /// both sites) the ID its retired mapping gives.
     fn translate<'a>(
         &'a self,
         t: IdType,
@@ -414,6 +415,15 @@ impl Applier {
                 Need::IfMapped => return Ok(None),
                 Need::IfItExists if !self.source_has(t, primary_id).await? => {
                     return Ok(Some(primary_id.to_string()))
+                }
+                Need::OrRetired => {
+                    if let Some(id) = self
+                        .idmap
+                        .retired_target_id(t.service.as_str(), t.resource.as_str(), primary_id)
+                        .await?
+                    {
+                        return Ok(Some(id));
+                    }
                 }
                 _ => {}
             }
@@ -936,9 +946,12 @@ impl Applier {
                 Ok(Some(id))
             }
             (MirrorAction::Delete, Some(idt), Some(pid)) if t.subject.is_some() => {
-                self.idmap
-                    .remove(idt.service.as_str(), idt.resource.as_str(), pid)
-                    .await?;
+                let (svc, rt) = (idt.service.as_str(), idt.resource.as_str());
+                if idt.outlived_by_its_children() {
+                    self.idmap.retire(svc, rt, pid).await?;
+                } else {
+                    self.idmap.remove(svc, rt, pid).await?;
+                }
                 Ok(None)
             }
             _ => Ok(None),

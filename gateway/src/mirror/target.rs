@@ -129,6 +129,14 @@ impl IdType {
     pub fn keeps_id(self) -> bool {
         matches!(self.resource, ResourceType::Flavor | ResourceType::Image)
     }
+
+    /// Whether what belongs to the resource outlives it at the services, so that later
+    /// changes still name it after its delete: Nova keeps a Keystone user's keypairs, and an
+    /// admin deletes them with `?user_id=` of the gone user. Its mapping is retired on delete,
+    /// not forgotten (see [`crate::state::idmap::IdMap::retire`]).
+    pub fn outlived_by_its_children(self) -> bool {
+        self == USER
+    }
 }
 
 pub const FLAVOR: IdType = IdType::new(Service::Compute, ResourceType::Flavor);
@@ -175,6 +183,10 @@ pub enum Need {
     /// Mirrored like [`Need::Mirrored`] when it names a resource at the source site, kept as
     /// it is when it names none: the service takes any string there (Glance's `owner`).
     IfItExists,
+    /// Mirrored like [`Need::Mirrored`], or, when what it names was deleted at both sites and
+    /// its mapping retired ([`IdType::outlived_by_its_children`]), the retired copy's ID: the
+    /// delete of what outlived it (a keypair of a deleted user).
+    OrRetired,
 }
 
 /// What a reference points at.
@@ -358,8 +370,12 @@ pub fn mirror_target(
                 ("POST", ["os-keypairs"]) => Target::new(Kind::Keypair, Create, svc)
                     .refs([r(ptr("/keypair/user_id"), USER, "user_id")])
                     .wrap("keypair"),
-                ("DELETE", ["os-keypairs", _]) => Target::new(Kind::Keypair, Delete, svc)
-                    .refs([r(Location::Query("user_id"), USER, "user_id")]),
+                ("DELETE", ["os-keypairs", _]) => {
+                    Target::new(Kind::Keypair, Delete, svc).refs([Reference {
+                        need: Need::OrRetired,
+                        ..r(Location::Query("user_id"), USER, "user_id")
+                    }])
+                }
                 ("POST", ["servers"]) => Target::new(Kind::Server, Protect, svc)
                     .id(
                         IdType::new(Service::Compute, ResourceType::Server),
@@ -768,7 +784,10 @@ pub fn mirror_target(
 #[derive(Debug, Clone, Copy)]
 pub struct CallFacts<'a> {
     pub method: &'a str,
+    /// The path relative to the service's base URL, without the query.
     pub path: &'a str,
+    /// The query string, as the gateway keeps it apart from the path.
+    pub query: Option<&'a str>,
     pub request_body: Option<&'a Value>,
     pub response_body: Option<&'a Value>,
     /// The caller's project and user (primary IDs).
@@ -782,6 +801,7 @@ impl<'a> CallFacts<'a> {
         CallFacts {
             method: m.method.as_str(),
             path: &m.path,
+            query: m.query.as_deref(),
             request_body: m.request_body.as_ref(),
             response_body: m.response_body.as_ref(),
             project_id: m.tenant.project_id.as_deref(),
@@ -848,7 +868,7 @@ pub fn normalise(t: &Target, call: &CallFacts<'_>) -> Result<Normalised, Normali
     let mut method = call.method.to_string();
     let mut path = split_path(call.path).0.join("/");
     path.insert(0, '/');
-    if let Some(q) = split_path(call.path).1 {
+    if let Some(q) = call.query {
         // Only the keypair user is meaningful in a mirrored query.
         if let Some(u) = q.split('&').find_map(|kv| kv.strip_prefix("user_id=")) {
             path.push_str(&format!("?user_id={u}"));
@@ -1054,9 +1074,14 @@ mod tests {
         req: Option<&'a Value>,
         resp: Option<&'a Value>,
     ) -> CallFacts<'a> {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
         CallFacts {
             method,
             path,
+            query,
             request_body: req,
             response_body: resp,
             project_id: Some("P"),
@@ -1384,6 +1409,13 @@ mod tests {
         let t = mirror_target(Service::Compute, "DELETE", "/v2.1/os-keypairs/k", None).unwrap();
         let n = normalise(&t, &facts("DELETE", "/v2.1/os-keypairs/k", None, None)).unwrap();
         assert_eq!(n.path, "/v2.1/os-keypairs/k?user_id=U");
+        // An admin's delete of another user's keypair names that user, not the caller.
+        let n = normalise(
+            &t,
+            &facts("DELETE", "/v2.1/os-keypairs/k?user_id=V", None, None),
+        )
+        .unwrap();
+        assert_eq!(n.path, "/v2.1/os-keypairs/k?user_id=V");
     }
 
     #[test]

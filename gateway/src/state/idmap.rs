@@ -4,7 +4,11 @@
 //! - `idmap_forward`: `service ‖ resource_type ‖ primary_id`
 //! - `idmap_reverse`: `service ‖ resource_type ‖ recovery_id`
 //!
-//! Both values are the framed JSON of the whole [`IdMapping`], checked against the key on
+//! - `idmap_retired_forward` / `idmap_retired_reverse`: the same keys, for resources deleted
+//!   at both sites whose mapping is kept ([`IdMap::retire`]): what outlives them at the
+//!   services (a Keystone user's Nova keypairs) is still named by their IDs.
+//!
+//! All values are the framed JSON of the whole [`IdMapping`], checked against the key on
 //! read. Both directions are written in one batch guarded by their versions, so a reader never
 //! sees one direction without the other. Invariant: a recovery ID maps back to exactly one
 //! primary ID per (service, resource type).
@@ -27,6 +31,10 @@ use crate::config::SiteName;
 pub const IDMAP_FORWARD: Namespace = Namespace::new("idmap_forward");
 /// Reverse direction: recovery → primary.
 pub const IDMAP_REVERSE: Namespace = Namespace::new("idmap_reverse");
+/// Retired mappings by primary ID.
+pub const IDMAP_RETIRED_FORWARD: Namespace = Namespace::new("idmap_retired_forward");
+/// Retired mappings by recovery ID.
+pub const IDMAP_RETIRED_REVERSE: Namespace = Namespace::new("idmap_retired_reverse");
 
 const MAX_CAS_ATTEMPTS: usize = 16;
 
@@ -208,11 +216,8 @@ impl IdMap {
         resource_type: &str,
         primary_id: &str,
     ) -> Result<Option<IdMapping>, StateError> {
-        let k = key(service, resource_type, primary_id)?;
-        match self.store.get(IDMAP_FORWARD, &k).await? {
-            Some(v) => Ok(Some(decode(IDMAP_FORWARD, &k, &v.value, false)?)),
-            None => Ok(None),
-        }
+        self.read(IDMAP_FORWARD, service, resource_type, primary_id, false)
+            .await
     }
 
     /// The whole mapping of a recovery resource.
@@ -222,11 +227,8 @@ impl IdMap {
         resource_type: &str,
         recovery_id: &str,
     ) -> Result<Option<IdMapping>, StateError> {
-        let k = key(service, resource_type, recovery_id)?;
-        match self.store.get(IDMAP_REVERSE, &k).await? {
-            Some(v) => Ok(Some(decode(IDMAP_REVERSE, &k, &v.value, true)?)),
-            None => Ok(None),
-        }
+        self.read(IDMAP_REVERSE, service, resource_type, recovery_id, true)
+            .await
     }
 
     /// The mappings of many resources at once, from one snapshot, in the order asked:
@@ -260,6 +262,28 @@ impl IdMap {
         resource_type: &str,
         primary_id: &str,
     ) -> Result<Option<IdMapping>, StateError> {
+        self.take(service, resource_type, primary_id, false).await
+    }
+
+    /// Removes the mapping of a primary resource deleted at both sites, as
+    /// [`IdMap::remove`], and keeps it as retired in the same commit: translating a reference
+    /// to a deleted resource still gives its copy's ID ([`IdMap::retired_by_primary`]).
+    pub async fn retire(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        self.take(service, resource_type, primary_id, true).await
+    }
+
+    async fn take(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+        retire: bool,
+    ) -> Result<Option<IdMapping>, StateError> {
         let fk = key(service, resource_type, primary_id)?;
         let mut attempt = 0;
         loop {
@@ -272,12 +296,74 @@ impl IdMap {
             let mut batch = Batch::new();
             batch.require_version(IDMAP_FORWARD, fk.clone(), Some(forward.version));
             batch.delete(IDMAP_FORWARD, fk.clone());
-            batch.delete(IDMAP_REVERSE, rk);
+            batch.delete(IDMAP_REVERSE, rk.clone());
+            if retire {
+                let sealed = |ns, k: &[u8]| frame::seal_json(ns, k, &old);
+                batch.put(
+                    IDMAP_RETIRED_FORWARD,
+                    fk.clone(),
+                    sealed(IDMAP_RETIRED_FORWARD, &fk)?,
+                );
+                batch.put(
+                    IDMAP_RETIRED_REVERSE,
+                    rk.clone(),
+                    sealed(IDMAP_RETIRED_REVERSE, &rk)?,
+                );
+            }
             match self.store.commit(batch).await {
                 Ok(_) => return Ok(Some(old)),
                 Err(StateError::Conflict { .. }) if attempt < MAX_CAS_ATTEMPTS => continue,
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// The retired mapping of a deleted primary resource.
+    pub async fn retired_by_primary(
+        &self,
+        service: &str,
+        resource_type: &str,
+        primary_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        self.read(
+            IDMAP_RETIRED_FORWARD,
+            service,
+            resource_type,
+            primary_id,
+            false,
+        )
+        .await
+    }
+
+    /// The retired mapping of a deleted recovery resource.
+    pub async fn retired_by_recovery(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        self.read(
+            IDMAP_RETIRED_REVERSE,
+            service,
+            resource_type,
+            recovery_id,
+            true,
+        )
+        .await
+    }
+
+    async fn read(
+        &self,
+        ns: Namespace,
+        service: &str,
+        resource_type: &str,
+        id: &str,
+        by_recovery: bool,
+    ) -> Result<Option<IdMapping>, StateError> {
+        let k = key(service, resource_type, id)?;
+        match self.store.get(ns, &k).await? {
+            Some(v) => Ok(Some(decode(ns, &k, &v.value, by_recovery)?)),
+            None => Ok(None),
         }
     }
 
@@ -289,6 +375,28 @@ impl IdMap {
         resource_type: &str,
         recovery_id: &str,
     ) -> Result<Option<IdMapping>, StateError> {
+        self.take_by_recovery(service, resource_type, recovery_id, false)
+            .await
+    }
+
+    /// [`IdMap::retire`] by the recovery ID.
+    pub async fn retire_by_recovery(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        self.take_by_recovery(service, resource_type, recovery_id, true)
+            .await
+    }
+
+    async fn take_by_recovery(
+        &self,
+        service: &str,
+        resource_type: &str,
+        recovery_id: &str,
+        retire: bool,
+    ) -> Result<Option<IdMapping>, StateError> {
         match self
             .get_by_recovery(service, resource_type, recovery_id)
             .await?
@@ -296,7 +404,9 @@ impl IdMap {
             // Removing by the primary ID deletes both entries under the forward entry's
             // version, so a concurrent re-map is not lost.
             Some(m) => {
-                let removed = self.remove(service, resource_type, &m.primary_id).await?;
+                let removed = self
+                    .take(service, resource_type, &m.primary_id, retire)
+                    .await?;
                 Ok(removed.filter(|r| r.recovery_id == recovery_id))
             }
             None => Ok(None),
@@ -468,14 +578,60 @@ impl DirectedIdMap {
         resource_type: &str,
         source_id: &str,
     ) -> Result<Option<IdMapping>, StateError> {
+        self.take(service, resource_type, source_id, false).await
+    }
+
+    /// Removes the mapping of a source resource deleted at both sites and keeps it as retired
+    /// ([`IdMap::retire`]).
+    pub async fn retire(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+    ) -> Result<Option<IdMapping>, StateError> {
+        self.take(service, resource_type, source_id, true).await
+    }
+
+    async fn take(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+        retire: bool,
+    ) -> Result<Option<IdMapping>, StateError> {
         match self.source {
-            SiteName::Primary => self.map.remove(service, resource_type, source_id).await,
+            SiteName::Primary => {
+                self.map
+                    .take(service, resource_type, source_id, retire)
+                    .await
+            }
             SiteName::Recovery => {
                 self.map
-                    .remove_by_recovery(service, resource_type, source_id)
+                    .take_by_recovery(service, resource_type, source_id, retire)
                     .await
             }
         }
+    }
+
+    /// The target site's ID of a retired source resource (deleted at both sites).
+    pub async fn retired_target_id(
+        &self,
+        service: &str,
+        resource_type: &str,
+        source_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        Ok(match self.source {
+            SiteName::Primary => self
+                .map
+                .retired_by_primary(service, resource_type, source_id)
+                .await?
+                .map(|m| m.recovery_id),
+            SiteName::Recovery => self
+                .map
+                .retired_by_recovery(service, resource_type, source_id)
+                .await?
+                .map(|m| m.primary_id),
+        })
     }
 }
 
@@ -574,6 +730,71 @@ mod tests {
         })
         .unwrap();
         assert_eq!(new["origin"], "recovery");
+    }
+
+    #[tokio::test]
+    async fn retired_mappings_outlive_the_live_ones_in_either_direction() {
+        let map = IdMap::new(Arc::new(MemoryStore::new()));
+        let forward = DirectedIdMap::new(map.clone(), SiteName::Primary);
+        let reverse = DirectedIdMap::new(map.clone(), SiteName::Recovery);
+        forward
+            .insert("identity", "user", "p1", "r1")
+            .await
+            .unwrap();
+        forward
+            .insert("identity", "user", "p2", "r2")
+            .await
+            .unwrap();
+        assert_eq!(
+            forward
+                .retired_target_id("identity", "user", "p1")
+                .await
+                .unwrap(),
+            None,
+            "a live mapping is not retired"
+        );
+        // Retired from the primary (a forward delete) and from the recovery site (reverse).
+        let gone = forward.retire("identity", "user", "p1").await.unwrap();
+        assert_eq!(gone, Some(m("identity", "user", "p1", "r1")));
+        let gone = reverse.retire("identity", "user", "r2").await.unwrap();
+        assert_eq!(gone, Some(m("identity", "user", "p2", "r2")));
+        for (p, r) in [("p1", "r1"), ("p2", "r2")] {
+            assert_eq!(map.recovery_id("identity", "user", p).await.unwrap(), None);
+            assert_eq!(map.primary_id("identity", "user", r).await.unwrap(), None);
+            assert_eq!(
+                forward
+                    .retired_target_id("identity", "user", p)
+                    .await
+                    .unwrap(),
+                Some(r.to_string())
+            );
+            assert_eq!(
+                reverse
+                    .retired_target_id("identity", "user", r)
+                    .await
+                    .unwrap(),
+                Some(p.to_string())
+            );
+        }
+        let live = map.list(&IdMapFilter::default(), None, 10).await.unwrap();
+        assert!(live.is_empty(), "retired mappings are not listed: {live:?}");
+        // Retiring what is not mapped changes nothing; a plain remove retires nothing.
+        assert_eq!(
+            forward.retire("identity", "user", "p1").await.unwrap(),
+            None
+        );
+        forward
+            .insert("identity", "user", "p3", "r3")
+            .await
+            .unwrap();
+        forward.remove("identity", "user", "p3").await.unwrap();
+        assert_eq!(
+            forward
+                .retired_target_id("identity", "user", "p3")
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
