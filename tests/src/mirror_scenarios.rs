@@ -318,3 +318,96 @@ import os, openstack
 c = openstack.connect(cloud=os.environ["CLOUD"])
 c.compute.delete_keypair(os.environ["KEYPAIR"], ignore_missing=False, user_id=os.environ["USER_ID"])
 "#;
+
+/// The admin tenant (Gold) gives a new project access to a private flavor and a private
+/// volume type through the gateway (the real CLI: `--private --project`); the recovery
+/// site's copies give it to the recovery project. The project is deleted; Nova and Cinder
+/// keep its access, and the admin removes it by the gone project's ID (openstacksdk: the CLI
+/// looks `--project` up at Keystone first). The removals reach the recovery site's copies.
+/// Real sites only: the simulator has no volume type access (the flavor half runs against it
+/// in `tests/tests/mirror_resources.rs`).
+pub fn access_of_a_deleted_project(s: &mut Steps, cli: &Cli, tag: &str) {
+    let (project, flavor, vtype) = (
+        format!("gw-access-proj-{tag}"),
+        format!("gw-private-flavor-{tag}"),
+        format!("gw-private-vt-{tag}"),
+    );
+    let access = |cloud: &str, flavor_id: &str, remove: Option<&str>| {
+        let mut env = vec![
+            ("CLOUD", cloud),
+            ("FLAVOR_ID", flavor_id),
+            ("VTYPE", &vtype),
+        ];
+        if let Some(p) = remove {
+            env.push(("REMOVE", p));
+        }
+        cli.run_python(PRIVATE_ACCESS, &env)?.ok()?.json()
+    };
+    let made = s.step(
+        "gold: a project's access to a private flavor and volume type is at the recovery site when the CLI returns",
+        || {
+            let p = cli.json("gw", &["project", "create", &project])?;
+            let f = cli.json(
+                "gw",
+                &["flavor", "create", "--private", "--project", &project, "--vcpus", "1", "--ram", "128", "--disk", "1", &flavor],
+            )?;
+            cli.json("gw", &["volume", "type", "create", "--private", "--project", &project, &vtype])?;
+            let r_project = cli.json("recovery", &["project", "show", &project])?;
+            let flavor_id = f["id"].as_str().unwrap_or_default().to_string();
+            let there = access("recovery", &flavor_id, None)?;
+            let want = serde_json::json!([r_project["id"]]);
+            ensure!(
+                there["flavor"] == want && there["volume_type"] == want,
+                "the recovery copies give access to the recovery project {want}: {there}"
+            );
+            Ok((p["id"].as_str().unwrap_or_default().to_string(), flavor_id))
+        },
+    );
+    let Some((project_id, flavor_id)) = made else {
+        return;
+    };
+    s.step(
+        "gold: removing a deleted project's access reaches the recovery site",
+        || {
+            cli.run("gw", &["project", "delete", &project])?;
+            let kept = access("recovery", &flavor_id, None)?;
+            ensure!(
+                kept["flavor"].as_array().is_some_and(|a| a.len() == 1)
+                    && kept["volume_type"].as_array().is_some_and(|a| a.len() == 1),
+                "Nova and Cinder keep a deleted project's access: {kept}"
+            );
+            let here = access("gw", &flavor_id, Some(&project_id))?;
+            let none = serde_json::json!([]);
+            ensure!(
+                here["flavor"] == none && here["volume_type"] == none,
+                "removed at the primary: {here}"
+            );
+            let there = access("recovery", &flavor_id, None)?;
+            ensure!(
+                there["flavor"] == none && there["volume_type"] == none,
+                "the deleted project's access is still at the recovery site: {there}"
+            );
+            cli.run("gw", &["flavor", "delete", &flavor])?;
+            cli.run("gw", &["volume", "type", "delete", &vtype])?;
+            Ok(())
+        },
+    );
+}
+
+/// Prints, as JSON, the projects with access to the private flavor `$FLAVOR_ID` and to the
+/// private volume type named `$VTYPE` at the cloud `$CLOUD`, after removing the project
+/// `$REMOVE` from both if set.
+const PRIVATE_ACCESS: &str = r#"
+import json, os, openstack
+c = openstack.connect(cloud=os.environ["CLOUD"])
+flavor = os.environ["FLAVOR_ID"]
+vtype = next(t for t in c.block_storage.types(is_public="None") if t.name == os.environ["VTYPE"])
+project = os.environ.get("REMOVE")
+if project:
+    c.compute.flavor_remove_tenant_access(flavor, project)
+    c.block_storage.remove_type_access(vtype.id, project)
+print(json.dumps({
+    "flavor": sorted(a["tenant_id"] for a in c.compute.get_flavor_access(flavor)),
+    "volume_type": sorted(a["project_id"] for a in c.block_storage.get_type_access(vtype.id)),
+}))
+"#;

@@ -1173,3 +1173,98 @@ async fn keypair_of_a_deleted_user_is_deleted_at_the_recovery_site_too() {
     assert!(failed.is_empty(), "{failed:?}");
     engine.shutdown().await;
 }
+
+/// Nova keeps a project's access to a private flavor when Keystone deletes the project, and
+/// removes it later by the gone project's ID; the project's mapping is retired with its
+/// delete, so the removal reaches the recovery site's flavor too.
+#[tokio::test]
+async fn flavor_access_of_a_deleted_project_is_removed_at_the_recovery_site_too() {
+    let bed = Bed::new().await;
+    let (engine, journal) = bed.mem_engine().await;
+    let g = gold(GoldFailure::Degrade);
+    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
+    let admin = (&bed.admin, &bed.admin_ctx);
+
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "short-lived", "domain_id": "default"}})),
+        )
+        .await;
+    let project = resp.json["project"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let rproject = recovery_id(&engine, "identity", "project", &project)
+        .await
+        .unwrap();
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Compute,
+            Method::POST,
+            "/v2.1/flavors",
+            Some(
+                json!({"flavor": {"name": "private-one", "ram": 128, "vcpus": 1, "disk": 1,
+                "os-flavor-access:is_public": false}}),
+            ),
+        )
+        .await;
+    let flavor = resp.json["flavor"]["id"].as_str().unwrap().to_string();
+    ok(engine.submit(m).await);
+    let action = format!("/v2.1/flavors/{flavor}/action");
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Compute,
+            Method::POST,
+            &action,
+            Some(json!({"addTenantAccess": {"tenant": project}})),
+        )
+        .await;
+    ok(engine.submit(m).await);
+    let access = format!("/v2.1/flavors/{flavor}/os-flavor-access");
+    let there = bed.recovery_get(Service::Compute, &access).await;
+    assert_eq!(
+        there.json["flavor_access"],
+        json!([{"flavor_id": flavor, "tenant_id": rproject}])
+    );
+
+    let (_, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Identity,
+            Method::DELETE,
+            &format!("/v3/projects/{project}"),
+            None,
+        )
+        .await;
+    ok(engine.submit(m).await);
+    assert_eq!(
+        recovery_id(&engine, "identity", "project", &project).await,
+        None
+    );
+    let (resp, m) = bed
+        .call(
+            admin,
+            &g,
+            Service::Compute,
+            Method::POST,
+            &action,
+            Some(json!({"removeTenantAccess": {"tenant": project}})),
+        )
+        .await;
+    assert_eq!(resp.json["flavor_access"], json!([]));
+    ok(engine.submit(m).await);
+    let there = bed.recovery_get(Service::Compute, &access).await;
+    assert_eq!(there.json["flavor_access"], json!([]), "{}", there.json);
+
+    let failed = failed_records(&journal).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    engine.shutdown().await;
+}

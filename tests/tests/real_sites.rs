@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use drgw_tests::cli::{self, scenario, write_clouds_yaml, Cli, StepResult, Steps};
 use drgw_tests::mirror_scenarios::{
-    gold_identity, gold_resources_at_recovery, neutron_references_at_recovery, MIRRORED_USER_CLOUD,
+    access_of_a_deleted_project, gold_identity, gold_resources_at_recovery,
+    neutron_references_at_recovery, MIRRORED_USER_CLOUD,
 };
 use drgw_tests::realsite::{RealSite, RealSites};
 use serde_json::Value;
@@ -595,6 +596,7 @@ fn through_gateway(t: &RealTier) -> Vec<StepResult> {
     );
     neutron_references_at_recovery(&mut s, &cli);
     gold_resources_at_recovery(&mut s, &cli, &tag);
+    access_of_a_deleted_project(&mut s, &cli, &tag);
     access_log_joins_the_services_logs(&mut s, dir.path(), t.sites.sites()[0]);
     failover_through_gateway(&mut s, &rt, &gw, &cli);
     let (code, failed) = rt

@@ -131,11 +131,13 @@ impl IdType {
     }
 
     /// Whether what belongs to the resource outlives it at the services, so that later
-    /// changes still name it after its delete: Nova keeps a Keystone user's keypairs, and an
-    /// admin deletes them with `?user_id=` of the gone user. Its mapping is retired on delete,
-    /// not forgotten (see [`crate::state::idmap::IdMap::retire`]).
+    /// changes still name it after its delete: Nova keeps a Keystone user's keypairs (an
+    /// admin deletes them with `?user_id=` of the gone user), Nova and Cinder keep a
+    /// project's access to private flavors and volume types (removed by the gone project's
+    /// ID). Its mapping is retired on delete, not forgotten (see
+    /// [`crate::state::idmap::IdMap::retire`]).
     pub fn outlived_by_its_children(self) -> bool {
-        self == USER
+        self == USER || self == PROJECT
     }
 }
 
@@ -185,7 +187,8 @@ pub enum Need {
     IfItExists,
     /// Mirrored like [`Need::Mirrored`], or, when what it names was deleted at both sites and
     /// its mapping retired ([`IdType::outlived_by_its_children`]), the retired copy's ID: the
-    /// delete of what outlived it (a keypair of a deleted user).
+    /// delete of what outlived it (a deleted user's keypair, a deleted project's access to a
+    /// private flavor or volume type).
     OrRetired,
 }
 
@@ -222,6 +225,22 @@ fn soft(at: Location, to: IdType, name: &'static str) -> Reference {
     Reference {
         need: Need::IfMapped,
         ..r(at, to, name)
+    }
+}
+
+/// The project a flavor's or volume type's access action names (`addTenantAccess`,
+/// `removeProjectAccess`, ...). Nova and Cinder remove the access of a deleted project
+/// (Nova: "It doesn't really matter if project exists or not"), so a removal's project may
+/// be one deleted at both sites: its retired mapping names the copy.
+fn access_project(action: &str, pointer: &str, name: &'static str) -> Reference {
+    let need = if action.starts_with("remove") {
+        Need::OrRetired
+    } else {
+        Need::Mirrored
+    };
+    Reference {
+        need,
+        ..r(ptr(pointer), PROJECT, name)
     }
 }
 
@@ -363,7 +382,7 @@ pub fn mirror_target(
                         .find(|k| b.get(*k).is_some())?;
                     let mut t = Target::new(Kind::FlavorAccess, Update, svc)
                         .subject(FLAVOR, 2)
-                        .refs([r(ptr(&format!("/{key}/tenant")), PROJECT, "tenant")]);
+                        .refs([access_project(key, &format!("/{key}/tenant"), "tenant")]);
                     t.subject = None;
                     t
                 }
@@ -612,7 +631,7 @@ pub fn mirror_target(
                         .find(|k| b.get(*k).is_some())?;
                     let mut t = Target::new(Kind::VolumeTypeAccess, Update, svc)
                         .subject(VOLUME_TYPE, 3)
-                        .refs([r(ptr(&format!("/{key}/project")), PROJECT, "project")]);
+                        .refs([access_project(key, &format!("/{key}/project"), "project")]);
                     t.subject = None;
                     t
                 }
@@ -1281,6 +1300,50 @@ mod tests {
                 ("project_id", Need::Mirrored),
                 ("network_id", Need::Mirrored)
             ]
+        );
+    }
+
+    #[test]
+    fn access_removals_may_name_a_deleted_project() {
+        let need = |svc, path: &str, body: Value| {
+            let t = mirror_target(svc, "POST", path, Some(&body)).unwrap();
+            t.refs.iter().map(|r| (r.name, r.need)).collect::<Vec<_>>()
+        };
+        let flavor = "/v2.1/flavors/f/action";
+        let vtype = "/v3/P/types/t/action";
+        assert_eq!(
+            need(
+                Service::Compute,
+                flavor,
+                json!({"addTenantAccess": {"tenant": "p"}})
+            ),
+            vec![("id", Need::Mirrored), ("tenant", Need::Mirrored)]
+        );
+        assert_eq!(
+            need(
+                Service::Compute,
+                flavor,
+                json!({"removeTenantAccess": {"tenant": "p"}})
+            ),
+            vec![("id", Need::Mirrored), ("tenant", Need::OrRetired)]
+        );
+        let removal = need(
+            Service::BlockStorage,
+            vtype,
+            json!({"removeProjectAccess": {"project": "p"}}),
+        );
+        assert!(
+            removal.contains(&("project", Need::OrRetired)),
+            "{removal:?}"
+        );
+        let addition = need(
+            Service::BlockStorage,
+            vtype,
+            json!({"addProjectAccess": {"project": "p"}}),
+        );
+        assert!(
+            addition.contains(&("project", Need::Mirrored)),
+            "{addition:?}"
         );
     }
 
