@@ -2,12 +2,13 @@
 //! image, block storage, security groups, workload protection records), Gold so that each
 //! change is at the recovery site when `submit` returns.
 
+use drgw::mirror::MirrorEngine;
 use drgw::mutation::{GoldFailure, MirrorOutcome};
 use drgw::operation::Service;
 use drgw_tests::mirror_harness::{bronze, failed_records, gold, recovery_id, Bed};
-use drgw_tests::sim::client::SimClient;
+use drgw_tests::sim::client::{SimClient, SimResponse};
 use http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn identity_compute_image_volume_security_groups_and_workloads() {
@@ -1059,6 +1060,28 @@ async fn records_naming_what_the_primary_deleted_since_apply_as_nothing() {
     engine.shutdown().await;
 }
 
+/// The admin's calls at the primary, each mirrored Gold before the next.
+struct GoldAdmin<'a> {
+    bed: &'a Bed,
+    engine: &'a MirrorEngine,
+}
+
+impl GoldAdmin<'_> {
+    /// `method path` at the primary; asserts that it succeeded and that the mirror applied it.
+    async fn call(&self, svc: Service, method: Method, path: &str, body: Value) -> SimResponse {
+        let body = (!body.is_null()).then_some(body);
+        let admin = (&self.bed.admin, &self.bed.admin_ctx);
+        let g = gold(GoldFailure::Degrade);
+        let (resp, m) = self.bed.call(admin, &g, svc, method, path, body).await;
+        assert_eq!(
+            self.engine.submit(m).await,
+            MirrorOutcome::Applied,
+            "{path}"
+        );
+        resp
+    }
+}
+
 /// Nova keeps a user's keypairs when Keystone deletes the user, at both sites; an admin
 /// deletes such a keypair later by naming the gone user (`?user_id=`). The user's mapping
 /// is retired, not forgotten, when its delete is mirrored, so that delete reaches the
@@ -1068,105 +1091,83 @@ async fn records_naming_what_the_primary_deleted_since_apply_as_nothing() {
 async fn keypair_of_a_deleted_user_is_deleted_at_the_recovery_site_too() {
     let bed = Bed::new().await;
     let (engine, journal) = bed.mem_engine().await;
-    let g = gold(GoldFailure::Degrade);
-    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
-    let admin = (&bed.admin, &bed.admin_ctx);
+    let admin = GoldAdmin {
+        bed: &bed,
+        engine: &engine,
+    };
+    let keypair = |name: &str, user: Option<&str>| {
+        let mut k = json!({"name": "left-key", "public_key": format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{name} {name}")});
+        if let Some(u) = user {
+            k["user_id"] = json!(u);
+        }
+        json!({ "keypair": k })
+    };
+    let status = |path: String| {
+        let bed = &bed;
+        async move { bed.recovery_get(Service::Compute, &path).await.status }
+    };
 
-    let (resp, m) = bed
+    let user = admin
         .call(
-            admin,
-            &g,
             Service::Identity,
             Method::POST,
             "/v3/users",
-            Some(json!({"user": {"name": "leaver", "domain_id": "default", "password": "leaver-pw-1"}})),
+            json!({"user": {"name": "leaver", "domain_id": "default", "password": "leaver-pw-1"}}),
         )
         .await;
-    let user = resp.json["user"]["id"].as_str().unwrap().to_string();
-    ok(engine.submit(m).await);
+    let user = user.json["user"]["id"].as_str().unwrap().to_string();
     let ruser = recovery_id(&engine, "identity", "user", &user)
         .await
         .unwrap();
-    let (resp, m) = bed
-        .call(
-            admin,
-            &g,
-            Service::Compute,
-            Method::POST,
-            "/v2.1/os-keypairs",
-            Some(json!({"keypair": {"name": "left-key", "user_id": user,
-            "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILeaver leaver"}})),
-        )
-        .await;
-    assert!(resp.status.is_success(), "{}", resp.json);
-    ok(engine.submit(m).await);
-    let (_, m) = bed
-        .call(
-            admin,
-            &g,
-            Service::Compute,
-            Method::POST,
-            "/v2.1/os-keypairs",
-            Some(json!({"keypair": {"name": "left-key",
-            "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAdmin admin"}})),
-        )
-        .await;
-    ok(engine.submit(m).await);
     let radmin = bed.recovery.user_id("admin").unwrap();
-    let admins = format!("/v2.1/os-keypairs/left-key?user_id={radmin}");
-    assert_eq!(
-        bed.recovery_get(Service::Compute, &admins).await.status,
-        StatusCode::OK
-    );
-    let copy = format!("/v2.1/os-keypairs/left-key?user_id={ruser}");
-    assert_eq!(
-        bed.recovery_get(Service::Compute, &copy).await.status,
-        StatusCode::OK
-    );
-
-    let (resp, m) = bed
+    // The admin's own keypair and the user's, of the same name.
+    admin
         .call(
-            admin,
-            &g,
+            Service::Compute,
+            Method::POST,
+            "/v2.1/os-keypairs",
+            keypair("Admin", None),
+        )
+        .await;
+    admin
+        .call(
+            Service::Compute,
+            Method::POST,
+            "/v2.1/os-keypairs",
+            keypair("Leaver", Some(&user)),
+        )
+        .await;
+    let copy = |u: &str| format!("/v2.1/os-keypairs/left-key?user_id={u}");
+    assert_eq!(status(copy(&radmin)).await, StatusCode::OK);
+    assert_eq!(status(copy(&ruser)).await, StatusCode::OK);
+
+    admin
+        .call(
             Service::Identity,
             Method::DELETE,
             &format!("/v3/users/{user}"),
-            None,
+            Value::Null,
         )
         .await;
-    assert_eq!(resp.status, StatusCode::NO_CONTENT);
-    ok(engine.submit(m).await);
     let gone = bed
         .recovery_get(Service::Identity, &format!("/v3/users/{ruser}"))
         .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.json);
     assert_eq!(recovery_id(&engine, "identity", "user", &user).await, None);
-    // Nova kept the keypair at both sites.
     assert_eq!(
-        bed.recovery_get(Service::Compute, &copy).await.status,
-        StatusCode::OK
+        status(copy(&ruser)).await,
+        StatusCode::OK,
+        "Nova kept the keypair"
     );
 
-    let (resp, m) = bed
-        .call(
-            admin,
-            &g,
-            Service::Compute,
-            Method::DELETE,
-            &format!("/v2.1/os-keypairs/left-key?user_id={user}"),
-            None,
-        )
+    admin
+        .call(Service::Compute, Method::DELETE, &copy(&user), Value::Null)
         .await;
-    assert!(resp.status.is_success(), "{}", resp.json);
-    ok(engine.submit(m).await);
-    let after = bed.recovery_get(Service::Compute, &copy).await;
-    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.json);
-    let own = bed.recovery_get(Service::Compute, &admins).await;
+    assert_eq!(status(copy(&ruser)).await, StatusCode::NOT_FOUND);
     assert_eq!(
-        own.status,
+        status(copy(&radmin)).await,
         StatusCode::OK,
-        "the admin's own keypair stays: {}",
-        own.json
+        "the admin's own keypair stays"
     );
 
     let failed = failed_records(&journal).await;
@@ -1181,52 +1182,42 @@ async fn keypair_of_a_deleted_user_is_deleted_at_the_recovery_site_too() {
 async fn flavor_access_of_a_deleted_project_is_removed_at_the_recovery_site_too() {
     let bed = Bed::new().await;
     let (engine, journal) = bed.mem_engine().await;
-    let g = gold(GoldFailure::Degrade);
-    let ok = |out: MirrorOutcome| assert_eq!(out, MirrorOutcome::Applied);
-    let admin = (&bed.admin, &bed.admin_ctx);
+    let admin = GoldAdmin {
+        bed: &bed,
+        engine: &engine,
+    };
 
-    let (resp, m) = bed
+    let project = admin
         .call(
-            admin,
-            &g,
             Service::Identity,
             Method::POST,
             "/v3/projects",
-            Some(json!({"project": {"name": "short-lived", "domain_id": "default"}})),
+            json!({"project": {"name": "short-lived", "domain_id": "default"}}),
         )
         .await;
-    let project = resp.json["project"]["id"].as_str().unwrap().to_string();
-    ok(engine.submit(m).await);
+    let project = project.json["project"]["id"].as_str().unwrap().to_string();
     let rproject = recovery_id(&engine, "identity", "project", &project)
         .await
         .unwrap();
-    let (resp, m) = bed
+    let flavor = admin
         .call(
-            admin,
-            &g,
             Service::Compute,
             Method::POST,
             "/v2.1/flavors",
-            Some(
-                json!({"flavor": {"name": "private-one", "ram": 128, "vcpus": 1, "disk": 1,
+            json!({"flavor": {"name": "private-one", "ram": 128, "vcpus": 1, "disk": 1,
                 "os-flavor-access:is_public": false}}),
-            ),
         )
         .await;
-    let flavor = resp.json["flavor"]["id"].as_str().unwrap().to_string();
-    ok(engine.submit(m).await);
+    let flavor = flavor.json["flavor"]["id"].as_str().unwrap().to_string();
     let action = format!("/v2.1/flavors/{flavor}/action");
-    let (_, m) = bed
+    admin
         .call(
-            admin,
-            &g,
             Service::Compute,
             Method::POST,
             &action,
-            Some(json!({"addTenantAccess": {"tenant": project}})),
+            json!({"addTenantAccess": {"tenant": project}}),
         )
         .await;
-    ok(engine.submit(m).await);
     let access = format!("/v2.1/flavors/{flavor}/os-flavor-access");
     let there = bed.recovery_get(Service::Compute, &access).await;
     assert_eq!(
@@ -1234,33 +1225,27 @@ async fn flavor_access_of_a_deleted_project_is_removed_at_the_recovery_site_too(
         json!([{"flavor_id": flavor, "tenant_id": rproject}])
     );
 
-    let (_, m) = bed
+    admin
         .call(
-            admin,
-            &g,
             Service::Identity,
             Method::DELETE,
             &format!("/v3/projects/{project}"),
-            None,
+            Value::Null,
         )
         .await;
-    ok(engine.submit(m).await);
     assert_eq!(
         recovery_id(&engine, "identity", "project", &project).await,
         None
     );
-    let (resp, m) = bed
+    let here = admin
         .call(
-            admin,
-            &g,
             Service::Compute,
             Method::POST,
             &action,
-            Some(json!({"removeTenantAccess": {"tenant": project}})),
+            json!({"removeTenantAccess": {"tenant": project}}),
         )
         .await;
-    assert_eq!(resp.json["flavor_access"], json!([]));
-    ok(engine.submit(m).await);
+    assert_eq!(here.json["flavor_access"], json!([]));
     let there = bed.recovery_get(Service::Compute, &access).await;
     assert_eq!(there.json["flavor_access"], json!([]), "{}", there.json);
 
