@@ -393,11 +393,27 @@ impl Pool {
             }
         };
         // Reused connections first; one the upstream closed while idle gives the request
-        // back unsent, and the next one gets it.
+        // back unsent, and the next one gets it. One the upstream closes as the request
+        // goes out (its keep-alive timeout ran out just then, which nothing can see
+        // before writing) has lost a request that may have reached it: a safe request
+        // without a body goes again once, on a new connection (as the fast lane's, and
+        // nginx's on its cached connections); any other fails.
+        let mut replay = None;
         while let Some(mut conn) = checkout.idle.take() {
+            if replay.is_none() {
+                replay = replayable(&req);
+            }
             match conn.exchange(req, &mut deadline).await {
                 Ok(resp) => return Ok(self.response(checkout.host, conn, resp)),
                 Err(Failed::Unsent(unsent, _)) => req = *unsent,
+                Err(Failed::Lost(e)) => match replay.take() {
+                    Some(again) => {
+                        tracing::debug!(error = %e, "reused upstream connection lost a safe request; sent again");
+                        req = again;
+                        break;
+                    }
+                    None => return Err(e),
+                },
                 Err(Failed::Sent(e)) => return Err(e),
             }
             checkout.idle = self.idle_conn(checkout.host);
@@ -415,7 +431,7 @@ impl Pool {
         match conn.exchange(req, &mut deadline).await {
             Ok(resp) => Ok(self.response(checkout.host, conn, resp)),
             Err(Failed::Unsent(_, e)) => Err(UpstreamError::Reset(error_chain(&e))),
-            Err(Failed::Sent(e)) => Err(e),
+            Err(Failed::Lost(e) | Failed::Sent(e)) => Err(e),
         }
     }
 
@@ -743,8 +759,52 @@ enum Failed {
     /// The request was not written (the connection had closed): it can go elsewhere.
     /// Boxed: rare, and the request is large.
     Unsent(Box<Request<ProxyBody>>, hyper::Error),
+    /// The connection ended (closed, or reset) before the answer's head: the request may
+    /// have reached the upstream.
+    Lost(UpstreamError),
     /// The request may have reached the upstream.
     Sent(UpstreamError),
+}
+
+/// A copy of `req` to send again if a reused connection loses it: for a safe method
+/// (RFC 9110 §9.2.1: `GET`, `HEAD`, `OPTIONS`) without a body; `None` for anything else.
+/// The copy has the method, URI, version and headers; nothing reads the extensions of a
+/// request sent upstream.
+fn replayable(req: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether a request failed because its connection ended before the answer's head: the
+/// upstream closed it (hyper's "incomplete message") or reset it.
+fn ended_before_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        }) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 impl Conn {
@@ -847,6 +907,9 @@ impl Conn {
                     Some(unsent) => Failed::Unsent(Box::new(unsent), e.into_error()),
                     None if is_timeout(e.error()) => {
                         Failed::Sent(UpstreamError::Timeout(deadline.timeout))
+                    }
+                    None if ended_before_answer(e.error()) => {
+                        Failed::Lost(UpstreamError::Reset(error_chain(e.error())))
                     }
                     None => Failed::Sent(UpstreamError::Reset(error_chain(e.error()))),
                 })),
@@ -1238,6 +1301,164 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_safe_request_a_reused_connection_loses_goes_again_once() {
+        // Answers the first request on each connection (keep-alive on the wire); reads the
+        // second and closes without an answer, as an upstream whose keep-alive timeout
+        // ran out just as the request came.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let h = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    for answered in [true, false] {
+                        let n = stream.read(&mut buf).await.unwrap_or(0);
+                        let head = String::from_utf8_lossy(&buf[..n]);
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        h.lock().unwrap().push(line);
+                        if answered {
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            let _ = stream.write_all(answer).await;
+                        }
+                    }
+                });
+            }
+        });
+        let client = client(Duration::from_secs(5));
+        let send = |req: Request<ProxyBody>| {
+            let client = &client;
+            async move {
+                let resp = client.send(req).await?;
+                let status = resp.status();
+                resp.into_body().collect().await.expect("body");
+                Ok::<_, UpstreamError>(status)
+            }
+        };
+        let base = format!("http://{addr}");
+        let status = send(get(&format!("{base}/first"))).await.expect("first");
+        assert_eq!(status, 200);
+        // A GET on the reused connection is lost, and sent again on a new one.
+        let status = send(get(&format!("{base}/again")))
+            .await
+            .expect("sent again");
+        assert_eq!(status, 200);
+        // A DELETE on the reused (second) connection is lost, and fails: it may have
+        // been done.
+        let delete = Request::delete(format!("{base}/once"))
+            .body(body::empty())
+            .expect("request");
+        let err = send(delete).await.expect_err("not sent again");
+        assert_eq!(err.kind(), "reset", "{err}");
+        // A GET with a body is not sent again either.
+        let status = send(get(&format!("{base}/first"))).await.expect("third");
+        assert_eq!(status, 200);
+        let with_body = Request::get(format!("{base}/with-body"))
+            .body(body::full("x"))
+            .expect("request");
+        let err = send(with_body).await.expect_err("not sent again");
+        assert_eq!(err.kind(), "reset", "{err}");
+        let heads = heads.lock().unwrap().clone();
+        let lines: Vec<&str> = heads.iter().map(String::as_str).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /first HTTP/1.1",
+                "GET /again HTTP/1.1",
+                "GET /again HTTP/1.1",
+                "DELETE /once HTTP/1.1",
+                "GET /first HTTP/1.1",
+                "GET /with-body HTTP/1.1",
+            ]
+        );
+    }
+
+    /// An upstream that answers every request with `ok` and, 50 ms later, with an answer
+    /// nobody asked for; it counts its connections.
+    async fn upstream_with_strays() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(1..) = stream.read(&mut buf).await {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let stray = b"HTTP/1.1 409 Stray\r\ncontent-length: 5\r\n\r\nstray";
+                        if stream.write_all(stray).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), connections)
+    }
+
+    async fn status_of(client: &UpstreamClient, req: Request<ProxyBody>) -> http::StatusCode {
+        let resp = client.send(req).await.expect("response");
+        let status = resp.status();
+        resp.into_body().collect().await.expect("body");
+        status
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_with_an_answer_nobody_asked_for_is_not_reused() {
+        let (base, connections) = upstream_with_strays().await;
+        let client = client(Duration::from_secs(5));
+        for n in 1..=3 {
+            let patch = Request::patch(format!("{base}/p{n}"))
+                .body(body::full("[]"))
+                .expect("request");
+            assert_eq!(status_of(&client, patch).await, 200);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn an_idle_connection_with_an_answer_nobody_asked_for_is_not_reused_by_another_runtime() {
+        // The mirror's runtime and a worker's share a pool shard: a connection made on one
+        // may be taken from the pool on the other.
+        // Each runtime's thread turns its event loop while the other runtime sends.
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        };
+        let upstream_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (base, connections) = upstream_rt.block_on(upstream_with_strays());
+        let client = Arc::new(client(Duration::from_secs(5)));
+        let (first, second) = (runtime(), runtime());
+        for n in 1..=3 {
+            let get = get(&format!("{base}/g{n}"));
+            assert_eq!(first.block_on(status_of(&client, get)), 200);
+            std::thread::sleep(Duration::from_millis(200));
+            let patch = Request::patch(format!("{base}/p{n}"))
+                .body(body::full("[]"))
+                .expect("request");
+            assert_eq!(second.block_on(status_of(&client, patch)), 200);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 6);
     }
 
     #[tokio::test]

@@ -3,10 +3,10 @@
 //! Keys (components length-prefixed, see [`push_component`]):
 //! - `idmap_forward`: `service ‖ resource_type ‖ primary_id`
 //! - `idmap_reverse`: `service ‖ resource_type ‖ recovery_id`
-//!
 //! - `idmap_retired_forward` / `idmap_retired_reverse`: the same keys, for resources deleted
 //!   at both sites whose mapping is kept ([`IdMap::retire`]): what outlives them at the
-//!   services (a Keystone user's Nova keypairs) is still named by their IDs.
+//!   services is still named by their IDs (a Keystone user's Nova keypairs; a Keystone
+//!   project's access to private Nova flavors and Cinder volume types).
 //!
 //! All values are the framed JSON of the whole [`IdMapping`], checked against the key on
 //! read. Both directions are written in one batch guarded by their versions, so a reader never
