@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Starts drgw as the candidate of ../shared/bench/proxy-bench.sh: every service of both
 # sites points at the bench's upstream ($UPSTREAM_URL), the compute listener is $LISTEN,
-# the tokio worker count is $WORKERS, and $ACCESS_LOG is `[gateway] access_log` ("off"
-# unless set, as nginx's in the bench). Used by the README's benchmark command:
+# the tokio worker count is $WORKERS, $ACCESS_LOG is `[gateway] access_log` ("off"
+# unless set, as nginx's in the bench) and $FAST_LANE `[gateway] http1_fast_lane` ("true"
+# unless set; "false" measures the general path). Used by the README's benchmark command:
 #   CANDIDATE_NAME=drgw CANDIDATE_CMD="exec $PWD/gateway/benches/proxy-candidate.sh" \
 #     bash ../shared/bench/proxy-bench.sh
 set -euo pipefail
-: "${UPSTREAM_URL:?}" "${LISTEN:?}" "${WORKERS:=1}" "${ACCESS_LOG:=off}"
+: "${UPSTREAM_URL:?}" "${LISTEN:?}" "${WORKERS:=1}" "${ACCESS_LOG:=off}" "${FAST_LANE:=true}"
 DRGW=${DRGW:-${CARGO_TARGET_DIR:-$HOME/.cache/drgw-target}/release/drgw}
 dir=${TMPDIR:-/tmp}/drgw-bench-candidate   # rewritten at every start
 mkdir -p "$dir"
@@ -16,7 +17,8 @@ site() {
 }
 port=${LISTEN##*:}
 {
-  printf '[gateway]\nstate_dir = "%s"\nworkers = %s\naccess_log = "%s"\n\n' "$dir/state" "$WORKERS" "$ACCESS_LOG"
+  printf '[gateway]\nstate_dir = "%s"\nworkers = %s\naccess_log = "%s"\nhttp1_fast_lane = %s\n\n' \
+    "$dir/state" "$WORKERS" "$ACCESS_LOG" "$FAST_LANE"
   site primary; site recovery
   printf '[listeners.compute]\nlisten = "%s"\npublic_url = "http://%s"\n\n' "$LISTEN" "$LISTEN"
   printf '[listeners.shared]\nlisten = "127.0.0.1:%s"\npublic_url = "http://127.0.0.1:%s"\n\n' $((port + 100)) $((port + 100))
