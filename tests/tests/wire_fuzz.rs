@@ -132,10 +132,19 @@ async fn read_answer(sock: &mut TcpStream, head_only: bool) -> Result<Option<See
             Ok(n) => got.extend_from_slice(&chunk[..n]),
         }
     };
-    let head = std::str::from_utf8(&got[..head_len - 4])
-        .map_err(|_| format!("a head that is not UTF-8: {:?}", &got[..head_len]))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
+    // Field values may carry obs-text (bytes 0x80-0xFF, RFC 9110 §5.5), which proxies pass
+    // on as they are; the status line and the field names are ASCII.
+    // (Each line with its CRLF, the head's last line included.)
+    let mut lines = got[..head_len - 2]
+        .split_inclusive(|b| *b == b'\n')
+        .map(|l| {
+            l.strip_suffix(b"\r\n").ok_or_else(|| {
+                format!("a head line without CRLF: {:?}", String::from_utf8_lossy(l))
+            })
+        });
+    let status_line = lines.next().unwrap_or(Ok(b""))?;
+    let status_line = std::str::from_utf8(status_line)
+        .map_err(|_| format!("a status line that is not ASCII: {status_line:?}"))?;
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default().to_string();
     let status: u16 = parts
@@ -148,13 +157,25 @@ async fn read_answer(sock: &mut TcpStream, head_only: bool) -> Result<Option<See
     }
     let mut headers = Vec::new();
     for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("a header line without a colon: {line:?}"))?;
-        if name.is_empty() || name.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-            return Err(format!("a header name that is not a token: {line:?}"));
+        let line = line?;
+        let shown = || String::from_utf8_lossy(line).into_owned();
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or_else(|| format!("a header line without a colon: {:?}", shown()))?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.is_empty() || name.iter().any(|b| *b <= b' ' || *b >= 0x7f) {
+            return Err(format!("a header name that is not a token: {:?}", shown()));
         }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        if value
+            .iter()
+            .any(|b| (*b < b' ' && *b != b'\t') || *b == 0x7f)
+        {
+            return Err(format!("a control byte in a header value: {:?}", shown()));
+        }
+        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(value).trim().to_string();
+        headers.push((name, value));
     }
     let mut seen = Seen {
         version,
