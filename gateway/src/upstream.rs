@@ -1196,39 +1196,54 @@ mod tests {
 
     /// An upstream that answers every request on a connection with `ok` (keep-alive) and
     /// records the connections it accepted and the request heads it read.
-    async fn upstream() -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+    /// A local upstream serving each connection it accepts with `serve`, on a task of
+    /// its own: its base URL and how many connections it accepted.
+    async fn serve_each<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let (c, h) = (connections.clone(), heads.clone());
+        let c = connections.clone();
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                let h = h.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head: Vec<u8> = buf.drain(..end + 4).collect();
-                            h.lock()
-                                .unwrap()
-                                .push(String::from_utf8_lossy(&head).into_owned());
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if stream.write_all(answer).await.is_err() {
-                                return;
-                            }
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                });
+                tokio::spawn(serve(stream));
             }
         });
-        (format!("http://{addr}"), connections, heads)
+        (format!("http://{addr}"), connections)
+    }
+
+    async fn upstream() -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let h = heads.clone();
+        let (base, connections) = serve_each(move |mut stream| {
+            let h = h.clone();
+            async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        h.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).into_owned());
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+        })
+        .await;
+        (base, connections, heads)
     }
 
     #[tokio::test]
@@ -1273,26 +1288,17 @@ mod tests {
     #[tokio::test]
     async fn a_pooled_connection_the_upstream_closed_is_replaced() {
         // Answers one request per connection (keep-alive on the wire), then closes it.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicUsize::new(0));
-        let c = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let _ = stream.read(&mut buf).await;
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    let _ = stream.write_all(answer).await;
-                    drop(stream);
-                });
-            }
-        });
+        let (base, connections) = serve_each(|mut stream| async move {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            let _ = stream.write_all(answer).await;
+        })
+        .await;
         let client = client(Duration::from_secs(5));
         for path in ["/a", "/b", "/c"] {
             let resp = client
-                .send(get(&format!("http://{addr}{path}")))
+                .send(get(&format!("{base}{path}")))
                 .await
                 .expect("response");
             let body = resp.into_body().collect().await.expect("body").to_bytes();
@@ -1308,28 +1314,25 @@ mod tests {
         // Answers the first request on each connection (keep-alive on the wire); reads the
         // second and closes without an answer, as an upstream whose keep-alive timeout
         // ran out just as the request came.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let heads = Arc::new(Mutex::new(Vec::new()));
         let h = heads.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let h = h.clone();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    for answered in [true, false] {
-                        let n = stream.read(&mut buf).await.unwrap_or(0);
-                        let head = String::from_utf8_lossy(&buf[..n]);
-                        let line = head.lines().next().unwrap_or_default().to_owned();
-                        h.lock().unwrap().push(line);
-                        if answered {
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            let _ = stream.write_all(answer).await;
-                        }
+        let (base, _) = serve_each(move |mut stream| {
+            let h = h.clone();
+            async move {
+                let mut buf = [0u8; 4096];
+                for answered in [true, false] {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    h.lock().unwrap().push(line);
+                    if answered {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        let _ = stream.write_all(answer).await;
                     }
-                });
+                }
             }
-        });
+        })
+        .await;
         let client = client(Duration::from_secs(5));
         let send = |req: Request<ProxyBody>| {
             let client = &client;
@@ -1340,7 +1343,6 @@ mod tests {
                 Ok::<_, UpstreamError>(status)
             }
         };
-        let base = format!("http://{addr}");
         let status = send(get(&format!("{base}/first"))).await.expect("first");
         assert_eq!(status, 200);
         // A GET on the reused connection is lost, and sent again on a new one.
@@ -1381,30 +1383,21 @@ mod tests {
     /// An upstream that answers every request with `ok` and, 50 ms later, with an answer
     /// nobody asked for; it counts its connections.
     async fn upstream_with_strays() -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicUsize::new(0));
-        let c = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(1..) = stream.read(&mut buf).await {
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(answer).await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        let stray = b"HTTP/1.1 409 Stray\r\ncontent-length: 5\r\n\r\nstray";
-                        if stream.write_all(stray).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        serve_each(|mut stream| async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(1..) = stream.read(&mut buf).await {
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let stray = b"HTTP/1.1 409 Stray\r\ncontent-length: 5\r\n\r\nstray";
+                if stream.write_all(stray).await.is_err() {
+                    return;
+                }
             }
-        });
-        (format!("http://{addr}"), connections)
+        })
+        .await
     }
 
     async fn status_of(client: &UpstreamClient, req: Request<ProxyBody>) -> http::StatusCode {
@@ -1564,36 +1557,27 @@ mod tests {
     #[tokio::test]
     async fn a_reused_connection_still_times_out() {
         // Answers the first request on a connection, then never again.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let _ = stream.read(&mut buf).await;
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    let _ = stream.write_all(answer).await;
-                    while let Ok(n) = stream.read(&mut buf).await {
-                        if n == 0 {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        let (base, _) = serve_each(|mut stream| async move {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            let _ = stream.write_all(answer).await;
+            while let Ok(1..) = stream.read(&mut buf).await {}
+        })
+        .await;
         let client = client(Duration::from_millis(200));
         // Right after the first request (its timer still set, for an earlier deadline),
         // and after its timer has rung while the connection sat idle.
         for pause in [Duration::ZERO, Duration::from_millis(300)] {
             let resp = client
-                .send(get(&format!("http://{addr}/first")))
+                .send(get(&format!("{base}/first")))
                 .await
                 .expect("response");
             resp.into_body().collect().await.expect("body");
             tokio::time::sleep(pause).await;
             let started = std::time::Instant::now();
             let err = client
-                .send(get(&format!("http://{addr}/second")))
+                .send(get(&format!("{base}/second")))
                 .await
                 .expect_err("silent");
             assert_eq!(err.kind(), "timeout");
