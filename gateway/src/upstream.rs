@@ -1194,8 +1194,6 @@ mod tests {
         Request::get(url).body(body::empty()).expect("request")
     }
 
-    /// An upstream that answers every request on a connection with `ok` (keep-alive) and
-    /// records the connections it accepted and the request heads it read.
     /// A local upstream serving each connection it accepts with `serve`, on a task of
     /// its own: its base URL and how many connections it accepted.
     async fn serve_each<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
@@ -1216,6 +1214,8 @@ mod tests {
         (format!("http://{addr}"), connections)
     }
 
+    /// An upstream that answers every request on a connection with `ok` (keep-alive) and
+    /// records the connections it accepted and the request heads it read.
     async fn upstream() -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
         let heads = Arc::new(Mutex::new(Vec::new()));
         let h = heads.clone();

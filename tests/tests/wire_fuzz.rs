@@ -14,8 +14,10 @@
 //!   upstream's status or the gateway's own 502/504;
 //! - afterwards, the gateway still serves plain requests.
 //!
-//! A failing case is shrunk by proptest to a small one and printed; the generator's seed
-//! is random per run (`PROPTEST_CASES` sets how many cases).
+//! A failing case is shrunk by proptest to a small one and printed, with the first
+//! failing case as generated and (for upstream answers) what the upstream read and sent on
+//! each connection up to it; the generator's seed is random per run (`PROPTEST_CASES` sets
+//! how many cases).
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -704,8 +706,8 @@ async fn scripted_upstream(listener: TcpListener, script: Arc<Mutex<Script>>) {
                     let mut after = s.after.unwrap_or(After::Close);
                     // The stray follows the test client's own request only: the test
                     // times those (each case waits for its stray), but not the gateway's
-                    // own calls (the mirror reading an image after a change, again and
-                    // again if it makes no sense of the answer). A stray that lands after
+                    // own calls (the mirror reading an image after a change, and again on
+                    // its retries). A stray that lands after
                     // such a call's next request was sent is that request's answer to
                     // any HTTP/1.1 client, and the connection is one answer behind from
                     // then on: seen under load, a later client then got one of them.
