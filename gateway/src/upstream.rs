@@ -786,25 +786,16 @@ fn replayable(req: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
 /// Whether a request failed because its connection ended before the answer's head: the
 /// upstream closed it (hyper's "incomplete message") or reset it.
 fn ended_before_answer(e: &hyper::Error) -> bool {
-    if e.is_incomplete_message() {
-        return true;
-    }
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(e) = next {
-        if e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            )
-        }) {
-            return true;
-        }
-        next = e.source();
-    }
-    false
+    e.is_incomplete_message()
+        || io_kind_in_chain(
+            e,
+            &[
+                std::io::ErrorKind::ConnectionReset,
+                std::io::ErrorKind::ConnectionAborted,
+                std::io::ErrorKind::BrokenPipe,
+                std::io::ErrorKind::UnexpectedEof,
+            ],
+        )
 }
 
 impl Conn {
@@ -1131,10 +1122,15 @@ fn rustls_native_certs_or_empty() -> Vec<rustls::pki_types::CertificateDer<'stat
 /// left blocked (see [`SendTimeout`]), or an answer it stopped sending (see
 /// [`UpstreamBody`]).
 pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    io_kind_in_chain(e, &[std::io::ErrorKind::TimedOut])
+}
+
+/// Whether `e` or one of its sources is an [`std::io::Error`] of one of `kinds`.
+fn io_kind_in_chain(e: &(dyn std::error::Error + 'static), kinds: &[std::io::ErrorKind]) -> bool {
     let mut next = Some(e);
     while let Some(e) = next {
         if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            .is_some_and(|io| kinds.contains(&io.kind()))
         {
             return true;
         }
