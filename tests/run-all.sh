@@ -3,9 +3,9 @@
 #   1. formatting and lints (cargo fmt --check, clippy -D warnings);
 #   2. the real OpenStack venv (Keystone, Nova, Glance, Cinder, Neutron, Placement and the
 #      openstack CLI from PyPI), installed once into $HOME/.cache/drgw/realstack;
-#   3. cargo test for the whole workspace: unit tests, simulator integration tests, the
-#      real `openstack` CLI against the sandbox, and the real-services tier (which starts
-#      two real sites itself and fails loudly, never skips, when something is missing).
+#   3. cargo test for the whole workspace: unit tests, simulator integration tests and the
+#      real `openstack` CLI against the sandbox; beside them the real-services tier (which
+#      starts two real sites itself and fails loudly, never skips, when something is missing).
 # The cargo target dir is cached outside the clone: $HOME/.cache/drgw-target.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,8 +45,33 @@ fi
 
 t=$SECONDS
 cargo build --workspace --quiet
-stamp "build: $((SECONDS - t)) s"
+cargo test --workspace --no-run --quiet
+cargo test --workspace --test real_sites --no-run --quiet
+stamp "build (crates and test binaries): $((SECONDS - t)) s"
 
+# The real tier (tests/tests/real_sites.rs, `test = false`: only named, never by a plain
+# `cargo test`) goes one Python CLI call or tempest run at a time against its sites, so it runs
+# beside the rest rather than after it. cargo holds its build lock only while it builds, and
+# both are built above. Its output goes to a file and is printed whole when it ends.
+real_log=$(mktemp "${TMPDIR:-/tmp}/drgw-real-tier.XXXXXX")
 t=$SECONDS
-cargo test --workspace --no-fail-fast
-stamp "cargo test: $((SECONDS - t)) s; whole run: $((SECONDS - t0)) s"
+cargo test --workspace --test real_sites >"$real_log" 2>&1 &
+real_pid=$!
+stop_real_tier() {   # on an early exit: TERM makes the tier stop both sites (by PID) first
+  if kill -0 "$real_pid" 2>/dev/null; then
+    pkill -TERM -P "$real_pid" 2>/dev/null || true
+    wait "$real_pid" 2>/dev/null || true
+  fi
+}
+trap stop_real_tier EXIT
+
+rest=0
+cargo test --workspace --no-fail-fast || rest=$?
+stamp "cargo test (all but the real tier): $((SECONDS - t)) s, exit $rest; waiting for the real tier"
+real=0
+wait "$real_pid" || real=$?
+trap - EXIT
+cat "$real_log"
+rm -f "$real_log"
+stamp "real tier: exit $real; cargo test: $((SECONDS - t)) s; whole run: $((SECONDS - t0)) s"
+[ "$rest" -eq 0 ] && [ "$real" -eq 0 ]
