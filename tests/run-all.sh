@@ -43,8 +43,10 @@ if [ -d "$CARGO_TARGET_DIR/debug" ]; then
     -mtime +3 -delete 2>/dev/null || true
 fi
 
+# The test build makes every binary the tests run (target/debug/drgw among them); a
+# separate `cargo build` would compile the gateway a second time, without the dependency
+# features that the tests' dev-dependencies add (tokio's test-util).
 t=$SECONDS
-cargo build --workspace --quiet
 cargo test --workspace --no-run --quiet
 cargo test --workspace --test real_sites --no-run --quiet
 stamp "build (crates and test binaries): $((SECONDS - t)) s"
