@@ -43,20 +43,17 @@ if [ -d "$CARGO_TARGET_DIR/debug" ]; then
     -mtime +3 -delete 2>/dev/null || true
 fi
 
-# The test build makes every binary the tests run (target/debug/drgw among them); a
-# separate `cargo build` would compile the gateway a second time, without the dependency
-# features that the tests' dev-dependencies add (tokio's test-util).
-t=$SECONDS
-cargo test --workspace --no-run --quiet
-cargo test --workspace --test real_sites --no-run --quiet
-stamp "build (crates and test binaries): $((SECONDS - t)) s"
-
 # The real tier (tests/tests/real_sites.rs, `test = false`: only named, never by a plain
-# `cargo test`) goes one Python CLI call or tempest run at a time against its sites, so it runs
-# beside the rest rather than after it. cargo holds its build lock only while it builds, and
-# both are built above. Its output goes to a file and is printed whole when it ends.
-real_log=$(mktemp "${TMPDIR:-/tmp}/drgw-real-tier.XXXXXX")
+# `cargo test`) goes one Python CLI call or tempest run at a time against its sites, so it
+# runs beside the rest rather than after it. It is built first (the gateway's library, the
+# test bed's and its own binary) and starts its sites while the other test binaries build.
+# cargo holds its build lock only while it builds, and the two builds share every unit they
+# both need. Its output goes to a file and is printed whole when it ends.
 t=$SECONDS
+cargo test --workspace --test real_sites --no-run --quiet
+stamp "real tier built: $((SECONDS - t)) s"
+real_log=$(mktemp "${TMPDIR:-/tmp}/drgw-real-tier.XXXXXX")
+t_real=$SECONDS
 cargo test --workspace --test real_sites >"$real_log" 2>&1 &
 real_pid=$!
 stop_real_tier() {   # on an early exit: TERM makes the tier stop both sites (by PID) first
@@ -66,7 +63,18 @@ stop_real_tier() {   # on an early exit: TERM makes the tier stop both sites (by
   fi
 }
 trap stop_real_tier EXIT
+# The other build starts once the tier runs: until then the tier's cargo may need the lock.
+until grep -q "^real_sites: starting" "$real_log" || ! kill -0 "$real_pid" 2>/dev/null; do
+  sleep 1
+done
 
+# The test build makes every binary the tests run (target/debug/drgw among them); a
+# separate `cargo build` would compile the gateway a second time, without the dependency
+# features that the tests' dev-dependencies add (tokio's test-util).
+t=$SECONDS
+cargo test --workspace --no-run --quiet
+stamp "other test binaries built: $((SECONDS - t)) s"
+t=$SECONDS
 rest=0
 cargo test --workspace --no-fail-fast || rest=$?
 stamp "cargo test (all but the real tier): $((SECONDS - t)) s, exit $rest; waiting for the real tier"
@@ -75,5 +83,5 @@ wait "$real_pid" || real=$?
 trap - EXIT
 cat "$real_log"
 rm -f "$real_log"
-stamp "real tier: exit $real; cargo test: $((SECONDS - t)) s; whole run: $((SECONDS - t0)) s"
+stamp "real tier: exit $real, $((SECONDS - t_real)) s; whole run: $((SECONDS - t0)) s"
 [ "$rest" -eq 0 ] && [ "$real" -eq 0 ]
