@@ -707,10 +707,10 @@ async fn scripted_upstream(listener: TcpListener, script: Arc<Mutex<Script>>) {
                     // The stray follows the test client's own request only: the test
                     // times those (each case waits for its stray), but not the gateway's
                     // own calls (the mirror reading an image after a change, and again on
-                    // its retries). A stray that lands after
-                    // such a call's next request was sent is that request's answer to
-                    // any HTTP/1.1 client, and the connection is one answer behind from
-                    // then on: seen under load, a later client then got one of them.
+                    // its retries). A stray that lands after such a call's next request
+                    // was sent is that request's answer to any HTTP/1.1 client, and the
+                    // connection is one answer behind from then on: seen under load, a
+                    // later client then got one of them.
                     if matches!(after, After::Stray) && !request_line.contains("case=") {
                         after = After::KeepOpen;
                     }
