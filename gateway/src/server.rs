@@ -11,8 +11,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
@@ -420,15 +422,21 @@ pub(crate) fn pick_route(routes: &[Arc<ServiceRoute>], path: &str) -> Option<Arc
         .cloned()
 }
 
-pub(crate) async fn dispatch(
+/// The answer to one request of the general path, boxed once: [`stack::handle`]'s future
+/// is several KiB, and each async layer around it would hold (and move) it again.
+pub(crate) type Answer =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+/// Routes one request of the general path to its service's [`stack::handle`].
+pub(crate) fn dispatch(
     gw: Arc<Gateway>,
     fo: Arc<FailoverController>,
-    routes: Arc<Vec<Arc<ServiceRoute>>>,
+    routes: &[Arc<ServiceRoute>],
     conn: ConnInfo,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    match pick_route(&routes, req.uri().path()) {
-        Some(route) => Ok(stack::handle(gw, fo, route, conn, req).await),
+) -> Answer {
+    match pick_route(routes, req.uri().path()) {
+        Some(route) => Box::pin(stack::handle(gw, fo, route, conn, req).map(Ok)),
         None => {
             let mut resp = Response::new(body::full(
                 r#"{"error": {"code": 404, "title": "Not Found", "message": "No OpenStack service is served under this path."}}"#,
@@ -438,7 +446,7 @@ pub(crate) async fn dispatch(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
             );
-            Ok(resp)
+            Box::pin(std::future::ready(Ok(resp)))
         }
     }
 }

@@ -15,12 +15,14 @@
 //! The policy decision, the failover guard and the journal append slot in between 2 and 3
 //! (and after 3 for the append) as the DR issues land; they only need the `Operation`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use drgw_catalog::EndpointServices;
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -207,22 +209,23 @@ fn microversion(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Handles one client request end to end. Never fails: every error becomes a response in
-/// the fronted service's native error format.
-pub async fn handle(
+/// the fronted service's native error format. Not an `async fn`: the request's future is
+/// [`handle_request`]'s own, mapped, rather than a layer that would hold it again.
+pub fn handle(
     gw: Arc<Gateway>,
     fo: Arc<FailoverController>,
     route: Arc<ServiceRoute>,
     conn: ConnInfo,
     req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    if route.service != Service::Image {
-        return handle_request(gw, fo, route, conn, req).await;
-    }
+) -> impl Future<Output = Response<ProxyBody>> + Send {
     // Glance negotiates its error pages on `Accept` (webob): the gateway's own errors for it
     // are made as JSON (`native_error`) and made again here for what the client accepts.
-    let accept = req.headers().get(header::ACCEPT).cloned();
-    let resp = handle_request(gw, fo, route, conn, req).await;
-    glance_error_for(resp, accept.as_ref())
+    let glance_accept =
+        (route.service == Service::Image).then(|| req.headers().get(header::ACCEPT).cloned());
+    handle_request(gw, fo, route, conn, req).map(move |resp| match glance_accept {
+        Some(accept) => glance_error_for(resp, accept.as_ref()),
+        None => resp,
+    })
 }
 
 /// The message of an error the gateway made for Glance, kept on the response so that
