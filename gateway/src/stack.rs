@@ -462,19 +462,24 @@ async fn handle_request(
     finish(&gw, service, action, &req_id, resp)
 }
 
-/// Sends a request to the active site, timing it.
-async fn send_upstream(
-    gw: &Gateway,
+/// Sends a request to the active site, timing it. Not an `async fn`: the client's future,
+/// mapped, is the whole state (each async layer would hold the request again, and the
+/// general path moves its request's future whole).
+fn send_upstream<'a>(
+    gw: &'a Gateway,
     service: Service,
     site: SiteName,
     req: Request<ProxyBody>,
-) -> Result<Response<UpstreamBody>, crate::upstream::UpstreamError> {
+) -> impl Future<Output = Result<Response<UpstreamBody>, crate::upstream::UpstreamError>> + Send + 'a
+{
     let sent = Instant::now();
-    let resp = gw.client(site).send(req).await?;
-    gw.metrics
-        .proxy
-        .observe_upstream(service, site, sent.elapsed().as_secs_f64());
-    Ok(resp)
+    gw.client(site).send(req).inspect(move |resp| {
+        if resp.is_ok() {
+            gw.metrics
+                .proxy
+                .observe_upstream(service, site, sent.elapsed().as_secs_f64());
+        }
+    })
 }
 
 /// [`send_upstream`], with failures answered in the service's native format (502/504).

@@ -29,7 +29,7 @@
 //! one the upstream closed while idle is noticed by the lane's next exchange (a GET goes
 //! again on a new connection) or dropped by the reaper when it expires.
 
-use std::future::Future as _;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -168,29 +168,32 @@ impl UpstreamClient {
 
     /// Sends a request and waits for the response headers. The request timeout runs from
     /// the moment the request body has been sent: a long upload (image data) is bounded by
-    /// its own progress, not by the timeout.
-    pub async fn send(
+    /// its own progress, not by the timeout. Not an `async fn`: the pool's future is the
+    /// whole state (an async layer would hold the request a second time).
+    pub fn send(
         &self,
         req: Request<ProxyBody>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + '_ {
         let timeout = self.pool.request_timeout;
-        if req.body().is_end_stream() {
+        let (req, deadline) = if req.body().is_end_stream() {
             let deadline = Deadline {
                 timeout,
                 at: Some(Instant::now() + timeout),
                 body_sent: None,
             };
-            return self.pool.request(req, deadline).await;
-        }
-        let sent = Arc::new(AtomicBool::new(false));
-        let done = sent.clone();
-        let req = req.map(|inner| body::stream(SignalOnEnd { inner, done }));
-        let deadline = Deadline {
-            timeout,
-            at: None,
-            body_sent: Some(sent),
+            (req, deadline)
+        } else {
+            let sent = Arc::new(AtomicBool::new(false));
+            let done = sent.clone();
+            let req = req.map(|inner| body::stream(SignalOnEnd { inner, done }));
+            let deadline = Deadline {
+                timeout,
+                at: None,
+                body_sent: Some(sent),
+            };
+            (req, deadline)
         };
-        self.pool.request(req, deadline).await
+        self.pool.request(req, deadline)
     }
 
     /// The fast lane's checkout: the host's `Host` header and its most recently used idle
@@ -647,6 +650,9 @@ impl Pool {
         let mut tcp = None;
         for addr in &addrs {
             match tokio::time::timeout(per_address, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) if connected_to_itself(&stream) => {
+                    last_error = Some(fail("tcp connect to", &SELF_CONNECTED));
+                }
                 Ok(Ok(stream)) => {
                     tcp = Some(stream);
                     break;
@@ -673,6 +679,18 @@ impl Pool {
             .map_err(|e| fail("TLS handshake with", &e))?;
         Ok(UpstreamIo::Tls(Box::new(tls)))
     }
+}
+
+/// Why a connection that met itself is given up.
+const SELF_CONNECTED: &str = "connected to itself (nothing listens there)";
+
+/// True for a TCP connection whose two ends are the same address. With nothing listening on
+/// a local upstream's port, and that port in the ephemeral range, the kernel can pick it as
+/// the connection's own port, and the SYN meets itself (a simultaneous open): the "upstream"
+/// would read the gateway's own request back as its answer. Such a connection is a
+/// refusal, and is closed.
+fn connected_to_itself(stream: &TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
 
 /// The byte stream of an upstream connection: plain TCP or TLS over it.
@@ -1461,6 +1479,22 @@ mod tests {
             .expect_err("refused");
         assert_eq!(err.kind(), "connect");
         assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_met_itself_is_told_apart() {
+        // A simultaneous open with itself, as the kernel makes when a connect to a port
+        // nobody listens on is given that port as its own.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let own = socket.local_addr().expect("addr");
+        let looped = socket.connect(own).await.expect("self-connect");
+        assert!(connected_to_itself(&looped));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let real = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        assert!(!connected_to_itself(&real));
     }
 
     #[tokio::test]
