@@ -686,9 +686,9 @@ const SELF_CONNECTED: &str = "connected to itself (nothing listens there)";
 
 /// True for a TCP connection whose two ends are the same address. With nothing listening on
 /// a local upstream's port, and that port in the ephemeral range, the kernel can pick it as
-/// the connection's own port, and the SYN meets itself (a simultaneous open): the "upstream"
-/// would read the gateway's own request back as its answer. Such a connection is a
-/// refusal, and is closed.
+/// the connection's own port, and the SYN meets itself (a simultaneous open): the gateway
+/// would read its own request back as the answer. Such a connection is a refusal, and is
+/// closed.
 fn connected_to_itself(stream: &TcpStream) -> bool {
     matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
