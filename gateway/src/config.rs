@@ -417,7 +417,11 @@ fn err(errors: &mut Vec<ConfigError>, key: impl Into<String>, reason: impl Into<
     });
 }
 
-/// Parses durations such as `500ms`, `3s`, `2m`, `1h`.
+/// The longest duration the configuration takes: far beyond any timeout or interval, and
+/// short enough that adding it to the clock cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Parses durations such as `500ms`, `3s`, `2m`, `1h`, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
@@ -433,7 +437,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => value * 3600.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(secs))
+    // `try_`: a number of hours past what a `Duration` holds is refused, not a panic.
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 fn duration(
@@ -450,7 +457,9 @@ fn duration(
                 err(
                     errors,
                     key,
-                    format!("`{v}` is not a positive duration (e.g. 500ms, 3s, 2m)"),
+                    format!(
+                        "`{v}` is not a positive duration of at most 100 years (e.g. 500ms, 3s, 2m)"
+                    ),
                 );
                 default
             }
@@ -984,6 +993,29 @@ public_url = "http://gw.example.com:8774"
         assert_eq!(parse_duration("3"), None);
         assert_eq!(parse_duration("xs"), None);
         assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(
+            parse_duration("876000h"),
+            Some(Duration::from_secs(876_000 * 3600))
+        );
+        assert_eq!(parse_duration("876001h"), None);
+        // Past what a `Duration` can hold: refused, where it used to panic.
+        assert_eq!(parse_duration("99999999999999999999999h"), None);
+    }
+
+    #[test]
+    fn a_duration_too_long_is_an_error_with_its_key() {
+        let text = GOOD.replace(
+            "[gateway]\n",
+            "[gateway]\nclient_header_timeout = \"99999999999999999999999h\"\n",
+        );
+        let errs = Config::parse(&text, Path::new("/etc/drgw")).expect_err("too long");
+        assert!(
+            errs.0
+                .iter()
+                .any(|e| e.key == "gateway.client_header_timeout"
+                    && e.reason.contains("at most 100 years")),
+            "{errs:?}"
+        );
     }
 
     #[test]
