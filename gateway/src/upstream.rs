@@ -175,23 +175,19 @@ impl UpstreamClient {
         req: Request<ProxyBody>,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send + '_ {
         let timeout = self.pool.request_timeout;
-        let (req, deadline) = if req.body().is_end_stream() {
-            let deadline = Deadline {
-                timeout,
-                at: Some(Instant::now() + timeout),
-                body_sent: None,
-            };
-            (req, deadline)
+        // Without a body the deadline is known now; with one, once the body has been sent.
+        let (req, at, body_sent) = if req.body().is_end_stream() {
+            (req, Some(Instant::now() + timeout), None)
         } else {
             let sent = Arc::new(AtomicBool::new(false));
             let done = sent.clone();
             let req = req.map(|inner| body::stream(SignalOnEnd { inner, done }));
-            let deadline = Deadline {
-                timeout,
-                at: None,
-                body_sent: Some(sent),
-            };
-            (req, deadline)
+            (req, None, Some(sent))
+        };
+        let deadline = Deadline {
+            timeout,
+            at,
+            body_sent,
         };
         self.pool.request(req, deadline)
     }
