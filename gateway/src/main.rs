@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// mimalloc rather than the C library's allocator: a proxy allocates and frees small
 /// buffers, headers and JSON values on every request, from several threads. Measured with
-/// the mirror benchmark (README): 35–45% less process CPU per proxied create.
+/// the mirror benchmark (`tests/benches/README.md`): 35–45% less process CPU per proxied create.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -11,7 +11,7 @@
 //! gateway's state (journal, ID map, token cache, metrics) is shared, as before.
 //!
 //! One work-stealing runtime did the same work with wake-ups across threads on every
-//! request; the README's performance section has the figures.
+//! request; `gateway/benches/README.md` has the figures ("One runtime per worker").
 
 use std::cell::Cell;
 
