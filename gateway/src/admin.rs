@@ -705,6 +705,7 @@ async fn status(gw: &Gateway) -> serde_json::Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "active_site": gw.active_site().as_str(),
+        "id_translation": gw.stable_ids.armed(),
         "sites": sites,
         "tiers": tiers,
     })

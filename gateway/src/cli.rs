@@ -327,6 +327,13 @@ async fn status(config: &Path, json: bool) -> anyhow::Result<i32> {
         "active site: {}",
         value["active_site"].as_str().unwrap_or("?")
     );
+    match value["id_translation"].as_bool() {
+        Some(true) => println!(
+            "ID translation: on (since a first failover; every request takes the general path)"
+        ),
+        Some(false) => println!("ID translation: off"),
+        None => {}
+    }
     println!("{:<10} {:<10} {:<5} URL", "SITE", "SERVICE", "UP");
     if let Some(sites) = value["sites"].as_object() {
         for (site, s) in sites {

@@ -260,6 +260,10 @@ impl Gateway {
         if site != SiteName::Primary {
             self.stable_ids.arm();
         }
+        self.metrics
+            .proxy
+            .id_translation
+            .set(i64::from(self.stable_ids.armed()));
         self.rewriter
             .store(Arc::new(Rewriter::new(&self.config, site)));
         self.active.store(Arc::new(site));

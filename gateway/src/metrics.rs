@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use http::StatusCode;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::config::SiteName;
@@ -32,6 +32,9 @@ pub struct ProxyMetrics {
     pub fast_lane: FastLaneCounters,
     /// `drgw_worker_connections_total{worker}`: client connections accepted, by worker.
     pub connections: IntCounterVec,
+    /// `drgw_id_translation`: 1 once a first failover has armed the translation of IDs
+    /// (every request then takes the general path), 0 before.
+    pub id_translation: IntGauge,
     /// Children of `requests` and `upstream_duration` for the label values every request
     /// uses, made on first use (so that no series appears before it is counted).
     hot: Arc<HotChildren>,
@@ -193,6 +196,15 @@ impl Metrics {
             &["worker"],
         )
         .expect("static metric definition");
+        let id_translation = IntGauge::new(
+            "drgw_id_translation",
+            "1 once a first failover has armed ID translation: every request then takes the \
+             general path, its IDs translated through the ID map",
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(id_translation.clone()))
+            .expect("unique metric");
         for c in [
             &connections,
             &requests,
@@ -229,6 +241,7 @@ impl Metrics {
                     handed_over: fast_lane.with_label_values(&["handed_over"]),
                 },
                 connections,
+                id_translation,
                 hot: Arc::new(HotChildren {
                     requests: (0..Service::ALL.len() * ACTIONS.len() * STATUSES.len())
                         .map(|_| OnceLock::new())

@@ -251,7 +251,7 @@ async fn planned_failover_and_failback_keep_the_tenants_ids() {
             .unwrap_or_default();
         let status = drgw(&config, &["status"])?;
         anyhow::ensure!(
-            status.contains("recovery"),
+            status.contains("active site: recovery") && status.contains("ID translation: on"),
             "status after failover: {status}"
         );
 

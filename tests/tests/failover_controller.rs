@@ -97,6 +97,8 @@ async fn planned_failover_drains_flips_persists_and_fails_back() {
         (loaded.phase, loaded.active_site, loaded.epoch),
         (Phase::Normal, Site::Primary, 0)
     );
+    let text = gw.metrics.render();
+    assert!(text.contains("drgw_id_translation 0"), "{text}");
 
     let switching = {
         let ctrl = ctrl.clone();
@@ -154,6 +156,7 @@ async fn planned_failover_drains_flips_persists_and_fails_back() {
         text.contains("drgw_failovers_total{kind=\"planned_failover\"} 1"),
         "{text}"
     );
+    assert!(text.contains("drgw_id_translation 1"), "{text}");
 
     // The primary's token means nothing to the recovery site: a call with it is refused
     // 401, naming the gateway's Keystone to log in at again. A new login reaches the

@@ -91,6 +91,7 @@ async fn admin_api_is_authenticated_and_reports_health() {
         .expect("status");
     assert!(code.is_success());
     assert_eq!(status["active_site"], "primary");
+    assert_eq!(status["id_translation"], false, "no failover yet: {status}");
     assert_eq!(
         status["sites"]["recovery"]["services"]["compute"]["up"], true,
         "{status}"
@@ -104,6 +105,7 @@ async fn admin_api_is_authenticated_and_reports_health() {
         "drgw_token_cache_requests_total",
         "drgw_site_up",
         "drgw_journal_group_commands",
+        "drgw_id_translation 0",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }

@@ -36,6 +36,7 @@ fn sandbox_runs_and_the_cli_uses_it() {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("drgw sandbox starts");
+    let _stop = StopOnPanic(child.id());
     let clouds = dir.path().join("clouds.yaml");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(clouds.exists() && std::net::TcpStream::connect(("127.0.0.1", base)).is_ok()) {
@@ -84,7 +85,9 @@ fn sandbox_runs_and_the_cli_uses_it() {
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.status.success() && text.contains("active site: primary"),
+        status.status.success()
+            && text.contains("active site: primary")
+            && text.contains("ID translation: off"),
         "drgw status:\n{text}"
     );
 
@@ -107,4 +110,18 @@ fn sandbox_runs_and_the_cli_uses_it() {
         std::net::TcpStream::connect(("127.0.0.1", base)).is_err(),
         "the gateway still listens"
     );
+}
+
+/// Sends SIGTERM to the sandbox (which stops its simulators too) when the test fails before
+/// its own stop, so that a failure leaves no process behind.
+struct StopOnPanic(u32);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.to_string()])
+                .status();
+        }
+    }
 }
